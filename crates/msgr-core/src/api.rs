@@ -1,0 +1,164 @@
+//! The application-facing API, implemented by each transport (`msgr-tcp`, `msgr-rdma`).
+//!
+//! An application builds a messenger (usually from a TOML file through the `msgr` facade),
+//! registers a [`Dispatcher`], starts it, and sends messages to entity addresses or on
+//! [`Connection`]s. Incoming messages, connects, accepts and resets come back through the
+//! dispatcher, called from the transport's worker threads: a dispatcher must not block for long.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::message::Message;
+use crate::policy::Policy;
+use crate::session::SessionError;
+use crate::wire::{EntityAddr, EntityName, EntityType};
+
+/// A connection handle, cheap to clone.
+pub type ConnectionRef = Arc<dyn Connection>;
+
+/// Errors of the messenger API.
+#[derive(Debug, thiserror::Error)]
+pub enum MessengerError {
+    #[error("cannot bind {addr}: {source} (is another daemon using the port? change `bind` in the config)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("messenger is not started: call start() first")]
+    NotStarted,
+    #[error("messenger is shut down")]
+    ShutDown,
+    #[error("no dispatcher registered: call add_dispatcher() before start()")]
+    NoDispatcher,
+    #[error("connection to {peer} is closed ({reason}); get a new one with connect_to()")]
+    ConnectionClosed { peer: String, reason: String },
+    #[error("send queue to {peer} is full ({queued_bytes} bytes queued, limit {limit}); retry later or raise `send_queue_bytes`")]
+    QueueFull {
+        peer: String,
+        queued_bytes: u64,
+        limit: u64,
+    },
+    #[error("timed out after {0:?} waiting for send queue space")]
+    SendTimeout(Duration),
+    #[error("transport error: {0}")]
+    Transport(String),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters of one connection (monotonic, since it was created).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionCounters {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub faults: u64,
+    pub reconnects: u64,
+    pub replayed: u64,
+    pub throttle_waits: u64,
+}
+
+/// Counters of a whole messenger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessengerCounters {
+    pub connections: ConnectionCounters,
+    pub accepted: u64,
+    pub connected: u64,
+    pub refused: u64,
+    /// Links closed because of a protocol error (bad banner, bad CRC, oversized, stalled ...).
+    pub protocol_errors: u64,
+    pub handshake_timeouts: u64,
+    pub open_connections: u64,
+}
+
+/// One peer, as the application sees it.
+pub trait Connection: Send + Sync {
+    fn peer_addr(&self) -> EntityAddr;
+    fn peer_type(&self) -> EntityType;
+    /// Known once the handshake finished.
+    fn peer_name(&self) -> Option<EntityName>;
+    /// Feature bits negotiated with the peer (0 before the handshake).
+    fn features(&self) -> u64;
+    /// Queue a message. Errors if the connection is closed or the send queue is full (see the
+    /// transport's docs for the exact back-pressure behaviour).
+    fn send_message(&self, msg: Message) -> Result<(), MessengerError>;
+    fn send_keepalive(&self) -> Result<(), MessengerError>;
+    /// Handshake finished and the link is up.
+    fn is_connected(&self) -> bool;
+    /// Drop the session now; queued messages are reported as undelivered.
+    fn mark_down(&self);
+    fn counters(&self) -> ConnectionCounters;
+    /// Hand a received message's throttle budget back (messages are released automatically when
+    /// the dispatcher returns, unless the dispatcher keeps them with `Dispatcher::defer_release`).
+    fn release(&self, msg_len: usize) {
+        let _ = msg_len;
+    }
+}
+
+/// Callbacks from a messenger to the application. All have defaults except `ms_dispatch`.
+pub trait Dispatcher: Send + Sync {
+    /// A message arrived, in order, once.
+    fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message);
+    /// Our outgoing connection finished its handshake.
+    fn ms_handle_connect(&self, conn: &ConnectionRef) {
+        let _ = conn;
+    }
+    /// A peer's connection finished its handshake.
+    fn ms_handle_accept(&self, conn: &ConnectionRef) {
+        let _ = conn;
+    }
+    /// The session is gone (lossy fault, mark_down, shutdown); `undelivered` never reached the peer
+    /// for sure.
+    fn ms_handle_reset(&self, conn: &ConnectionRef, undelivered: Vec<Message>) {
+        let _ = (conn, undelivered);
+    }
+    /// The peer lost its session state with us.
+    fn ms_handle_remote_reset(&self, conn: &ConnectionRef) {
+        let _ = conn;
+    }
+    /// A link failed; a lossless session will reconnect and replay.
+    fn ms_handle_fault(&self, conn: &ConnectionRef, error: &SessionError) {
+        let _ = (conn, error);
+    }
+    /// Accept hook: return false to refuse this peer before its session is created.
+    fn ms_verify_accept(&self, peer_addr: &EntityAddr, peer_type: EntityType) -> bool {
+        let _ = (peer_addr, peer_type);
+        true
+    }
+}
+
+/// A messenger: one local entity, its listener, its sessions.
+pub trait Messenger: Send + Sync {
+    fn my_name(&self) -> EntityName;
+    /// The address peers use to reach us (bound port and nonce filled in).
+    fn my_addr(&self) -> EntityAddr;
+    /// Set before start; the default comes from config.
+    fn set_policy(&self, peer_type: EntityType, policy: Policy);
+    fn add_dispatcher(&self, dispatcher: Arc<dyn Dispatcher>);
+    /// Start workers and the listener.
+    fn start(&self) -> Result<(), MessengerError>;
+    /// The connection to `addr` (created on first use; local delivery when `addr` is ours).
+    fn connect_to(
+        &self,
+        peer_type: EntityType,
+        addr: &EntityAddr,
+    ) -> Result<ConnectionRef, MessengerError>;
+    /// Send to an address, creating the connection if needed.
+    fn send_to(
+        &self,
+        msg: Message,
+        peer_type: EntityType,
+        addr: &EntityAddr,
+    ) -> Result<(), MessengerError> {
+        self.connect_to(peer_type, addr)?.send_message(msg)
+    }
+    fn mark_down(&self, addr: &EntityAddr);
+    fn mark_down_all(&self);
+    /// Stop accepting, flush or fail queued messages (reported to the dispatcher), join workers.
+    fn shutdown(&self);
+    fn counters(&self) -> MessengerCounters;
+}

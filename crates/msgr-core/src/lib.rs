@@ -1,0 +1,25 @@
+//! # msgr-core
+//!
+//! Everything about Ceph's messenger protocol v1 ("msgr1") that does not touch a socket.
+//!
+//! Layers, one folder each:
+//! - [`wire`]: byte-exact encoders and incremental decoders for every msgr1 structure (banner,
+//!   legacy `entity_addr_t`, connect / connect-reply, tags, message header and footers, crc32c).
+//!   No state beyond what one decoder needs to resume after a short read.
+//! - [`session`]: the per-connection state machine, for both the connecting and the accepting side.
+//!   It takes bytes, time and API calls in, and gives bytes, events and its next deadline out
+//!   (quinn-proto style). TCP and RDMA transports are only drivers of it.
+//! - [`api`]: the `Messenger`, `Connection` and `Dispatcher` traits, [`policy::Policy`] and
+//!   errors that applications use and transports implement.
+//!
+//! Nothing here spawns a thread or opens a socket.
+
+pub mod api;
+pub mod message;
+pub mod policy;
+pub mod session;
+pub mod wire;
+
+pub use message::{Message, Priority};
+pub use policy::Policy;
+pub use wire::{EntityAddr, EntityName, EntityType};

@@ -1,0 +1,8 @@
+//! Ceph's crc32c: reflected CRC-32C (Castagnoli) with the given seed and no pre- or post-inversion.
+//! `ceph_crc32c(0, b"")` is 0. The `crc32c` crate computes the standard (inverted) form, so we
+//! invert around it: `!crc32c_append(!seed, data)`.
+
+/// `ceph_crc32c(seed, data)`.
+pub fn ceph_crc32c(seed: u32, data: &[u8]) -> u32 {
+    !crc32c::crc32c_append(!seed, data)
+}

@@ -1,0 +1,1 @@
+//! `CEPH_FEATURE_*` bits. TODO(wire helper): complete list.

@@ -1,0 +1,1 @@
+//! msgr1 over RDMA.

@@ -1,0 +1,1 @@
+//! msgr1 over TCP on a mio reactor.

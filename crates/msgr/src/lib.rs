@@ -1,0 +1,1 @@
+//! msgr facade.
