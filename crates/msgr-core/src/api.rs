@@ -124,6 +124,11 @@ pub trait Dispatcher: Send + Sync {
     fn ms_handle_fault(&self, conn: &ConnectionRef, error: &SessionError) {
         let _ = (conn, error);
     }
+    /// Return true to keep each dispatched message's throttle budget after `ms_dispatch` returns;
+    /// the application then hands it back with `Connection::release(msg.payload_len())`.
+    fn defer_release(&self) -> bool {
+        false
+    }
     /// Accept hook: return false to refuse this peer before its session is created.
     fn ms_verify_accept(&self, peer_addr: &EntityAddr, peer_type: EntityType) -> bool {
         let _ = (peer_addr, peer_type);

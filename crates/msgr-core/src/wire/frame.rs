@@ -1,5 +1,24 @@
-//! Frames of an open session and their incremental decoder. TODO(wire helper).
+//! Frames of an open session: their resumable decoder and their encoders.
+//!
+//! After the handshake, each frame starts with a one-byte tag:
+//!
+//! | tag | frame | body |
+//! |-----|-------|------|
+//! | 7 MSG | [`Frame::Msg`] | 53-byte header, front, middle, data, footer (13 or 21 bytes) |
+//! | 8 ACK | [`Frame::Ack`] | le64 seq |
+//! | 9 KEEPALIVE | [`Frame::Keepalive`] | nothing |
+//! | 14 KEEPALIVE2 | [`Frame::Keepalive2`] | le32 sec, le32 nsec |
+//! | 15 KEEPALIVE2_ACK | [`Frame::Keepalive2Ack`] | le32 sec, le32 nsec (echoed) |
+//! | 6 CLOSE | [`Frame::Close`] | nothing |
+//!
+//! The decoder keeps unconsumed bytes in the caller's receive buffer and only a small state
+//! between calls. It checks every announced length against [`DecodeLimits`] before reserving
+//! room for it, and hands out a message's sections as slices of the receive buffer.
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::header::{MsgFooter, MsgHeader};
+use super::{EntityName, Tag, WireError};
 use crate::message::Message;
 
 /// Limits checked before anything is allocated for a peer's announced lengths.
@@ -8,6 +27,7 @@ pub struct DecodeLimits {
     pub max_front: u32,
     pub max_middle: u32,
     pub max_data: u32,
+    /// Limit on front + middle + data.
     pub max_message: u64,
 }
 
@@ -22,6 +42,41 @@ impl Default for DecodeLimits {
     }
 }
 
+impl DecodeLimits {
+    /// Checks a header's announced section lengths against the limits.
+    pub fn check(&self, h: &MsgHeader) -> Result<(), WireError> {
+        let sections = [
+            ("front", h.front_len, self.max_front),
+            ("middle", h.middle_len, self.max_middle),
+            ("data", h.data_len, self.max_data),
+        ];
+        for (section, len, limit) in sections {
+            if len > limit {
+                return Err(WireError::TooLong {
+                    section,
+                    len: len.into(),
+                    limit: limit.into(),
+                });
+            }
+        }
+        if h.payload_len() > self.max_message {
+            return Err(WireError::TooLong {
+                section: "message",
+                len: h.payload_len(),
+                limit: self.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    /// The largest buffer the decoder ever asks to hold for one frame under these limits and
+    /// footer size: tag, header, largest allowed payload, footer.
+    pub fn max_frame_len(&self, msg_auth: bool) -> u64 {
+        let sections = self.max_front as u64 + self.max_middle as u64 + self.max_data as u64;
+        1 + MsgHeader::LEN as u64 + sections.min(self.max_message) + MsgFooter::len(msg_auth) as u64
+    }
+}
+
 /// One frame of an open session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -33,8 +88,312 @@ pub enum Frame {
     Close,
 }
 
+/// Where the decoder is inside the current frame. The bytes themselves stay in the caller's
+/// buffer until a whole unit (tag, fixed body, header, payload+footer) is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// Between frames: waiting for a tag byte.
+    Tag,
+    /// ACK tag consumed: waiting for the le64 acked seq.
+    Ack,
+    /// KEEPALIVE2 (`ack == false`) or KEEPALIVE2_ACK tag consumed: waiting for the 8-byte stamp.
+    Stamp { ack: bool },
+    /// MSG tag consumed: waiting for the 53-byte header.
+    Header,
+    /// Header verified and within limits: waiting for front + middle + data + footer.
+    Body { header: MsgHeader },
+    /// A frame was bad; the stream cannot be resynchronised. Every later call returns this error.
+    Failed(WireError),
+}
+
 /// Resumable decoder of [`Frame`]s.
-#[derive(Debug, Default)]
+///
+/// Feed it the receive buffer after every read; bytes may arrive split at any point. Each
+/// [`FrameDecoder::decode`] call returns at most one frame; call it until it returns
+/// `Ok(None)`. When it needs more bytes it reserves room in the buffer for exactly the unit it
+/// waits for (never more than [`DecodeLimits::max_frame_len`]), so the next read can land there.
+/// After an error the decoder is poisoned: the link must be closed.
+#[derive(Debug, Clone)]
 pub struct FrameDecoder {
-    pub limits: DecodeLimits,
+    limits: DecodeLimits,
+    msg_auth: bool,
+    state: State,
+}
+
+impl Default for FrameDecoder {
+    /// Default limits, with MSG_AUTH footers (every Ceph peer this project talks to negotiates
+    /// MSG_AUTH; see `features::DEFAULT_SUPPORTED`).
+    fn default() -> Self {
+        FrameDecoder::new(DecodeLimits::default(), true)
+    }
+}
+
+impl FrameDecoder {
+    /// `msg_auth`: whether the MSG_AUTH feature was negotiated (21-byte footers), else 13 bytes.
+    pub fn new(limits: DecodeLimits, msg_auth: bool) -> Self {
+        FrameDecoder {
+            limits,
+            msg_auth,
+            state: State::Tag,
+        }
+    }
+
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    pub fn msg_auth(&self) -> bool {
+        self.msg_auth
+    }
+
+    /// Sets the footer size once features are negotiated. Call only between frames.
+    pub fn set_msg_auth(&mut self, msg_auth: bool) {
+        debug_assert!(self.is_idle(), "footer size changed in the middle of a frame");
+        self.msg_auth = msg_auth;
+    }
+
+    /// True between frames (nothing of a frame consumed yet).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Tag
+    }
+
+    /// Forgets any partial frame and any earlier error (for a fresh link).
+    pub fn reset(&mut self) {
+        self.state = State::Tag;
+    }
+
+    /// Decodes the next frame from the front of `buf`, consuming its bytes.
+    ///
+    /// `Ok(None)`: more bytes are needed (what is there is kept in `buf` or in the decoder).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        self.step(buf).inspect_err(|e| self.state = State::Failed(e.clone()))
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        loop {
+            match &self.state {
+                State::Tag => {
+                    let Some(&byte) = buf.first() else {
+                        return Ok(None);
+                    };
+                    let next = match Tag::from_u8(byte) {
+                        Some(Tag::Msg) => State::Header,
+                        Some(Tag::Ack) => State::Ack,
+                        Some(Tag::Keepalive2) => State::Stamp { ack: false },
+                        Some(Tag::Keepalive2Ack) => State::Stamp { ack: true },
+                        Some(Tag::Keepalive) => {
+                            buf.advance(1);
+                            return Ok(Some(Frame::Keepalive));
+                        }
+                        Some(Tag::Close) => {
+                            buf.advance(1);
+                            return Ok(Some(Frame::Close));
+                        }
+                        Some(_) => {
+                            return Err(WireError::UnexpectedTag {
+                                tag: byte,
+                                state: "open",
+                            })
+                        }
+                        None => return Err(WireError::UnknownTag(byte)),
+                    };
+                    buf.advance(1);
+                    self.state = next;
+                }
+                State::Ack => {
+                    if !wait_for(buf, 8) {
+                        return Ok(None);
+                    }
+                    self.state = State::Tag;
+                    return Ok(Some(Frame::Ack(buf.get_u64_le())));
+                }
+                &State::Stamp { ack } => {
+                    if !wait_for(buf, 8) {
+                        return Ok(None);
+                    }
+                    let (sec, nsec) = (buf.get_u32_le(), buf.get_u32_le());
+                    self.state = State::Tag;
+                    return Ok(Some(if ack {
+                        Frame::Keepalive2Ack { sec, nsec }
+                    } else {
+                        Frame::Keepalive2 { sec, nsec }
+                    }));
+                }
+                State::Header => {
+                    if !wait_for(buf, MsgHeader::LEN) {
+                        return Ok(None);
+                    }
+                    // Crc first: lengths from a damaged header mean nothing.
+                    let header = MsgHeader::decode(&buf[..MsgHeader::LEN])?;
+                    self.limits.check(&header)?;
+                    buf.advance(MsgHeader::LEN);
+                    self.state = State::Body { header };
+                }
+                State::Body { header } => {
+                    let footer_len = MsgFooter::len(self.msg_auth);
+                    // Within limits, so it fits usize on every platform we build for.
+                    let need = header.payload_len() as usize + footer_len;
+                    if !wait_for(buf, need) {
+                        return Ok(None);
+                    }
+                    let header = *header;
+                    self.state = State::Tag;
+                    return self.finish_message(&header, buf).map(|m| Some(Frame::Msg(m)));
+                }
+                State::Failed(e) => return Err(e.clone()),
+            }
+        }
+    }
+
+    /// Splits the sections off `buf` (which holds them and the footer) and verifies the footer.
+    fn finish_message(&self, h: &MsgHeader, buf: &mut BytesMut) -> Result<Message, WireError> {
+        let front = take_section(buf, h.front_len);
+        let middle = take_section(buf, h.middle_len);
+        let data = take_section(buf, h.data_len);
+        let footer_len = MsgFooter::len(self.msg_auth);
+        let footer = MsgFooter::decode(&buf[..footer_len], self.msg_auth)?;
+        buf.advance(footer_len);
+        if !footer.is_complete() {
+            return Err(WireError::Incomplete(footer.flags));
+        }
+        check_crc("front", &front, footer.front_crc)?;
+        check_crc("middle", &middle, footer.middle_crc)?;
+        if footer.flags & MsgFooter::FLAG_NOCRC == 0 {
+            check_crc("data", &data, footer.data_crc)?;
+        }
+        let mut msg = Message {
+            front,
+            middle,
+            data,
+            ..Message::default()
+        };
+        h.fill_message(&mut msg);
+        Ok(msg)
+    }
+}
+
+/// True if `buf` holds `n` bytes; otherwise makes room for exactly the missing ones.
+fn wait_for(buf: &mut BytesMut, n: usize) -> bool {
+    if buf.len() >= n {
+        return true;
+    }
+    buf.reserve(n - buf.len());
+    false
+}
+
+/// The next `len` bytes of `buf` as a shared slice (no copy); empty sections share nothing.
+fn take_section(buf: &mut BytesMut, len: u32) -> Bytes {
+    if len == 0 {
+        Bytes::new()
+    } else {
+        buf.split_to(len as usize).freeze()
+    }
+}
+
+fn check_crc(section: &'static str, bytes: &[u8], expected: u32) -> Result<(), WireError> {
+    let computed = super::crc::ceph_crc32c(0, bytes);
+    if computed != expected {
+        return Err(WireError::PayloadCrc {
+            section,
+            computed,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Appends a MSG frame as chunks for a vectored write: tag + header, then front, middle, data
+/// (each a clone of the message's `Bytes`, skipped when empty), then the footer. The footer's
+/// crcs are computed over the sections; its signature is 0 (signing is not implemented).
+///
+/// # Panics
+/// If a section is 4 GiB or larger (msgr1 lengths are u32); the sender must not queue such a
+/// message.
+pub fn encode_message(
+    msg: &Message,
+    seq: u64,
+    src: EntityName,
+    msg_auth: bool,
+    out: &mut Vec<Bytes>,
+) {
+    let header = MsgHeader::for_message(msg, seq, src);
+    let footer = MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data);
+    // One allocation for both small chunks.
+    let mut fixed = BytesMut::with_capacity(1 + MsgHeader::LEN + MsgFooter::len(msg_auth));
+    fixed.put_u8(Tag::Msg as u8);
+    header.encode(&mut fixed);
+    let head = fixed.split().freeze();
+    footer.encode(&mut fixed, msg_auth);
+    out.push(head);
+    for section in [&msg.front, &msg.middle, &msg.data] {
+        if !section.is_empty() {
+            out.push(section.clone());
+        }
+    }
+    out.push(fixed.freeze());
+}
+
+/// [`encode_message`] into one contiguous buffer (copies the payload; for tests and tools).
+pub fn encode_message_into(
+    msg: &Message,
+    seq: u64,
+    src: EntityName,
+    msg_auth: bool,
+    out: &mut BytesMut,
+) {
+    let mut chunks = Vec::with_capacity(5);
+    encode_message(msg, seq, src, msg_auth, &mut chunks);
+    out.reserve(chunks.iter().map(Bytes::len).sum());
+    for c in chunks {
+        out.put_slice(&c);
+    }
+}
+
+/// ACK: tag + le64 seq of the last message received in order.
+pub fn encode_ack(seq: u64, out: &mut BytesMut) {
+    out.reserve(9);
+    out.put_u8(Tag::Ack as u8);
+    out.put_u64_le(seq);
+}
+
+/// KEEPALIVE (the old, stamp-less form).
+pub fn encode_keepalive(out: &mut BytesMut) {
+    out.put_u8(Tag::Keepalive as u8);
+}
+
+/// KEEPALIVE2 with the sender's timestamp.
+pub fn encode_keepalive2(sec: u32, nsec: u32, out: &mut BytesMut) {
+    encode_stamp(Tag::Keepalive2, sec, nsec, out);
+}
+
+/// KEEPALIVE2_ACK echoing the stamp of the KEEPALIVE2 it answers.
+pub fn encode_keepalive2_ack(sec: u32, nsec: u32, out: &mut BytesMut) {
+    encode_stamp(Tag::Keepalive2Ack, sec, nsec, out);
+}
+
+fn encode_stamp(tag: Tag, sec: u32, nsec: u32, out: &mut BytesMut) {
+    out.reserve(9);
+    out.put_u8(tag as u8);
+    out.put_u32_le(sec);
+    out.put_u32_le(nsec);
+}
+
+/// CLOSE.
+pub fn encode_close(out: &mut BytesMut) {
+    out.put_u8(Tag::Close as u8);
+}
+
+/// Any frame into one contiguous buffer. A MSG frame uses the message's own `seq` and `src`.
+pub fn encode_frame(frame: &Frame, msg_auth: bool, out: &mut BytesMut) {
+    match frame {
+        Frame::Msg(m) => encode_message_into(m, m.seq, m.src, msg_auth, out),
+        Frame::Ack(seq) => encode_ack(*seq, out),
+        Frame::Keepalive => encode_keepalive(out),
+        Frame::Keepalive2 { sec, nsec } => encode_keepalive2(*sec, *nsec, out),
+        Frame::Keepalive2Ack { sec, nsec } => encode_keepalive2_ack(*sec, *nsec, out),
+        Frame::Close => encode_close(out),
+    }
 }

@@ -1,7 +1,16 @@
 //! `ceph_msg_header` (53 bytes) and `ceph_msg_footer` (21 bytes) / `ceph_msg_footer_old` (13).
-//! TODO(wire helper).
+//!
+//! The header carries its own crc over its first 49 bytes. The footer carries the crcs of the
+//! three payload sections and a flags byte; the 8-byte signature exists only when the MSG_AUTH
+//! feature was negotiated.
 
-use super::EntityName;
+use bytes::{BufMut, BytesMut};
+
+use super::connect::Reader;
+use super::crc::ceph_crc32c;
+use super::entity::need;
+use super::{EntityName, EntityType, WireError};
+use crate::message::{Message, Priority};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MsgHeader {
@@ -20,11 +29,198 @@ pub struct MsgHeader {
     pub crc: u32,
 }
 
+impl MsgHeader {
+    /// Encoded size (`<QQHHHIIIHBqHHI`).
+    pub const LEN: usize = 53;
+    /// The header crc covers everything before the crc field.
+    pub const CRC_COVERED: usize = Self::LEN - 4;
+
+    /// The header a session sends for `msg` with sequence number `seq` from `src`.
+    /// `crc` is left 0; [`MsgHeader::encode`] computes it.
+    pub fn for_message(msg: &Message, seq: u64, src: EntityName) -> Self {
+        MsgHeader {
+            seq,
+            tid: msg.tid,
+            msg_type: msg.msg_type,
+            priority: msg.priority.0,
+            version: msg.version,
+            front_len: len_u32(msg.front.len(), "front"),
+            middle_len: len_u32(msg.middle.len(), "middle"),
+            data_len: len_u32(msg.data.len(), "data"),
+            data_off: msg.data_off,
+            src,
+            compat_version: msg.compat_version,
+            reserved: 0,
+            crc: 0,
+        }
+    }
+
+    /// Total payload length announced (front + middle + data), without overflow.
+    pub fn payload_len(&self) -> u64 {
+        self.front_len as u64 + self.middle_len as u64 + self.data_len as u64
+    }
+
+    /// Writes the 49 crc-covered bytes.
+    fn encode_covered(&self, out: &mut BytesMut) {
+        out.put_u64_le(self.seq);
+        out.put_u64_le(self.tid);
+        out.put_u16_le(self.msg_type);
+        out.put_u16_le(self.priority);
+        out.put_u16_le(self.version);
+        out.put_u32_le(self.front_len);
+        out.put_u32_le(self.middle_len);
+        out.put_u32_le(self.data_len);
+        out.put_u16_le(self.data_off);
+        out.put_u8(self.src.kind.0);
+        out.put_i64_le(self.src.num);
+        out.put_u16_le(self.compat_version);
+        out.put_u16_le(self.reserved);
+    }
+
+    /// The crc this header must carry: `ceph_crc32c(0, first 49 bytes)`.
+    pub fn compute_crc(&self) -> u32 {
+        let mut tmp = BytesMut::with_capacity(Self::LEN);
+        self.encode_covered(&mut tmp);
+        ceph_crc32c(0, &tmp)
+    }
+
+    /// Returns the header with `crc` set to [`MsgHeader::compute_crc`].
+    pub fn with_crc(mut self) -> Self {
+        self.crc = self.compute_crc();
+        self
+    }
+
+    /// Appends the 53 bytes; the crc written is computed here (the `crc` field is ignored).
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(Self::LEN);
+        let start = out.len();
+        self.encode_covered(out);
+        let crc = ceph_crc32c(0, &out[start..]);
+        out.put_u32_le(crc);
+    }
+
+    /// Decodes the first [`MsgHeader::LEN`] bytes of `buf` and verifies the header crc.
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let h = Self::decode_unchecked(buf)?;
+        let computed = ceph_crc32c(0, &buf[..Self::CRC_COVERED]);
+        if computed != h.crc {
+            return Err(WireError::HeaderCrc {
+                computed,
+                expected: h.crc,
+            });
+        }
+        Ok(h)
+    }
+
+    /// Decodes without verifying the crc (for tools and tests that inspect damaged headers).
+    pub fn decode_unchecked(buf: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader(need(buf, Self::LEN)?);
+        Ok(MsgHeader {
+            seq: r.u64(),
+            tid: r.u64(),
+            msg_type: r.u16(),
+            priority: r.u16(),
+            version: r.u16(),
+            front_len: r.u32(),
+            middle_len: r.u32(),
+            data_len: r.u32(),
+            data_off: r.u16(),
+            src: EntityName {
+                kind: EntityType(r.u8()),
+                num: r.i64(),
+            },
+            compat_version: r.u16(),
+            reserved: r.u16(),
+            crc: r.u32(),
+        })
+    }
+
+    /// Copies the header fields a receiver hands to the application into `msg`.
+    pub(crate) fn fill_message(&self, msg: &mut Message) {
+        msg.seq = self.seq;
+        msg.tid = self.tid;
+        msg.msg_type = self.msg_type;
+        msg.priority = Priority(self.priority);
+        msg.version = self.version;
+        msg.compat_version = self.compat_version;
+        msg.data_off = self.data_off;
+        msg.src = self.src;
+    }
+}
+
+/// Section lengths are u32 on the wire; a larger section cannot be sent at all.
+fn len_u32(len: usize, section: &str) -> u32 {
+    u32::try_from(len)
+        .unwrap_or_else(|_| panic!("message {section} section of {len} bytes exceeds msgr1's 4 GiB limit"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MsgFooter {
     pub front_crc: u32,
     pub middle_crc: u32,
     pub data_crc: u32,
+    /// Message signature (only on the wire with MSG_AUTH; 0 when signing is off).
     pub sig: u64,
     pub flags: u8,
+}
+
+impl MsgFooter {
+    /// `ceph_msg_footer_old`: three crcs and flags.
+    pub const LEN_OLD: usize = 13;
+    /// `ceph_msg_footer`: three crcs, u64 signature, flags (MSG_AUTH negotiated).
+    pub const LEN_NEW: usize = 21;
+    /// `CEPH_MSG_FOOTER_COMPLETE`: the sender finished the message (it was not aborted).
+    pub const FLAG_COMPLETE: u8 = 1;
+    /// `CEPH_MSG_FOOTER_NOCRC`: the data crc was not computed; do not check it.
+    pub const FLAG_NOCRC: u8 = 2;
+    /// `CEPH_MSG_FOOTER_SIGNED`: the signature field is set.
+    pub const FLAG_SIGNED: u8 = 4;
+
+    /// Footer size for the negotiated features.
+    pub const fn len(msg_auth: bool) -> usize {
+        if msg_auth {
+            Self::LEN_NEW
+        } else {
+            Self::LEN_OLD
+        }
+    }
+
+    /// The complete footer of a message with these sections (sig 0, COMPLETE, all crcs).
+    pub fn for_payload(front: &[u8], middle: &[u8], data: &[u8]) -> Self {
+        MsgFooter {
+            front_crc: ceph_crc32c(0, front),
+            middle_crc: ceph_crc32c(0, middle),
+            data_crc: ceph_crc32c(0, data),
+            sig: 0,
+            flags: Self::FLAG_COMPLETE,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.flags & Self::FLAG_COMPLETE != 0
+    }
+
+    /// Appends the footer; `sig` is written only when `msg_auth`.
+    pub fn encode(&self, out: &mut BytesMut, msg_auth: bool) {
+        out.reserve(Self::len(msg_auth));
+        out.put_u32_le(self.front_crc);
+        out.put_u32_le(self.middle_crc);
+        out.put_u32_le(self.data_crc);
+        if msg_auth {
+            out.put_u64_le(self.sig);
+        }
+        out.put_u8(self.flags);
+    }
+
+    /// Decodes a footer of the size `msg_auth` selects. Flags are not interpreted here.
+    pub fn decode(buf: &[u8], msg_auth: bool) -> Result<Self, WireError> {
+        let mut r = Reader(need(buf, Self::len(msg_auth))?);
+        Ok(MsgFooter {
+            front_crc: r.u32(),
+            middle_crc: r.u32(),
+            data_crc: r.u32(),
+            sig: if msg_auth { r.u64() } else { 0 },
+            flags: r.u8(),
+        })
+    }
 }

@@ -19,14 +19,23 @@ pub mod frame;
 pub mod header;
 pub mod tag;
 
-pub use connect::{ConnectMsg, ConnectReply};
-pub use entity::{EntityAddr, EntityName, EntityType};
+pub use connect::{ConnectMsg, ConnectReply, CONNECT_FLAG_LOSSY};
+pub use entity::{EntityAddr, EntityName, EntityType, LEGACY_ADDR_LEN};
 pub use frame::{DecodeLimits, Frame, FrameDecoder};
 pub use header::{MsgFooter, MsgHeader};
 pub use tag::Tag;
 
 /// The msgr1 banner, sent by both sides first, 9 bytes, no newline.
 pub const BANNER: &[u8; 9] = b"ceph v027";
+
+/// Checks the first [`BANNER`]`.len()` bytes of `buf` are the msgr1 banner.
+pub fn check_banner(buf: &[u8]) -> Result<(), WireError> {
+    let got = entity::need(buf, BANNER.len())?;
+    if got != BANNER {
+        return Err(WireError::BadBanner(got.to_vec()));
+    }
+    Ok(())
+}
 
 /// Everything that can be wrong with bytes received from a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +46,10 @@ pub enum WireError {
     UnknownTag(u8),
     #[error("tag {tag} is not valid in state {state}")]
     UnexpectedTag { tag: u8, state: &'static str },
-    #[error("bad address family {0} in entity_addr_t")]
+    #[error("bad address family {0} in entity_addr_t (expected 0, 2 = IPv4 or 10 = IPv6)")]
     BadAddrFamily(u16),
+    #[error("entity_addr_t marker {0} where msgr1 needs a legacy address (marker 0): is the peer speaking msgr2?")]
+    BadAddrMarker(u8),
     #[error("message header crc mismatch: computed {computed:#010x}, header says {expected:#010x}")]
     HeaderCrc { computed: u32, expected: u32 },
     #[error("message {section} crc mismatch: computed {computed:#010x}, footer says {expected:#010x}")]

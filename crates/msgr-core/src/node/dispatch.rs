@@ -1,0 +1,104 @@
+//! The registered dispatchers, and how session events become dispatcher callbacks.
+//!
+//! Rules (the same for every transport):
+//! - a message goes to the first registered dispatcher only (it consumes the message);
+//! - connect / accept / fault / reset / remote-reset notifications go to every dispatcher, in
+//!   registration order; on a reset every dispatcher gets the same undelivered list (clones of
+//!   `Bytes` are cheap);
+//! - the accept hook admits a peer only if every dispatcher admits it;
+//! - `AcceptRequest` is not for the application: [`Dispatchers::deliver`] hands it back to the
+//!   transport, which resolves it (see [`super::registry::resolve_accept`]).
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::api::{ConnectionRef, Dispatcher};
+use crate::message::Message;
+use crate::session::{ConnectRequest, SessionEvent};
+use crate::wire::{EntityAddr, EntityType};
+
+/// The dispatchers of one messenger. Cheap to read from many threads: callers take a snapshot
+/// (one `Arc` clone) and call without holding any lock, so a dispatcher may call back into the
+/// messenger.
+#[derive(Default)]
+pub struct Dispatchers {
+    list: Mutex<Arc<Vec<Arc<dyn Dispatcher>>>>,
+}
+
+impl std::fmt::Debug for Dispatchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dispatchers({})", self.list.lock().len())
+    }
+}
+
+impl Dispatchers {
+    pub fn add(&self, d: Arc<dyn Dispatcher>) {
+        let mut list = self.list.lock();
+        let mut v: Vec<_> = list.iter().cloned().collect();
+        v.push(d);
+        *list = Arc::new(v);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.lock().is_empty()
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<dyn Dispatcher>>> {
+        self.list.lock().clone()
+    }
+
+    /// The accept hook: every dispatcher must admit the peer.
+    pub fn verify_accept(&self, peer_addr: &EntityAddr, peer_type: EntityType) -> bool {
+        self.snapshot()
+            .iter()
+            .all(|d| d.ms_verify_accept(peer_addr, peer_type))
+    }
+
+    /// Whether the message consumer keeps throttle budget after `ms_dispatch` returns (it then
+    /// calls `Connection::release`).
+    pub fn defer_release(&self) -> bool {
+        self.snapshot().first().is_some_and(|d| d.defer_release())
+    }
+
+    /// Hand one message to the first dispatcher. Returns false when none is registered (the
+    /// message is dropped; transports refuse to start without a dispatcher).
+    pub fn dispatch(&self, conn: &ConnectionRef, msg: Message) -> bool {
+        match self.snapshot().first() {
+            Some(d) => {
+                d.ms_dispatch(conn, msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Map one session event to callbacks. `AcceptRequest` is returned to the caller untouched;
+    /// `KeepaliveAck` has no callback.
+    pub fn deliver(&self, conn: &ConnectionRef, event: SessionEvent) -> Option<ConnectRequest> {
+        let all = self.snapshot();
+        match event {
+            SessionEvent::Message(m) => {
+                self.dispatch(conn, m);
+            }
+            SessionEvent::Connected { .. } => all.iter().for_each(|d| d.ms_handle_connect(conn)),
+            SessionEvent::Accepted { .. } => all.iter().for_each(|d| d.ms_handle_accept(conn)),
+            SessionEvent::AcceptRequest(req) => return Some(req),
+            SessionEvent::KeepaliveAck { .. } => {}
+            SessionEvent::Faulted { error, .. } => {
+                all.iter().for_each(|d| d.ms_handle_fault(conn, &error))
+            }
+            SessionEvent::Reset { undelivered, .. } => {
+                for d in all.iter() {
+                    d.ms_handle_reset(conn, undelivered.clone());
+                }
+            }
+            SessionEvent::RemoteReset { .. } => {
+                all.iter().for_each(|d| d.ms_handle_remote_reset(conn))
+            }
+            // Driver-level events (link handling, replaced session, learned address).
+            SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {}
+        }
+        None
+    }
+}

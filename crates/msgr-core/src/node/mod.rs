@@ -1,0 +1,32 @@
+//! Transport-independent parts of a messenger node, shared by the TCP and RDMA drivers.
+//!
+//! A transport owns sockets (or queue pairs), threads and timers; everything else a messenger
+//! does around its [`crate::session::Session`]s lives here so both transports behave the same:
+//!
+//! - [`registry`]: sessions keyed by peer address, and [`registry::resolve_accept`], which asks the
+//!   accept hook and [`crate::session::accept::decide`] how to answer a peer's connect, then
+//!   applies the answer with [`crate::session::Session::resolve_accept`].
+//! - [`dispatch`]: the registered [`crate::api::Dispatcher`]s, and how each
+//!   [`crate::session::SessionEvent`] maps to a dispatcher callback.
+//! - [`local`]: loopback delivery when the destination is our own address (no socket involved).
+//! - [`throttle`]: per-policy throttles on received messages and bytes not yet released by the
+//!   application (Ceph's policy throttlers), with wake-up callbacks for paused readers.
+//! - [`counters`]: atomic counters per connection and per messenger, readable through the API.
+//! - [`backoff`]: capped exponential reconnect delay.
+//!
+//! Nothing here opens a socket, spawns a thread or sleeps; callbacks are run on the caller's
+//! thread.
+
+pub mod backoff;
+pub mod counters;
+pub mod dispatch;
+pub mod local;
+pub mod registry;
+pub mod throttle;
+
+pub use backoff::Backoff;
+pub use counters::{ConnCounterCells, ErrorClass, MessengerCounterCells};
+pub use dispatch::Dispatchers;
+pub use local::Loopback;
+pub use registry::Registry;
+pub use throttle::{PolicyThrottle, Throttles};

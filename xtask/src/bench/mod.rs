@@ -1,0 +1,481 @@
+//! `cargo xtask bench`: the bench matrix.
+//!
+//! Cells: transport {tcp, rdma} x message size x messages in flight (x connections with
+//! `--full`), each one `msgrd serve` process and one `msgrd ping --json` client. Baselines
+//! run in the same invocation on the same path: `tcp-baseline` (echo with the cell's shape,
+//! and a one-way stream) for TCP on loopback; perftest's `ib_send_lat`, `ib_send_bw` and
+//! `ib_write_bw` for RDMA, in the same VM boot as the RDMA cells when the host has no device.
+//! Every cell is shown with its ratio to its baseline.
+
+pub mod chart;
+pub mod machine;
+pub mod pair;
+pub mod rdma;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::util::{cargo, run_status, target_dir};
+use machine::Machine;
+
+pub const SIZES_FULL: [u64; 5] = [64, 4 << 10, 64 << 10, 1 << 20, 4 << 20];
+pub const SIZES_QUICK: [u64; 3] = [64, 64 << 10, 1 << 20];
+pub const IN_FLIGHT: [u64; 2] = [1, 16];
+pub const TCP_CONFIG: &str = "config/tcp.toml";
+pub const RDMA_CONFIG: &str = "config/rdma.toml";
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Small subset (64 B, 64 KiB, 1 MiB; one connection; fewer messages), a few minutes.
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// Also run every cell with 8 connections.
+    #[arg(long)]
+    full: bool,
+    /// Write the result table into README.md between <!-- bench:start --> and <!-- bench:end -->.
+    #[arg(long)]
+    update_readme: bool,
+    /// Transports to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "tcp,rdma")]
+    transports: Vec<String>,
+    /// Harness self-check: run tcp-baseline where msgrd would run.
+    #[arg(long, hide = true)]
+    self_test: bool,
+}
+
+/// Whether a row is a msgr measurement or the baseline it is compared with.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Cell,
+    Baseline,
+}
+
+/// What to run for one row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub transport: String,
+    /// `msgrd`, `tcp-baseline echo`, `tcp-baseline stream`, `ib_send_lat`, `ib_send_bw`, `ib_write_bw`.
+    pub implementation: String,
+    pub role: Role,
+    pub size: u64,
+    pub concurrency: u64,
+    pub connections: u64,
+    pub count: u64,
+}
+
+/// One row of the result: the spec, where it ran, and what it measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cell {
+    #[serde(flatten)]
+    pub spec: Spec,
+    /// `ok`, or `not available: <why>`.
+    pub status: String,
+    pub device: String,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub msgs_per_s: Option<f64>,
+    pub gbytes_per_s: Option<f64>,
+    pub wall_s: Option<f64>,
+    pub cpu_s_client: Option<f64>,
+    pub cpu_s_server: Option<f64>,
+    pub cpu_s_per_gb_client: Option<f64>,
+    pub cpu_s_per_gb_server: Option<f64>,
+    /// The baseline row this cell is compared with, and the ratios (cell / baseline).
+    pub baseline: Option<String>,
+    pub ratio_p50: Option<f64>,
+    pub ratio_msgs_per_s: Option<f64>,
+    pub config_file: Option<String>,
+    pub config: Option<String>,
+    pub machine: Machine,
+    pub git_rev: String,
+}
+
+impl Cell {
+    pub fn new(spec: Spec, device: &str, machine: &Machine) -> Cell {
+        Cell {
+            spec,
+            status: "not run".into(),
+            device: device.into(),
+            p50_us: None,
+            p99_us: None,
+            msgs_per_s: None,
+            gbytes_per_s: None,
+            wall_s: None,
+            cpu_s_client: None,
+            cpu_s_server: None,
+            cpu_s_per_gb_client: None,
+            cpu_s_per_gb_server: None,
+            baseline: None,
+            ratio_p50: None,
+            ratio_msgs_per_s: None,
+            config_file: None,
+            config: None,
+            machine: machine.clone(),
+            git_rev: String::new(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// A short name for tables and references: `msgrd tcp 64B x16 c1`.
+    pub fn label(&self) -> String {
+        let s = &self.spec;
+        format!(
+            "{} {} {} x{} c{}",
+            s.implementation,
+            s.transport,
+            report::size_label(s.size),
+            s.concurrency,
+            s.connections
+        )
+    }
+
+    /// Fills the measurements from a client's JSON line (msgrd / tcp-baseline schema).
+    pub fn fill_from_client(&mut self, v: &serde_json::Value, cpu_s_server: Option<f64>) {
+        let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+        self.p50_us = f("p50_us");
+        self.p99_us = f("p99_us");
+        self.msgs_per_s = f("msgs_per_s");
+        self.gbytes_per_s = f("gbytes_per_s");
+        self.wall_s = f("wall_s");
+        self.cpu_s_client = f("cpu_s_client");
+        self.cpu_s_server = cpu_s_server;
+        if let Some(c) = v.get("count").and_then(|x| x.as_u64()) {
+            self.spec.count = c;
+        }
+        let gb = self.spec.size as f64 * self.spec.count as f64 / 1e9;
+        if gb > 0.0 {
+            self.cpu_s_per_gb_client = self.cpu_s_client.map(|c| c / gb);
+            self.cpu_s_per_gb_server = self.cpu_s_server.map(|c| c / gb);
+        }
+        self.status = "ok".into();
+    }
+}
+
+/// Messages per cell: enough bytes for a stable rate, capped so small messages do not run
+/// long; a VM (emulated CPU, Soft-RoCE) gets a smaller budget.
+pub fn count_for(size: u64, quick: bool, in_vm: bool) -> u64 {
+    let (budget, min, max) = match (quick, in_vm) {
+        (true, false) => (64u64 << 20, 16, 5_000),
+        (false, false) => (512 << 20, 32, 40_000),
+        (true, true) => (16 << 20, 8, 1_000),
+        (false, true) => (64 << 20, 16, 4_000),
+    };
+    (budget / size.max(1)).clamp(min, max)
+}
+
+/// The rows to run for one transport.
+pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: bool) -> Vec<Spec> {
+    let mut v = Vec::new();
+    let spec = |implementation: &str, role, size, concurrency, connections| Spec {
+        transport: transport.into(),
+        implementation: implementation.into(),
+        role,
+        size,
+        concurrency,
+        connections,
+        count: count_for(size, quick, in_vm),
+    };
+    for &size in sizes {
+        for &k in conns {
+            for &c in &IN_FLIGHT {
+                v.push(spec("msgrd", Role::Cell, size, c, k));
+                if transport == "tcp" {
+                    // Same shape, back to back, so machine noise hits both alike.
+                    v.push(spec("tcp-baseline echo", Role::Baseline, size, c, k));
+                }
+            }
+        }
+        if transport == "tcp" {
+            v.push(spec("tcp-baseline stream", Role::Baseline, size, 1, 1));
+        } else {
+            for p in rdma::PERFTESTS {
+                v.push(spec(p, Role::Baseline, size, 1, 1));
+            }
+        }
+    }
+    v
+}
+
+/// Binaries the bench runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Bins {
+    /// Err: why msgrd cannot run (its cells say so).
+    pub msgrd: Result<PathBuf, String>,
+    pub tcp_baseline: PathBuf,
+    /// Harness self-check: tcp-baseline stands in for msgrd.
+    pub self_test: bool,
+}
+
+/// The server and client commands of a msgrd or tcp-baseline row.
+pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, String> {
+    let n = |x: u64| x.to_string();
+    let baseline_args = |mode: &str| -> Vec<String> {
+        let mut a = vec![
+            bins.tcp_baseline.display().to_string(),
+            "ping".into(),
+            "--peer".into(),
+            "{ADDR}".into(),
+        ];
+        a.extend(
+            [
+                "--size",
+                &n(spec.size),
+                "--count",
+                &n(spec.count),
+                "--concurrency",
+                &n(spec.concurrency),
+                "--connections",
+                &n(spec.connections),
+                "--mode",
+                mode,
+                "--json",
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let baseline_server = vec![bins.tcp_baseline.display().to_string(), "serve".into()];
+    let (server, client) = match spec.implementation.as_str() {
+        "tcp-baseline echo" => (baseline_server, baseline_args("echo")),
+        "tcp-baseline stream" => (baseline_server, baseline_args("stream")),
+        "msgrd" if bins.self_test => (baseline_server, baseline_args("echo")),
+        "msgrd" => {
+            let msgrd = bins.msgrd.clone()?.display().to_string();
+            if !Path::new(config).exists() {
+                return Err(format!("{config} does not exist"));
+            }
+            let server = vec![
+                msgrd.clone(),
+                "serve".into(),
+                "--config".into(),
+                config.into(),
+            ];
+            let mut client = vec![msgrd, "ping".into(), "--config".into(), config.into()];
+            client.extend(
+                [
+                    "--peer",
+                    "{ADDR}",
+                    "--size",
+                    &n(spec.size),
+                    "--count",
+                    &n(spec.count),
+                    "--concurrency",
+                    &n(spec.concurrency),
+                ]
+                .map(String::from),
+            );
+            if spec.connections > 1 {
+                client.extend(["--connections".to_string(), n(spec.connections)]);
+            }
+            client.push("--json".into());
+            (server, client)
+        }
+        other => return Err(format!("no process pair for {other}")),
+    };
+    Ok(pair::Pair {
+        server,
+        client,
+        ready_prefix: "LISTENING ".into(),
+        client_timeout: CLIENT_TIMEOUT,
+    })
+}
+
+/// Runs one msgrd / tcp-baseline row.
+pub fn run_pair_row(
+    spec: &Spec,
+    bins: &Bins,
+    config: &str,
+    device: &str,
+    machine: &Machine,
+) -> Cell {
+    let mut cell = Cell::new(spec.clone(), device, machine);
+    if spec.implementation == "msgrd" {
+        cell.config_file = Some(config.to_string());
+        cell.config = std::fs::read_to_string(config).ok();
+    }
+    match pair_for(spec, bins, config).and_then(|p| pair::run(&p)) {
+        Ok(m) => cell.fill_from_client(&m.client, m.cpu_s_server),
+        Err(e) => cell.status = format!("not available: {e}"),
+    }
+    cell
+}
+
+fn build(self_test: bool) -> Result<Bins, String> {
+    println!("==> building release binaries");
+    run_status(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "msgr-benches",
+        "--bin",
+        "tcp-baseline",
+    ]))
+    .map_err(|e| format!("the tcp-baseline baseline does not build: {e}"))?;
+    let release = target_dir().join("release");
+    let msgrd = if self_test {
+        Err("self-test: tcp-baseline stands in for msgrd".to_string())
+    } else {
+        run_status(cargo().args(["build", "--release", "-p", "msgrd"]))
+            .map_err(|e| format!("msgrd does not build ({e})"))
+            .and_then(|()| {
+                let p = release.join("msgrd");
+                if p.exists() {
+                    Ok(p)
+                } else {
+                    Err(format!(
+                        "msgrd built but {} is missing (no binary target?)",
+                        p.display()
+                    ))
+                }
+            })
+    };
+    Ok(Bins {
+        msgrd,
+        tcp_baseline: release.join("tcp-baseline"),
+        self_test,
+    })
+}
+
+pub fn run(a: BenchArgs) -> i32 {
+    for t in &a.transports {
+        if t != "tcp" && t != "rdma" {
+            eprintln!("xtask bench: unknown transport `{t}` in --transports (use tcp, rdma)");
+            return 2;
+        }
+    }
+    let bins = match build(a.self_test) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            return 1;
+        }
+    };
+    let sizes: &[u64] = if a.quick { &SIZES_QUICK } else { &SIZES_FULL };
+    let conns: &[u64] = if a.full { &[1, 8] } else { &[1] };
+    let host = Machine::here("bare host");
+    let git_rev = machine::git_revision();
+    let started = machine::utc_now();
+    let out_dir = target_dir().join("bench");
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("xtask bench: cannot create {}: {e}", out_dir.display());
+        return 1;
+    }
+
+    let tcp_specs = if a.transports.iter().any(|t| t == "tcp") {
+        plan("tcp", sizes, conns, a.quick, false)
+    } else {
+        Vec::new()
+    };
+    let rdma_where = rdma::Where::detect();
+    let rdma_specs = if a.transports.iter().any(|t| t == "rdma") {
+        plan("rdma", sizes, conns, a.quick, rdma_where.is_vm())
+    } else {
+        Vec::new()
+    };
+    println!(
+        "==> bench matrix: {} TCP rows on loopback, {} RDMA rows {}",
+        tcp_specs.len(),
+        rdma_specs.len(),
+        rdma_where.describe()
+    );
+    let steps = tcp_specs.len() as u64 + u64::from(!rdma_specs.is_empty());
+    let pb = ProgressBar::new(steps);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+        )
+        .expect("valid template"),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+
+    let mut cells = Vec::new();
+    for spec in &tcp_specs {
+        pb.set_message(format!(
+            "tcp: {} {} x{} c{}",
+            spec.implementation,
+            report::size_label(spec.size),
+            spec.concurrency,
+            spec.connections
+        ));
+        let cell = run_pair_row(spec, &bins, TCP_CONFIG, "loopback 127.0.0.1", &host);
+        if !cell.ok() {
+            pb.println(format!("  {}: {}", cell.label(), cell.status));
+        }
+        cells.push(cell);
+        pb.inc(1);
+    }
+    if !rdma_specs.is_empty() {
+        pb.set_message(format!(
+            "rdma: {} rows {}",
+            rdma_specs.len(),
+            rdma_where.describe()
+        ));
+        let rows = rdma::run_outer(&rdma_specs, &bins, &rdma_where, &out_dir, &host);
+        for c in rows.iter().filter(|c| !c.ok()) {
+            pb.println(format!("  {}: {}", c.label(), c.status));
+        }
+        cells.extend(rows);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+
+    for c in cells.iter_mut() {
+        c.git_rev = git_rev.clone();
+    }
+    report::link_baselines(&mut cells);
+    let table = report::table(&cells);
+    println!("\n{table}");
+    let meta = report::Meta {
+        date: started,
+        git_rev,
+        machine: host.clone(),
+        command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        rdma_device: rdma_where.describe(),
+    };
+    let mut code = 0;
+    let json = out_dir.join("matrix.json");
+    let svg = out_dir.join("matrix.svg");
+    match report::write_json(&json, &meta, &cells) {
+        Ok(()) => println!("wrote {}", json.display()),
+        Err(e) => {
+            eprintln!("xtask bench: cannot write {}: {e}", json.display());
+            code = 1;
+        }
+    }
+    match chart::write_svg(&svg, &cells) {
+        Ok(()) => println!("wrote {}", svg.display()),
+        Err(e) => {
+            eprintln!("xtask bench: cannot write {}: {e}", svg.display());
+            code = 1;
+        }
+    }
+    if a.update_readme {
+        match report::update_readme(Path::new("README.md"), &meta, &table) {
+            Ok(()) => println!("updated README.md between the bench markers"),
+            Err(e) => {
+                eprintln!("xtask bench: {e}");
+                code = 1;
+            }
+        }
+    }
+    let missing: Vec<&Cell> = cells.iter().filter(|c| !c.ok()).collect();
+    if !missing.is_empty() {
+        println!(
+            "{} of {} rows not available ({} of them baselines); reasons in the table notes and matrix.json",
+            missing.len(),
+            cells.len(),
+            missing.iter().filter(|c| c.spec.role == Role::Baseline).count()
+        );
+        code = 1;
+    }
+    code
+}

@@ -1,0 +1,333 @@
+//! The RDMA half of the bench. It runs where the device is: on the host if the kernel has one
+//! (`/sys/class/infiniband`), otherwise this same xtask binary is started inside the Soft-RoCE
+//! VM (`scripts/rdma-vm/run.sh`, one boot for all rows) as `xtask bench-rdma --plan FILE`, and
+//! writes its rows to a folder shared read-write with the host.
+//!
+//! Baselines are perftest's `ib_send_lat`, `ib_send_bw` and `ib_write_bw` over rdma_cm (`-R`)
+//! on the same device, so msgr's RDMA numbers are compared with the device's own floor in the
+//! same boot (Soft-RoCE under an emulated CPU is slow and noisy; only ratios mean anything).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::machine::Machine;
+use super::pair::{self, Pair};
+use super::{run_pair_row, Bins, Cell, Spec, RDMA_CONFIG};
+use crate::test::VM_RUNNER;
+use crate::util::host_rdma_device;
+
+pub const PERFTESTS: [&str; 3] = ["ib_send_lat", "ib_send_bw", "ib_write_bw"];
+/// First rdma_cm port for perftest; each run takes the next one.
+const PERFTEST_PORT: u16 = 18_515;
+
+/// Where the RDMA rows run.
+pub enum Where {
+    Host(String),
+    Vm,
+}
+
+impl Where {
+    pub fn detect() -> Where {
+        host_rdma_device().map_or(Where::Vm, Where::Host)
+    }
+
+    pub fn is_vm(&self) -> bool {
+        matches!(self, Where::Vm)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Where::Host(d) => format!("on the host's RDMA device {d}"),
+            Where::Vm => "on rxe0 (Soft-RoCE) inside a qemu VM, one boot".into(),
+        }
+    }
+}
+
+/// What the inner run is asked to do.
+#[derive(Serialize, Deserialize)]
+struct Plan {
+    specs: Vec<Spec>,
+    bins: Bins,
+    in_vm: bool,
+    out: PathBuf,
+}
+
+/// Runs the RDMA rows where the device is and returns them; when that fails, every row says why.
+pub fn run_outer(
+    specs: &[Spec],
+    bins: &Bins,
+    at: &Where,
+    out_dir: &Path,
+    host: &Machine,
+) -> Vec<Cell> {
+    let plan_path = out_dir.join("rdma-plan.json");
+    let rows_path = out_dir.join("rdma-rows.json");
+    let _ = std::fs::remove_file(&rows_path);
+    let all_failed = |why: String| -> Vec<Cell> {
+        specs
+            .iter()
+            .map(|s| {
+                let mut c = Cell::new(s.clone(), "none", host);
+                c.status = format!("not available: {why}");
+                c
+            })
+            .collect()
+    };
+    let plan = Plan {
+        specs: specs.to_vec(),
+        bins: bins.clone(),
+        in_vm: at.is_vm(),
+        out: rows_path.clone(),
+    };
+    let text = serde_json::to_string_pretty(&plan).expect("serialisable");
+    if let Err(e) = std::fs::write(&plan_path, text) {
+        return all_failed(format!("cannot write {}: {e}", plan_path.display()));
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return all_failed(format!("cannot find the xtask binary: {e}")),
+    };
+    let mut cmd = match at {
+        Where::Host(_) => Command::new(&exe),
+        Where::Vm => {
+            let mut c = Command::new(VM_RUNNER);
+            c.arg(&exe).env("RXE_VM_RW", out_dir);
+            c
+        }
+    };
+    cmd.arg("bench-rdma").arg("--plan").arg(&plan_path);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return all_failed(format!("cannot start {}: {e}", crate::util::show(&cmd))),
+    };
+    match std::fs::read_to_string(&rows_path) {
+        Ok(t) => match serde_json::from_str::<Vec<Cell>>(&t) {
+            Ok(rows) => rows,
+            Err(e) => all_failed(format!("unreadable {}: {e}", rows_path.display())),
+        },
+        Err(_) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(4).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            all_failed(format!(
+                "the RDMA run produced no rows ({}, exit {}): {}",
+                if at.is_vm() { "Soft-RoCE VM" } else { "host" },
+                out.status.code().map_or("signal".into(), |c| c.to_string()),
+                tail.join(" | ")
+            ))
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct InnerArgs {
+    /// Plan written by `cargo xtask bench`.
+    #[arg(long)]
+    plan: PathBuf,
+}
+
+/// Inside the VM (or on the host with a device): run every row of the plan, write them out.
+pub fn run_inner(a: InnerArgs) -> i32 {
+    let plan: Plan = match std::fs::read_to_string(&a.plan)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bench-rdma: cannot read plan {}: {e}", a.plan.display());
+            return 2;
+        }
+    };
+    let dev = std::env::var("RDMA_DEV").ok().or_else(host_rdma_device);
+    let machine = Machine::here(if plan.in_vm {
+        "Soft-RoCE (rdma_rxe) in a qemu VM, emulated CPU"
+    } else {
+        "bare host"
+    });
+    let device = match &dev {
+        Some(d) if plan.in_vm => format!("{d} (Soft-RoCE VM)"),
+        Some(d) => d.clone(),
+        None => "none".into(),
+    };
+    let ip = std::env::var("RDMA_IP")
+        .ok()
+        .or_else(|| dev.as_deref().and_then(ipv4_of_device));
+    let mut rows = Vec::new();
+    let mut port = PERFTEST_PORT;
+    for (i, spec) in plan.specs.iter().enumerate() {
+        eprintln!(
+            "[bench-rdma] {}/{} {} {}",
+            i + 1,
+            plan.specs.len(),
+            spec.implementation,
+            spec.size
+        );
+        let row = if PERFTESTS.contains(&spec.implementation.as_str()) {
+            port += 1;
+            perftest_row(spec, dev.as_deref(), ip.as_deref(), port, &device, &machine)
+        } else {
+            run_pair_row(spec, &plan.bins, RDMA_CONFIG, &device, &machine)
+        };
+        rows.push(row);
+    }
+    let text = serde_json::to_string(&rows).expect("serialisable");
+    if let Err(e) = std::fs::write(&plan.out, text) {
+        eprintln!("bench-rdma: cannot write {}: {e}", plan.out.display());
+        return 1;
+    }
+    0
+}
+
+/// The IPv4 address of the netdev under an RDMA device (RoCE), for rdma_cm.
+fn ipv4_of_device(dev: &str) -> Option<String> {
+    let ndev = std::fs::read_to_string(format!(
+        "/sys/class/infiniband/{dev}/ports/1/gid_attrs/ndevs/0"
+    ))
+    .ok()?;
+    let out = crate::util::output_of("ip", &["-4", "-o", "addr", "show", "dev", ndev.trim()])?;
+    let inet = out.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+    Some(inet.split('/').next()?.to_string())
+}
+
+fn perftest_row(
+    spec: &Spec,
+    dev: Option<&str>,
+    ip: Option<&str>,
+    port: u16,
+    device: &str,
+    m: &Machine,
+) -> Cell {
+    let mut cell = Cell::new(spec.clone(), device, m);
+    let (Some(dev), Some(ip)) = (dev, ip) else {
+        cell.status = "not available: no RDMA device / address (set RDMA_DEV and RDMA_IP)".into();
+        return cell;
+    };
+    let tool = spec.implementation.as_str();
+    let lat = tool.ends_with("_lat");
+    let iters = spec.count.max(5);
+    let mut args: Vec<String> = vec![
+        tool.into(),
+        "-R".into(),
+        "-F".into(),
+        "-d".into(),
+        dev.into(),
+        "-s".into(),
+        spec.size.to_string(),
+        "-n".into(),
+        iters.to_string(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    if !lat {
+        // perftest wants at least as many iterations as its send queue depth.
+        args.extend(["-t".into(), iters.min(128).to_string()]);
+    }
+    // perftest writes through stdio: line-buffer it so the "waiting" line arrives at once.
+    let server: Vec<String> = ["stdbuf", "-oL"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(args.iter().cloned())
+        .collect();
+    let mut client = args.clone();
+    client.push(ip.into());
+    let p = Pair {
+        server,
+        client,
+        ready_prefix: "* Waiting for client".into(),
+        client_timeout: Duration::from_secs(300),
+    };
+    // The banner comes just before the server listens: give it a moment, retry a refused connect.
+    let mut last = String::new();
+    for _attempt in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        match pair::run_raw(&p).and_then(|(out, _)| parse_perftest(&out, spec.size, lat)) {
+            Ok(r) => {
+                cell.p50_us = r.p50_us;
+                cell.p99_us = r.p99_us;
+                cell.msgs_per_s = Some(r.msgs_per_s);
+                cell.gbytes_per_s = Some(r.msgs_per_s * spec.size as f64 / 1e9);
+                cell.spec.count = iters;
+                cell.status = "ok".into();
+                return cell;
+            }
+            Err(e) => last = e,
+        }
+    }
+    cell.status = format!("not available: {tool}: {last}");
+    cell
+}
+
+#[derive(Debug, PartialEq)]
+struct PerftestResult {
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    msgs_per_s: f64,
+}
+
+/// Reads perftest's result line: the row whose first column is the message size.
+/// `_lat`: bytes, iterations, t_min, t_max, t_typical, t_avg, t_stdev, 99%, 99.9% (one-way
+/// microseconds; doubled here into round trips). `_bw`: bytes, iterations, BW peak,
+/// BW average (MiB/s), MsgRate (Mpps).
+fn parse_perftest(out: &str, size: u64, lat: bool) -> Result<PerftestResult, String> {
+    let row = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| {
+            w.len() >= 5
+                && w[0].parse::<u64>().ok() == Some(size)
+                && w[1..].iter().all(|x| x.parse::<f64>().is_ok())
+        })
+        .ok_or_else(|| {
+            let tail: Vec<&str> = out.lines().rev().take(3).collect();
+            format!(
+                "no result line for {size} bytes in its output ({})",
+                tail.join(" | ")
+            )
+        })?;
+    let f = |i: usize| row.get(i).and_then(|x| x.parse::<f64>().ok());
+    if lat {
+        let typical = f(4).ok_or("short latency row")?;
+        let p99 = f(7);
+        Ok(PerftestResult {
+            p50_us: Some(2.0 * typical),
+            p99_us: p99.map(|v| 2.0 * v),
+            msgs_per_s: 1e6 / (2.0 * typical),
+        })
+    } else {
+        let mpps = f(4).ok_or("short bandwidth row")?;
+        Ok(PerftestResult {
+            p50_us: None,
+            p99_us: None,
+            msgs_per_s: mpps * 1e6,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_row_is_doubled_into_round_trips() {
+        let out = " #bytes #iterations    t_min[usec]    t_max[usec]  t_typical[usec]    t_avg[usec]    t_stdev[usec]   99% percentile[usec]   99.9% percentile[usec] \n\
+                    64       1000          10.01          80.20        12.50              13.00          2.00            30.00                  79.00\n";
+        let r = parse_perftest(out, 64, true).unwrap();
+        assert_eq!(r.p50_us, Some(25.0));
+        assert_eq!(r.p99_us, Some(60.0));
+        assert_eq!(r.msgs_per_s, 40_000.0);
+    }
+
+    #[test]
+    fn bandwidth_row_gives_the_message_rate() {
+        let out =
+            " #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]\n\
+                    65536      500              40.10              38.50                0.000616\n";
+        let r = parse_perftest(out, 65536, false).unwrap();
+        assert_eq!(r.p50_us, None);
+        assert!((r.msgs_per_s - 616.0).abs() < 1e-6);
+        assert!(parse_perftest(out, 64, false).is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! The results as a terminal table, a JSON file and a README section.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::machine::Machine;
+use super::{Cell, Role};
+
+pub const README_START: &str = "<!-- bench:start -->";
+pub const README_END: &str = "<!-- bench:end -->";
+
+/// Facts about the whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Meta {
+    pub date: String,
+    pub git_rev: String,
+    pub machine: Machine,
+    pub command: String,
+    pub rdma_device: String,
+}
+
+pub fn size_label(size: u64) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{}MiB", s >> 20),
+        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{}KiB", s >> 10),
+        s => format!("{s}B"),
+    }
+}
+
+/// The name of the baseline row a cell is compared with, as `implementation size`.
+fn baseline_for(cell: &Cell) -> Vec<(&'static str, bool, bool)> {
+    // (implementation, compare p50, compare msgs/s)
+    match (cell.spec.transport.as_str(), cell.spec.concurrency) {
+        ("tcp", _) => vec![("tcp-baseline echo", true, true)],
+        ("rdma", 1) => vec![("ib_send_lat", true, true)],
+        ("rdma", _) => vec![("ib_send_bw", false, true)],
+        _ => vec![],
+    }
+}
+
+/// Sets each cell's baseline and its ratios (cell / baseline; for p50 lower is better, for
+/// msgs/s higher is better).
+pub fn link_baselines(cells: &mut [Cell]) {
+    let snapshot: Vec<Cell> = cells.to_vec();
+    for cell in cells.iter_mut().filter(|c| c.spec.role == Role::Cell) {
+        for (imp, p50, rate) in baseline_for(cell) {
+            let same_shape = imp == "tcp-baseline echo";
+            let Some(base) = snapshot.iter().find(|b| {
+                b.spec.role == Role::Baseline
+                    && b.spec.implementation == imp
+                    && b.spec.transport == cell.spec.transport
+                    && b.spec.size == cell.spec.size
+                    && (!same_shape
+                        || (b.spec.concurrency == cell.spec.concurrency
+                            && b.spec.connections == cell.spec.connections))
+            }) else {
+                continue;
+            };
+            cell.baseline = Some(base.label());
+            if !(cell.ok() && base.ok()) {
+                continue;
+            }
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            if p50 {
+                cell.ratio_p50 = ratio(cell.p50_us, base.p50_us);
+            }
+            if rate {
+                cell.ratio_msgs_per_s = ratio(cell.msgs_per_s, base.msgs_per_s);
+            }
+        }
+    }
+}
+
+fn num(v: Option<f64>, prec: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => {
+            if v >= 100_000.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.prec$}")
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The aligned result table, with numbered notes for rows that did not run.
+pub fn table(cells: &[Cell]) -> String {
+    let header = [
+        "transport",
+        "implementation",
+        "size",
+        "in-flight",
+        "conns",
+        "p50 us",
+        "p99 us",
+        "msgs/s",
+        "GB/s",
+        "cpu s/GB cli",
+        "cpu s/GB srv",
+        "vs baseline",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for c in cells {
+        let s = &c.spec;
+        let mut row = vec![
+            s.transport.clone(),
+            s.implementation.clone(),
+            size_label(s.size),
+            s.concurrency.to_string(),
+            s.connections.to_string(),
+        ];
+        if c.ok() {
+            row.extend([
+                num(c.p50_us, 1),
+                num(c.p99_us, 1),
+                num(c.msgs_per_s, 0),
+                num(c.gbytes_per_s, 3),
+                num(c.cpu_s_per_gb_client, 2),
+                num(c.cpu_s_per_gb_server, 2),
+            ]);
+            let mut vs = Vec::new();
+            if let Some(r) = c.ratio_p50 {
+                vs.push(format!("p50 {r:.2}x"));
+            }
+            if let Some(r) = c.ratio_msgs_per_s {
+                vs.push(format!("rate {r:.2}x"));
+            }
+            if let (Some(b), false) = (&c.baseline, vs.is_empty()) {
+                vs.push(format!("of {}", b.split(' ').next().unwrap_or(b)));
+            } else if c.spec.role == Role::Cell {
+                vs.push("no baseline result".into());
+            }
+            row.push(vs.join(" "));
+        } else {
+            let reason = c.status.clone();
+            let n = match notes.iter().position(|r| *r == reason) {
+                Some(i) => i + 1,
+                None => {
+                    notes.push(reason);
+                    notes.len()
+                }
+            };
+            row.extend(["not available".to_string(), format!("[{n}]")]);
+        }
+        rows.push(row);
+    }
+    let cols = header.len();
+    let mut w = vec![0; cols];
+    for (i, h) in header.iter().enumerate() {
+        w[i] = h.len();
+    }
+    for r in &rows {
+        for (i, v) in r.iter().enumerate() {
+            if i < cols && v != "not available" {
+                w[i] = w[i].max(v.len());
+            }
+        }
+    }
+    let numeric = |i: usize| (5..11).contains(&i) || i == 3 || i == 4;
+    let line = |r: &[String]| -> String {
+        let mut s = String::new();
+        for (i, v) in r.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if v == "not available" {
+                s.push_str(v);
+                continue;
+            }
+            if numeric(i) {
+                s.push_str(&format!("{v:>width$}", width = w[i]));
+            } else if i + 1 == r.len() {
+                s.push_str(v);
+            } else {
+                s.push_str(&format!("{v:<width$}", width = w[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(&header.map(String::from));
+    out.push('\n');
+    out.push_str(&"-".repeat(out.len() - 1));
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out.push_str(
+        "\nLatency: round trip of one message (echo), p50 / p99. GB/s and cpu s/GB count payload \
+         bytes one way. vs baseline: p50 ratio (lower is better) and msgs/s ratio (higher is better).\n",
+    );
+    if cells.iter().any(|c| c.spec.transport == "rdma") {
+        out.push_str(
+            "RDMA baselines: ib_send_lat p50 / p99 are its typical / 99% one-way figures doubled \
+             (round trip); ib_*_bw rows are streams (no latency).\n",
+        );
+    }
+    for (i, n) in notes.iter().enumerate() {
+        out.push_str(&format!("[{}] {n}\n", i + 1));
+    }
+    out
+}
+
+pub fn write_json(path: &Path, meta: &Meta, cells: &[Cell]) -> std::io::Result<()> {
+    let doc = serde_json::json!({ "meta": meta, "cells": cells });
+    let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
+}
+
+/// Replaces what is between the README markers with the table.
+pub fn update_readme(path: &Path, meta: &Meta, table: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let new = splice(&text, meta, table).ok_or_else(|| {
+        format!(
+            "{} has no `{README_START}` ... `{README_END}` markers; add them where the table goes",
+            path.display()
+        )
+    })?;
+    std::fs::write(path, new).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn splice(text: &str, meta: &Meta, table: &str) -> Option<String> {
+    let a = text.find(README_START)? + README_START.len();
+    let b = a + text[a..].find(README_END)?;
+    let section = format!(
+        "\n_{}, on {} (git {}), `cargo xtask {}`; RDMA: {}._\n\n```text\n{}```\n",
+        meta.date,
+        meta.machine.one_line(),
+        meta.git_rev,
+        meta.command,
+        meta.rdma_device,
+        table
+    );
+    Some(format!("{}{}{}", &text[..a], section, &text[b..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cell, Role, Spec};
+    use super::*;
+
+    fn cell(imp: &str, role: Role, p50: f64, rate: f64) -> Cell {
+        let spec = Spec {
+            transport: "tcp".into(),
+            implementation: imp.into(),
+            role,
+            size: 64,
+            concurrency: 1,
+            connections: 1,
+            count: 10,
+        };
+        let mut c = Cell::new(spec, "lo", &Machine::default());
+        c.status = "ok".into();
+        c.p50_us = Some(p50);
+        c.msgs_per_s = Some(rate);
+        c
+    }
+
+    #[test]
+    fn ratios_are_cell_over_baseline_of_the_same_shape() {
+        let mut cells = vec![
+            cell("msgrd", Role::Cell, 30.0, 500.0),
+            cell("tcp-baseline echo", Role::Baseline, 20.0, 1000.0),
+        ];
+        link_baselines(&mut cells);
+        assert_eq!(cells[0].ratio_p50, Some(1.5));
+        assert_eq!(cells[0].ratio_msgs_per_s, Some(0.5));
+        assert!(cells[1].ratio_p50.is_none());
+        let t = table(&cells);
+        assert!(t.contains("p50 1.50x rate 0.50x"), "{t}");
+    }
+
+    #[test]
+    fn unavailable_rows_get_one_note_per_reason() {
+        let mut a = cell("msgrd", Role::Cell, 1.0, 1.0);
+        a.status = "not available: msgrd does not build".into();
+        let b = a.clone();
+        let t = table(&[a, b]);
+        assert_eq!(
+            t.matches("[1] not available: msgrd does not build").count(),
+            1
+        );
+        assert!(!t.contains("[2]"));
+    }
+
+    #[test]
+    fn readme_section_is_replaced_between_markers_only() {
+        let meta = Meta {
+            date: "D".into(),
+            git_rev: "R".into(),
+            machine: Machine::default(),
+            command: "bench".into(),
+            rdma_device: "rxe0".into(),
+        };
+        let text = format!("intro\n{README_START}\nold\n{README_END}\nrest\n");
+        let out = splice(&text, &meta, "TABLE\n").unwrap();
+        assert!(out.starts_with("intro\n"));
+        assert!(out.ends_with(&format!("{README_END}\nrest\n")));
+        assert!(out.contains("TABLE") && !out.contains("old"));
+        assert!(splice("no markers", &meta, "T").is_none());
+    }
+}

@@ -1,0 +1,314 @@
+//! `cargo xtask test`: every check CI runs, in order, each with a verdict.
+//!
+//! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
+//! (`cargo test --workspace`), interop (msgr-core's `ceph_mon` test against a real monitor,
+//! which it starts through scripts/ceph-mon/start.sh), rdma (msgr-rdma's test binaries, built
+//! here and run on the host's RDMA device or inside the Soft-RoCE VM).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::packages::{self, Group};
+use crate::stage::{Outcome, Stages};
+use crate::util::{self, cargo, host_rdma_device, run_status, run_tee, TestCounts};
+
+/// Simulation seeds per property under `--quick` (the tests read `MSGR_SIM_SEEDS`).
+const QUICK_SIM_SEEDS: &str = "32";
+/// The project's own Soft-RoCE VM runner.
+pub const VM_RUNNER: &str = "scripts/rdma-vm/run.sh";
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Shorter local loop: MSGR_SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn run(a: TestArgs) -> i32 {
+    let mut st = Stages::default();
+    let mut groups: Vec<&Group> = vec![&packages::BUILD, &packages::CEPH];
+    if mentions_tshark() {
+        groups.push(&packages::TSHARK);
+    }
+    if !a.quick {
+        groups.push(&packages::RDMA_VM);
+    }
+    if !st.run("prerequisites", || prerequisites(&groups)) {
+        for s in ["fmt", "clippy", "tests", "interop", "rdma"] {
+            st.not_reached(s, "the prerequisites are missing (see above)");
+        }
+        return st.finish();
+    }
+    st.run("fmt", || {
+        verdict_of(
+            run_status(cargo().args(["fmt", "--all", "--", "--check"])),
+            "formatted",
+            "run `cargo fmt --all` and commit the result",
+        )
+    });
+    st.run("clippy", || {
+        verdict_of(
+            run_status(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])),
+            "no warnings",
+            "fix the warnings above",
+        )
+    });
+    st.run("tests", || unit_and_integration(a.quick));
+    st.run("interop", interop);
+    if a.quick {
+        st.run("rdma", || {
+            Outcome::Skip("skipped by --quick; `cargo xtask test` runs the RDMA suite".into())
+        });
+    } else {
+        st.run("rdma", rdma);
+    }
+    st.finish()
+}
+
+fn verdict_of(r: Result<(), String>, ok: &str, fix: &str) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Pass(ok.into()),
+        Err(e) => Outcome::Fail(format!("{e}; {fix}")),
+    }
+}
+
+fn prerequisites(groups: &[&Group]) -> Outcome {
+    let pk = match packages::ensure(groups) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Fail(e),
+    };
+    // rustfmt and clippy are rustup components; a minimal profile lacks them.
+    let have = |sub: &str| {
+        cargo()
+            .args([sub, "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !have("fmt") || !have("clippy") {
+        println!("    rustfmt or clippy missing: adding the rustup components");
+        if let Err(e) =
+            run_status(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
+        {
+            return Outcome::Fail(format!(
+                "{e}; install rustfmt and clippy for this toolchain (rustup component add rustfmt clippy)"
+            ));
+        }
+    }
+    Outcome::Pass(format!("{pk}; rustfmt and clippy present"))
+}
+
+fn unit_and_integration(quick: bool) -> Outcome {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]);
+    if quick && std::env::var_os("MSGR_SIM_SEEDS").is_none() {
+        cmd.env("MSGR_SIM_SEEDS", QUICK_SIM_SEEDS);
+    }
+    tests_outcome(run_tee(&mut cmd), "")
+}
+
+/// Turns a test run into a verdict: it passes only if it ran at least one test and none failed.
+fn tests_outcome(r: Result<(bool, String), String>, where_: &str) -> Outcome {
+    let (ok, out) = match r {
+        Ok(x) => x,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let c = TestCounts::parse(&out);
+    if ok && c.failed == 0 && c.passed > 0 {
+        Outcome::Pass(format!("{}{where_}", c.summary()))
+    } else if c.binaries == 0 {
+        Outcome::Fail("no test ran (build failure? see above)".into())
+    } else if c.passed == 0 && c.failed == 0 {
+        Outcome::Fail(format!("{}: zero tests ran{where_}", c.summary()))
+    } else {
+        Outcome::Fail(format!("{}{where_}", c.summary()))
+    }
+}
+
+fn interop() -> Outcome {
+    let start = Path::new("scripts/ceph-mon/start.sh");
+    if !start.exists() {
+        return Outcome::Fail(format!("{} is missing", start.display()));
+    }
+    match has_test_target("msgr-core", "ceph_mon") {
+        Ok(true) => {}
+        Ok(false) => {
+            return Outcome::Fail(
+                "msgr-core has no `ceph_mon` integration test yet (crates/msgr-core/tests/ceph_mon.rs); \
+                 nothing checked against a real monitor"
+                    .into(),
+            )
+        }
+        Err(e) => return Outcome::Fail(e),
+    }
+    tests_outcome(
+        run_tee(cargo().args(["test", "-p", "msgr-core", "--test", "ceph_mon"])),
+        " against a real ceph-mon",
+    )
+}
+
+fn has_test_target(package: &str, target: &str) -> Result<bool, String> {
+    let out = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("cannot parse cargo metadata: {e}"))?;
+    let found = v["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == package)
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .any(|t| {
+            t["name"] == target
+                && t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "test"))
+        });
+    Ok(found)
+}
+
+/// A test executable cargo built.
+pub struct TestBinary {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Builds the test executables of `package` without running them.
+pub fn build_test_binaries(package: &str) -> Result<Vec<TestBinary>, String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", package, "--no-run", "--message-format=json"])
+        .stderr(Stdio::inherit());
+    println!("    $ {}", util::show(&cmd));
+    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("building the {package} tests failed (see above)"));
+    }
+    let mut bins = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] != "compiler-artifact" || v["profile"]["test"] != true {
+            continue;
+        }
+        if let Some(exe) = v["executable"].as_str() {
+            bins.push(TestBinary {
+                name: v["target"]["name"].as_str().unwrap_or("?").to_string(),
+                path: PathBuf::from(exe),
+            });
+        }
+    }
+    Ok(bins)
+}
+
+/// How many tests a libtest binary holds (listing runs nothing, so it works without a device).
+fn count_tests(bin: &TestBinary) -> Result<usize, String> {
+    let out = Command::new(&bin.path)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .map_err(|e| format!("cannot list tests of {}: {e}", bin.path.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} --list failed: {}",
+            bin.path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .count())
+}
+
+fn rdma() -> Outcome {
+    let bins = match build_test_binaries("msgr-rdma") {
+        Ok(b) => b,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let mut total = 0;
+    let mut with_tests = Vec::new();
+    for b in bins.iter() {
+        match count_tests(b) {
+            Ok(0) => {}
+            Ok(n) => {
+                println!("    {}: {n} tests", b.name);
+                total += n;
+                with_tests.push(b);
+            }
+            Err(e) => return Outcome::Fail(e),
+        }
+    }
+    if total == 0 {
+        return Outcome::Fail(format!(
+            "no RDMA tests found: msgr-rdma built {} test binaries ({}) holding 0 tests",
+            bins.len(),
+            bins.iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    // One shell loop runs them all, so the VM boots once; each binary one test at a time
+    // (they share the single rxe0 device and its port space).
+    let script =
+        r#"rc=0; for b in "$@"; do echo "==> $b"; "$b" --test-threads 1 || rc=1; done; exit $rc"#;
+    let (mut cmd, where_) = match host_rdma_device() {
+        Some(dev) => {
+            let mut c = Command::new("bash");
+            c.env("RDMA_DEV", &dev);
+            (c, format!(" on the host's RDMA device {dev}"))
+        }
+        None => {
+            let mut c = Command::new(VM_RUNNER);
+            c.arg("bash");
+            (c, " on rxe0 inside the Soft-RoCE VM".to_string())
+        }
+    };
+    cmd.args(["-c", script, "rdma-tests"]);
+    cmd.args(with_tests.iter().map(|b| &b.path));
+    let r = run_tee(&mut cmd);
+    if let Ok((false, out)) = &r {
+        if TestCounts::parse(out).binaries == 0 {
+            return Outcome::Fail(format!(
+                "the RDMA test run ended before any test binary reported{where_} \
+                 (VM failure? its console tail is above; RXE_VM_DEBUG=1 shows the boot)"
+            ));
+        }
+    }
+    tests_outcome(r, &where_)
+}
+
+/// Whether any test or source file mentions tshark (then it must be installed).
+fn mentions_tshark() -> bool {
+    fn walk(dir: &Path, depth: usize) -> bool {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        rd.filter_map(|e| e.ok()).any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                depth < 6 && walk(&p, depth + 1)
+            } else {
+                p.extension().is_some_and(|x| x == "rs")
+                    && std::fs::read_to_string(&p).is_ok_and(|s| s.contains("tshark"))
+            }
+        })
+    }
+    walk(Path::new("crates"), 0) || walk(Path::new("tests"), 0)
+}

@@ -1,0 +1,175 @@
+//! Small helpers for running tools and finding things in the workspace.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The workspace root: the parent of this crate's manifest folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Cargo's target directory for this workspace (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        let d = PathBuf::from(d);
+        return if d.is_absolute() {
+            d
+        } else {
+            workspace_root().join(d)
+        };
+    }
+    workspace_root().join("target")
+}
+
+/// The `cargo` that runs us (so a pinned toolchain stays pinned).
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// How a command looks in a log line.
+pub fn show(cmd: &Command) -> String {
+    let mut s = String::new();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            s += &format!("{}={} ", k.to_string_lossy(), v.to_string_lossy());
+        }
+    }
+    s += &cmd.get_program().to_string_lossy();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.contains(' ') || a.is_empty() {
+            s += &format!(" '{a}'");
+        } else {
+            s += &format!(" {a}");
+        }
+    }
+    s
+}
+
+/// Runs `cmd` with inherited stdio; Err says what ran and how it ended.
+pub fn run_status(cmd: &mut Command) -> Result<(), String> {
+    println!("    $ {}", show(cmd));
+    let st = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({st})", show(cmd)))
+    }
+}
+
+/// Runs `cmd`, echoing its stdout line by line as it comes (stderr inherited), and returns
+/// the exit success and the captured stdout.
+pub fn run_tee(cmd: &mut Command) -> Result<(bool, String), String> {
+    println!("    $ {}", show(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    let mut captured = String::new();
+    let out = child.stdout.take().expect("piped");
+    for line in BufReader::new(out).lines() {
+        let line = line.map_err(|e| format!("reading output of `{}`: {e}", show(cmd)))?;
+        println!("{line}");
+        captured.push_str(&line);
+        captured.push('\n');
+    }
+    let st = child
+        .wait()
+        .map_err(|e| format!("waiting for `{}`: {e}", show(cmd)))?;
+    Ok((st.success(), captured))
+}
+
+/// Output of a quick query command, trimmed; None if it cannot run or fails.
+pub fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn is_root() -> bool {
+    output_of("id", &["-u"]).as_deref() == Some("0")
+}
+
+/// The first RDMA device of this machine (from sysfs), if the kernel has one.
+pub fn host_rdma_device() -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/infiniband")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+/// Totals of libtest's `test result:` lines in some output.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TestCounts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+    pub binaries: u64,
+}
+
+impl TestCounts {
+    pub fn parse(output: &str) -> TestCounts {
+        let mut c = TestCounts::default();
+        for line in output.lines() {
+            let Some(rest) = line.trim().strip_prefix("test result: ") else {
+                continue;
+            };
+            c.binaries += 1;
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<u64>() else { continue };
+                match label {
+                    "passed" => c.passed += n,
+                    "failed" => c.failed += n,
+                    "ignored" => c.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+        c
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} ignored in {} test binaries",
+            self.passed, self.failed, self.ignored, self.binaries
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sum_over_binaries() {
+        let out = "running 3 tests\n\
+            test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+            test result: FAILED. 10 passed; 2 failed; 0 ignored; 0 measured; 5 filtered out; finished in 1.00s\n";
+        let c = TestCounts::parse(out);
+        assert_eq!(
+            c,
+            TestCounts {
+                passed: 13,
+                failed: 2,
+                ignored: 1,
+                binaries: 2
+            }
+        );
+        assert_eq!(TestCounts::parse("nothing here"), TestCounts::default());
+    }
+}
