@@ -1,9 +1,10 @@
 //! `cargo xtask test`: every check CI runs, in order, each with a verdict.
 //!
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
-//! (`cargo test --workspace`), interop (msgr-core's `ceph_mon` test against a real monitor,
-//! which it starts through scripts/ceph-mon/start.sh), rdma (msgr-rdma's test binaries, built
-//! here and run on the host's RDMA device or inside the Soft-RoCE VM).
+//! (`cargo test --workspace` minus the next two stages' targets), interop (msgr-core's `ceph_mon` test against a real monitor,
+//! which it starts through scripts/ceph-mon/start.sh), rdma (msgr-rdma's integration tests and
+//! any `rdma` / `*_rdma` test target, built here and run on the host's RDMA device or inside the
+//! Soft-RoCE VM).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,8 +13,11 @@ use crate::packages::{self, Group};
 use crate::stage::{Outcome, Stages};
 use crate::util::{self, cargo, host_rdma_device, run_status, run_tee, TestCounts};
 
-/// Simulation seeds per property under `--quick` (the tests read `MSGR_SIM_SEEDS`).
+/// Simulation seeds per scenario under `--quick`, and the variables the tests read it from.
 const QUICK_SIM_SEEDS: &str = "32";
+const SIM_SEEDS_VARS: [&str; 2] = ["SIM_SEEDS", "MSGR_SIM_SEEDS"];
+/// msgr-core's test against a real Ceph monitor.
+const INTEROP_TARGET: &str = "ceph_mon";
 /// The project's own Soft-RoCE VM runner.
 pub const VM_RUNNER: &str = "scripts/rdma-vm/run.sh";
 
@@ -106,13 +110,45 @@ fn prerequisites(groups: &[&Group]) -> Outcome {
     Outcome::Pass(format!("{pk}; rustfmt and clippy present"))
 }
 
+/// Everything except what later stages run: unit tests of every crate (msgr-rdma's
+/// included: they need no device), doc tests, and every integration test that needs neither a
+/// Ceph monitor nor an RDMA device.
 fn unit_and_integration(quick: bool) -> Outcome {
+    let targets = match test_targets() {
+        Ok(t) => t,
+        Err(e) => return Outcome::Fail(e),
+    };
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]);
-    if quick && std::env::var_os("MSGR_SIM_SEEDS").is_none() {
-        cmd.env("MSGR_SIM_SEEDS", QUICK_SIM_SEEDS);
+    cmd.args(["test", "--workspace", "--lib", "--bins", "--examples"]);
+    for t in targets
+        .iter()
+        .filter(|t| !t.needs_rdma() && !t.is_interop())
+    {
+        cmd.args(["--test", &t.name]);
     }
-    tests_outcome(run_tee(&mut cmd), "")
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    if quick {
+        for c in [&mut cmd, &mut doc] {
+            for var in SIM_SEEDS_VARS {
+                if std::env::var_os(var).is_none() {
+                    c.env(var, QUICK_SIM_SEEDS);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut ok = true;
+    for c in [&mut cmd, &mut doc] {
+        match run_tee(c) {
+            Ok((o, text)) => {
+                ok &= o;
+                out += &text;
+            }
+            Err(e) => return Outcome::Fail(e),
+        }
+    }
+    tests_outcome(Ok((ok, out)), "")
 }
 
 /// Turns a test run into a verdict: it passes only if it ran at least one test and none failed.
@@ -138,7 +174,7 @@ fn interop() -> Outcome {
     if !start.exists() {
         return Outcome::Fail(format!("{} is missing", start.display()));
     }
-    match has_test_target("msgr-core", "ceph_mon") {
+    match test_targets().map(|t| t.iter().any(|t| t.is_interop())) {
         Ok(true) => {}
         Ok(false) => {
             return Outcome::Fail(
@@ -150,12 +186,33 @@ fn interop() -> Outcome {
         Err(e) => return Outcome::Fail(e),
     }
     tests_outcome(
-        run_tee(cargo().args(["test", "-p", "msgr-core", "--test", "ceph_mon"])),
+        run_tee(cargo().args(["test", "-p", "msgr-core", "--test", INTEROP_TARGET])),
         " against a real ceph-mon",
     )
 }
 
-fn has_test_target(package: &str, target: &str) -> Result<bool, String> {
+/// An integration-test target of a workspace package.
+#[derive(Clone, Debug)]
+pub struct TestTarget {
+    pub package: String,
+    pub name: String,
+}
+
+impl TestTarget {
+    /// Needs an RDMA device: every integration test of msgr-rdma, and any other package's
+    /// test target named `rdma` or `*_rdma` (the transport-parameterised suite run over RDMA).
+    fn needs_rdma(&self) -> bool {
+        self.package == "msgr-rdma" || self.name == "rdma" || self.name.ends_with("_rdma")
+    }
+
+    /// Talks to a real Ceph monitor: the interop stage runs it on its own.
+    fn is_interop(&self) -> bool {
+        self.package == "msgr-core" && self.name == INTEROP_TARGET
+    }
+}
+
+/// Every integration-test target in the workspace, from `cargo metadata`.
+fn test_targets() -> Result<Vec<TestTarget>, String> {
     let out = cargo()
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .output()
@@ -163,24 +220,26 @@ fn has_test_target(package: &str, target: &str) -> Result<bool, String> {
     if !out.status.success() {
         return Err(format!(
             "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("cannot parse cargo metadata: {e}"))?;
-    let found = v["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"] == package)
-        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
-        .any(|t| {
-            t["name"] == target
-                && t["kind"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "test"))
-        });
-    Ok(found)
+    let mut targets = Vec::new();
+    for p in v["packages"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"))
+            {
+                targets.push(TestTarget {
+                    package: p["name"].as_str().unwrap_or_default().to_string(),
+                    name: t["name"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+        }
+    }
+    Ok(targets)
 }
 
 /// A test executable cargo built.
@@ -189,15 +248,27 @@ pub struct TestBinary {
     pub path: PathBuf,
 }
 
-/// Builds the test executables of `package` without running them.
-pub fn build_test_binaries(package: &str) -> Result<Vec<TestBinary>, String> {
+/// Builds one integration-test executable without running it.
+fn build_test_binary(t: &TestTarget) -> Result<Vec<TestBinary>, String> {
+    let package = &t.package;
     let mut cmd = cargo();
-    cmd.args(["test", "-p", package, "--no-run", "--message-format=json"])
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "test",
+        "-p",
+        package,
+        "--test",
+        &t.name,
+        "--no-run",
+        "--message-format=json",
+    ])
+    .stderr(Stdio::inherit());
     println!("    $ {}", util::show(&cmd));
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("building the {package} tests failed (see above)"));
+        return Err(format!(
+            "building {package}'s test `{}` failed (see above)",
+            t.name
+        ));
     }
     let mut bins = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -237,10 +308,24 @@ fn count_tests(bin: &TestBinary) -> Result<usize, String> {
 }
 
 fn rdma() -> Outcome {
-    let bins = match build_test_binaries("msgr-rdma") {
-        Ok(b) => b,
+    let targets = match test_targets() {
+        Ok(t) => t,
         Err(e) => return Outcome::Fail(e),
     };
+    let mut bins = Vec::new();
+    for t in targets.iter().filter(|t| t.needs_rdma()) {
+        match build_test_binary(t) {
+            Ok(b) => bins.extend(b),
+            Err(e) => return Outcome::Fail(e),
+        }
+    }
+    if bins.is_empty() {
+        return Outcome::Fail(
+            "no RDMA tests found: msgr-rdma has no integration test target (crates/msgr-rdma/tests/) \
+             and no other package has a test target named `rdma` or `*_rdma`"
+                .into(),
+        );
+    }
     let mut total = 0;
     let mut with_tests = Vec::new();
     for b in bins.iter() {
@@ -256,8 +341,7 @@ fn rdma() -> Outcome {
     }
     if total == 0 {
         return Outcome::Fail(format!(
-            "no RDMA tests found: msgr-rdma built {} test binaries ({}) holding 0 tests",
-            bins.len(),
+            "no RDMA tests found: the RDMA test binaries ({}) hold 0 tests",
             bins.iter()
                 .map(|b| b.name.as_str())
                 .collect::<Vec<_>>()

@@ -22,7 +22,11 @@ const LIMITS: DecodeLimits = DecodeLimits {
 };
 
 fn random_section(rng: &mut StdRng, max: usize) -> Bytes {
-    let n = if rng.gen_bool(0.3) { 0 } else { rng.gen_range(0..=max) };
+    let n = if rng.gen_bool(0.3) {
+        0
+    } else {
+        rng.gen_range(0..=max)
+    };
     (0..n).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>().into()
 }
 
@@ -42,8 +46,14 @@ fn random_frame(rng: &mut StdRng) -> Frame {
             data: random_section(rng, 3000),
         }),
         4 => Frame::Ack(rng.gen()),
-        5 => Frame::Keepalive2 { sec: rng.gen(), nsec: rng.gen() },
-        6 => Frame::Keepalive2Ack { sec: rng.gen(), nsec: rng.gen() },
+        5 => Frame::Keepalive2 {
+            sec: rng.gen(),
+            nsec: rng.gen(),
+        },
+        6 => Frame::Keepalive2Ack {
+            sec: rng.gen(),
+            nsec: rng.gen(),
+        },
         _ => {
             if rng.gen() {
                 Frame::Keepalive
@@ -99,7 +109,10 @@ fn mutate(rng: &mut StdRng, b: &mut Vec<u8>, msg_starts: &[usize]) -> usize {
             // check and reaches the limit checks, the payload and the footer.
             // (Earlier mutations may have moved or cut the frame: then damage a tag instead.)
             let start = msg_starts.get(rng.gen_range(0..msg_starts.len().max(1)));
-            let Some(hdr) = start.map(|s| s + 1).filter(|h| h + MsgHeader::LEN <= b.len()) else {
+            let Some(hdr) = start
+                .map(|s| s + 1)
+                .filter(|h| h + MsgHeader::LEN <= b.len())
+            else {
                 b[at] = Tag::Msg as u8;
                 return at;
             };
@@ -154,7 +167,11 @@ fn run_one(seed: u64) -> &'static str {
         at += n;
         loop {
             let r = dec.decode(&mut buf);
-            assert!(buf.capacity() <= bound, "buffer grew to {} (bound {bound})", buf.capacity());
+            assert!(
+                buf.capacity() <= bound,
+                "buffer grew to {} (bound {bound})",
+                buf.capacity()
+            );
             match r {
                 Ok(Some(f)) => got.push(f),
                 Ok(None) => break,
@@ -170,7 +187,10 @@ fn run_one(seed: u64) -> &'static str {
     }
     // Every frame that ended before the first damaged byte comes out exactly as sent.
     let intact = ends.iter().take_while(|&&e| e <= intact_until).count();
-    assert!(got.len() >= intact || failed.is_some(), "lost intact frames without an error");
+    assert!(
+        got.len() >= intact || failed.is_some(),
+        "lost intact frames without an error"
+    );
     for (i, (g, f)) in got.iter().zip(&frames).take(intact).enumerate() {
         assert_eq!(g, f, "intact frame {i} differs");
     }
@@ -213,8 +233,19 @@ fn frame_decoder_survives_garbage_and_mutations() {
     eprintln!("outcomes: {outcomes:?}");
     if full_run {
         // The inputs must keep reaching every check, or this test proves little.
-        for want in ["ok", "UnknownTag", "UnexpectedTag", "HeaderCrc", "PayloadCrc", "TooLong", "Incomplete"] {
-            assert!(outcomes.get(want).copied().unwrap_or(0) >= 5, "{want} reached too rarely: {outcomes:?}");
+        for want in [
+            "ok",
+            "UnknownTag",
+            "UnexpectedTag",
+            "HeaderCrc",
+            "PayloadCrc",
+            "TooLong",
+            "Incomplete",
+        ] {
+            assert!(
+                outcomes.get(want).copied().unwrap_or(0) >= 5,
+                "{want} reached too rarely: {outcomes:?}"
+            );
         }
     }
 }

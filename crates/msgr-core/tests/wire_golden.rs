@@ -8,16 +8,16 @@ use bytes::{Bytes, BytesMut};
 use msgr_core::wire::features::*;
 use msgr_core::wire::frame::{encode_keepalive2, encode_keepalive2_ack, encode_message};
 use msgr_core::wire::{
-    check_banner, crc::ceph_crc32c, ConnectMsg, ConnectReply, DecodeLimits, EntityAddr,
-    EntityName, EntityType, Frame, FrameDecoder, MsgFooter, MsgHeader, Tag, BANNER,
-    CONNECT_FLAG_LOSSY, LEGACY_ADDR_LEN,
+    check_banner, crc::ceph_crc32c, ConnectMsg, ConnectReply, DecodeLimits, EntityAddr, EntityName,
+    EntityType, Frame, FrameDecoder, MsgFooter, MsgHeader, Tag, BANNER, CONNECT_FLAG_LOSSY,
+    LEGACY_ADDR_LEN,
 };
 use msgr_core::Priority;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert_eq!(s.len() % 2, 0, "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
@@ -34,8 +34,15 @@ const S2C_HANDSHAKE: usize = 9 + 2 * LEGACY_ADDR_LEN + ConnectReply::LEN + 8;
 fn decode_one(bytes: &[u8]) -> Frame {
     let mut dec = FrameDecoder::new(DecodeLimits::default(), true);
     let mut buf = BytesMut::from(bytes);
-    let f = dec.decode(&mut buf).expect("valid frame").expect("complete frame");
-    assert!(buf.is_empty(), "frame vector has {} trailing bytes", buf.len());
+    let f = dec
+        .decode(&mut buf)
+        .expect("valid frame")
+        .expect("complete frame");
+    assert!(
+        buf.is_empty(),
+        "frame vector has {} trailing bytes",
+        buf.len()
+    );
     f
 }
 
@@ -60,7 +67,10 @@ fn crc_matches_ceph_conventions() {
     assert_eq!(!ceph_crc32c(!0, b"123456789"), 0xE306_9283);
     // Incremental use (seed = crc so far) equals one pass.
     let data = b"ceph messenger protocol v1";
-    assert_eq!(ceph_crc32c(ceph_crc32c(0, &data[..7]), &data[7..]), ceph_crc32c(0, data));
+    assert_eq!(
+        ceph_crc32c(ceph_crc32c(0, &data[..7]), &data[7..]),
+        ceph_crc32c(0, data)
+    );
 }
 
 fn check_addr(file: &str, want: &str, nonce: u32) -> EntityAddr {
@@ -82,10 +92,18 @@ fn addresses_from_the_banner() {
     let server = check_addr(include_str!("data/addr_server.hex"), "127.0.0.1:16789", 0);
     assert_eq!(server.port(), MON_PORT);
     assert_eq!(server.to_string(), "v1:127.0.0.1:16789/0");
-    let seen = check_addr(include_str!("data/addr_peer_seen.hex"), "127.0.0.1:34650", 0);
+    let seen = check_addr(
+        include_str!("data/addr_peer_seen.hex"),
+        "127.0.0.1:34650",
+        0,
+    );
     assert_eq!(seen.to_string(), "v1:127.0.0.1:34650/0");
     // The client answers with the learned IP, port 0 and a random nonce.
-    let client = check_addr(include_str!("data/addr_client.hex"), "127.0.0.1:0", 0x9a97_adfe);
+    let client = check_addr(
+        include_str!("data/addr_client.hex"),
+        "127.0.0.1:0",
+        0x9a97_adfe,
+    );
     assert_eq!(client.to_string(), "v1:127.0.0.1:0/2593631742");
 }
 
@@ -119,7 +137,10 @@ fn connect_and_reply() {
     let r = ConnectReply::decode(&b).unwrap();
     assert_eq!(r.tag, Tag::Seq as u8);
     assert_eq!(r.features, 0x3f01_cfbd_fffd_ffff);
-    assert_eq!((r.global_seq, r.connect_seq, r.protocol_version), (12, 1, 15));
+    assert_eq!(
+        (r.global_seq, r.connect_seq, r.protocol_version),
+        (12, 1, 15)
+    );
     assert_eq!(r.authorizer_len, 0);
     assert_eq!(r.flags, CONNECT_FLAG_LOSSY);
     assert!(r.is_lossy());
@@ -198,7 +219,11 @@ fn captured_mauth_reply() {
     let m = check_msg(&hex(include_str!("data/msg_mauth_reply.hex")));
     assert_eq!(m.msg_type, 18, "CEPH_MSG_AUTH_REPLY");
     assert_eq!(m.seq, 1, "the monitor's outgoing seq starts at 1");
-    assert_eq!(m.priority, Priority::HIGH, "monitor replies come at priority 196");
+    assert_eq!(
+        m.priority,
+        Priority::HIGH,
+        "monitor replies come at priority 196"
+    );
     assert_eq!(m.src, EntityName::new(EntityType::MON, 0));
     assert_eq!(m.src.to_string(), "mon.0");
     assert_eq!(m.front.len(), 24);
@@ -230,7 +255,10 @@ fn decode_chunked(bytes: &[u8], rng: &mut StdRng, max_chunk: usize) -> Vec<Frame
             frames.push(f);
         }
     }
-    assert!(buf.is_empty() && dec.is_idle(), "stream ends on a frame boundary");
+    assert!(
+        buf.is_empty() && dec.is_idle(),
+        "stream ends on a frame boundary"
+    );
     frames
 }
 
@@ -256,8 +284,14 @@ fn msg_summary(frames: &[Frame]) -> Vec<(u64, u16)> {
 /// frame decodes, crcs verify, and re-encoding reproduces the capture exactly.
 #[test]
 fn captured_streams_decode_in_any_chunking_and_reencode_exactly() {
-    let streams: [(&[u8], usize, &[(u64, u16)]); 4] = [
-        (include_bytes!("data/stream0_c2s.bin"), C2S_HANDSHAKE, &[(1, 17), (2, 15)]),
+    // (bytes, handshake length, (seq, type) of each message)
+    type Capture = (&'static [u8], usize, &'static [(u64, u16)]);
+    let streams: [Capture; 4] = [
+        (
+            include_bytes!("data/stream0_c2s.bin"),
+            C2S_HANDSHAKE,
+            &[(1, 17), (2, 15)],
+        ),
         (
             include_bytes!("data/stream0_s2c.bin"),
             S2C_HANDSHAKE,
@@ -271,7 +305,16 @@ fn captured_streams_decode_in_any_chunking_and_reencode_exactly() {
         (
             include_bytes!("data/stream1_s2c.bin"),
             S2C_HANDSHAKE,
-            &[(1, 18), (2, 4), (3, 62), (4, 4), (5, 1796), (6, 41), (7, 51), (8, 51)],
+            &[
+                (1, 18),
+                (2, 4),
+                (3, 62),
+                (4, 4),
+                (5, 1796),
+                (6, 41),
+                (7, 51),
+                (8, 51),
+            ],
         ),
     ];
     let mut rng = StdRng::seed_from_u64(0x00c0_ffee);
@@ -284,9 +327,17 @@ fn captured_streams_decode_in_any_chunking_and_reencode_exactly() {
             whole[0],
             Frame::Keepalive2 { .. } | Frame::Keepalive2Ack { .. }
         ));
-        assert_eq!(reencode(&whole), open, "stream {i} re-encodes byte for byte");
+        assert_eq!(
+            reencode(&whole),
+            open,
+            "stream {i} re-encodes byte for byte"
+        );
         for max_chunk in [1, 7, 64, 1500] {
-            assert_eq!(decode_chunked(open, &mut rng, max_chunk), whole, "stream {i}");
+            assert_eq!(
+                decode_chunked(open, &mut rng, max_chunk),
+                whole,
+                "stream {i}"
+            );
         }
     }
 }
@@ -313,7 +364,119 @@ fn captured_data_section_is_zero_copy() {
     assert_eq!(m.data.len(), 73271);
     for section in [&m.front, &m.data] {
         let p = section.as_ptr() as usize;
-        assert!(p >= base && p + section.len() <= end, "section not in the receive buffer");
+        assert!(
+            p >= base && p + section.len() <= end,
+            "section not in the receive buffer"
+        );
     }
     let _: &Bytes = &m.data;
+}
+
+/// A real ACK: the monitor, talking to a lossless mon peer (`data/live_mon_peer.py`),
+/// acknowledges the peer's first message.
+#[test]
+fn captured_ack() {
+    let b = hex(include_str!("data/ack.hex"));
+    assert_eq!(decode_one(&b), Frame::Ack(1));
+    let mut out = BytesMut::new();
+    msgr_core::wire::frame::encode_ack(1, &mut out);
+    assert_eq!(&out[..], &b[..]);
+}
+
+#[test]
+fn mon_peer_reply_is_lossless() {
+    let r = ConnectReply::decode(&hex(include_str!("data/connect_reply_mon_peer.hex"))).unwrap();
+    assert_eq!(r.tag, Tag::Seq as u8);
+    assert_eq!(r.protocol_version, 13, "mon-to-mon protocol");
+    assert_eq!((r.global_seq, r.connect_seq), (1, 1));
+    assert!(!r.is_lossy(), "mon peers get a lossless session");
+}
+
+/// The monitor's whole open-state stream to a mon peer: the echoed keepalive stamp, its reply
+/// to MPing (a JSON status report in the front), and the ACK of our message.
+#[test]
+fn captured_mon_peer_stream() {
+    let bytes: &[u8] = include_bytes!("data/mon_peer_s2c.bin");
+    let open = &bytes[S2C_HANDSHAKE..];
+    let mut rng = StdRng::seed_from_u64(7);
+    let frames = decode_chunked(open, &mut rng, 300);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(
+        frames[0],
+        Frame::Keepalive2Ack {
+            sec: 1_700_000_000,
+            nsec: 123_456_789
+        }
+    );
+    let Frame::Msg(m) = &frames[1] else {
+        panic!("expected the MPing reply")
+    };
+    assert_eq!(
+        (m.msg_type, m.seq, m.src),
+        (2, 1, EntityName::new(EntityType::MON, 0))
+    );
+    assert_eq!((m.version, m.compat_version), (1, 0));
+    assert_eq!(m.priority, Priority::HIGH);
+    assert_eq!(m.front.len(), 3152);
+    let json_at = m
+        .front
+        .iter()
+        .position(|&b| b == b'{')
+        .expect("JSON report");
+    assert!(m.front[json_at..].starts_with(b"{\n    \"health\""));
+    assert_eq!(frames[2], Frame::Ack(1));
+    assert_eq!(reencode(&frames), open);
+}
+
+/// Our feature sets against what the real monitor advertised (connect reply above) and what
+/// NOTES.md measured it to require.
+#[test]
+fn feature_sets_fit_the_real_monitor() {
+    let monitor = 0x3f01_cfbd_fffd_ffffu64;
+    let required_bits = [18, 25, 41, 48, 58];
+    assert_eq!(
+        MSGR1_REQUIRED,
+        required_bits.iter().fold(0, |m, b| m | 1u64 << b)
+    );
+    assert_eq!(
+        monitor & DEFAULT_SUPPORTED,
+        DEFAULT_SUPPORTED,
+        "the monitor supports all we offer"
+    );
+    for (name, mask) in [
+        ("NOSRCADDR", CEPH_FEATUREMASK_NOSRCADDR),
+        ("MSG_AUTH", CEPH_FEATUREMASK_MSG_AUTH),
+        ("MSGR_KEEPALIVE2", CEPH_FEATUREMASK_MSGR_KEEPALIVE2),
+        ("RECONNECT_SEQ", CEPH_FEATUREMASK_RECONNECT_SEQ),
+    ] {
+        assert!(has_feature(DEFAULT_SUPPORTED, mask), "{name}");
+    }
+    assert_eq!(
+        DEFAULT_SUPPORTED & CEPH_FEATURE_MSG_ADDR2,
+        0,
+        "legacy addresses only"
+    );
+    // Reused bits: the monitor is a Pacific server, so SERVER_PACIFIC's incarnation is there;
+    // a mask with only the bare bit 20 is not Pacific.
+    assert!(has_feature(monitor, CEPH_FEATUREMASK_SERVER_PACIFIC));
+    assert!(!has_feature(
+        CEPH_FEATURE_SERVER_PACIFIC,
+        CEPH_FEATUREMASK_SERVER_PACIFIC
+    ));
+    let names = feature_names(MSGR1_REQUIRED);
+    assert_eq!(
+        names,
+        [
+            "CRUSH_TUNABLES",
+            "CRUSH_TUNABLES2",
+            "CRUSH_TUNABLES3",
+            "CRUSH_V4",
+            "CRUSH_TUNABLES5"
+        ]
+    );
+    assert_eq!(
+        feature_names(1 << 38),
+        ["bit38"],
+        "retired bits have no name"
+    );
 }

@@ -33,13 +33,16 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
 
 fn entity_addr() -> impl Strategy<Value = EntityAddr> {
     // The low byte of `kind` is the legacy marker and must be 0; the rest is kept padding.
-    (any::<u32>(), any::<u32>(), proptest::option::of(socket_addr())).prop_map(
-        |(kind, nonce, addr)| EntityAddr {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        proptest::option::of(socket_addr()),
+    )
+        .prop_map(|(kind, nonce, addr)| EntityAddr {
             kind: kind & !0xff,
             nonce,
             addr,
-        },
-    )
+        })
 }
 
 fn section(max: usize) -> impl Strategy<Value = Bytes> {
@@ -56,7 +59,11 @@ fn message() -> impl Strategy<Value = Message> {
         (section(300), section(40), section(2000)),
     )
         .prop_map(
-            |((msg_type, prio, version, compat_version), (tid, data_off, seq, src), (front, middle, data))| Message {
+            |(
+                (msg_type, prio, version, compat_version),
+                (tid, data_off, seq, src),
+                (front, middle, data),
+            )| Message {
                 msg_type,
                 priority: Priority(prio),
                 version,

@@ -105,7 +105,7 @@ pub fn registration_error(source: io::Error, needed: u64, limit: Option<u64>) ->
         source.raw_os_error(),
         Some(libc::ENOMEM) | Some(libc::EPERM) | Some(libc::EAGAIN)
     );
-    if memlock_like && limit.map_or(false, |l| l < needed) {
+    if memlock_like && limit.is_some_and(|l| l < needed) {
         RdmaError::Memlock {
             needed,
             limit: limit_text,
@@ -122,7 +122,11 @@ mod tests {
 
     #[test]
     fn memlock_error_names_ulimit_and_size() {
-        let e = registration_error(io::Error::from_raw_os_error(libc::ENOMEM), 1 << 20, Some(65536));
+        let e = registration_error(
+            io::Error::from_raw_os_error(libc::ENOMEM),
+            1 << 20,
+            Some(65536),
+        );
         let text = e.to_string();
         assert!(matches!(e, RdmaError::Memlock { .. }), "{text}");
         assert!(text.contains("ulimit -l"), "{text}");
@@ -134,7 +138,11 @@ mod tests {
     fn registration_error_with_enough_memlock_is_not_blamed_on_ulimit() {
         let e = registration_error(io::Error::from_raw_os_error(libc::ENOMEM), 4096, None);
         assert!(matches!(e, RdmaError::Verbs { .. }));
-        let e = registration_error(io::Error::from_raw_os_error(libc::EINVAL), 1 << 30, Some(10));
+        let e = registration_error(
+            io::Error::from_raw_os_error(libc::EINVAL),
+            1 << 30,
+            Some(10),
+        );
         assert!(matches!(e, RdmaError::Verbs { .. }));
     }
 }

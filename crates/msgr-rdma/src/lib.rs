@@ -7,12 +7,18 @@
 //! - [`link`]: one connection's QP as a byte stream (chunks over SEND/RECV with credits).
 #![deny(unsafe_code)]
 
+pub mod conn;
 pub mod credit;
+pub mod endpoint;
 pub mod error;
 pub mod link;
+pub mod messenger;
 pub mod options;
+mod reactor;
 #[allow(unsafe_code)]
 pub mod verbs;
 
+pub use conn::RdmaConnection;
 pub use error::RdmaError;
+pub use messenger::{RdmaConfig, RdmaCounters, RdmaMessenger};
 pub use options::RdmaOptions;

@@ -62,15 +62,24 @@ impl RdmaOptions {
     pub fn validate(&self) -> Result<(), RdmaError> {
         let bad = |key, detail: String| Err(RdmaError::BadOption { key, detail });
         if !(64..=(1 << 30)).contains(&self.buffer_size) {
-            return bad("buffer_size", format!("{} is outside 64 ..= 1073741824 bytes", self.buffer_size));
+            return bad(
+                "buffer_size",
+                format!("{} is outside 64 ..= 1073741824 bytes", self.buffer_size),
+            );
         }
         if !(2..=4096).contains(&self.send_buffers) {
-            return bad("send_buffers", format!("{} is outside 2 ..= 4096", self.send_buffers));
+            return bad(
+                "send_buffers",
+                format!("{} is outside 2 ..= 4096", self.send_buffers),
+            );
         }
         if !(4..=4096).contains(&self.recv_buffers) {
             return bad(
                 "recv_buffers",
-                format!("{} is outside 4 ..= 4096 (credit-based flow control needs at least 4)", self.recv_buffers),
+                format!(
+                    "{} is outside 4 ..= 4096 (credit-based flow control needs at least 4)",
+                    self.recv_buffers
+                ),
             );
         }
         if self.port == 0 {
@@ -83,7 +92,10 @@ impl RdmaOptions {
             return bad("retry_count", format!("{} is above 7", self.retry_count));
         }
         if self.rnr_retry > 7 {
-            return bad("rnr_retry", format!("{} is above 7 (7 = retry forever)", self.rnr_retry));
+            return bad(
+                "rnr_retry",
+                format!("{} is above 7 (7 = retry forever)", self.rnr_retry),
+            );
         }
         Ok(())
     }
@@ -111,11 +123,19 @@ mod tests {
             buffer_size: 8,
             ..Default::default()
         };
-        assert!(o.validate().unwrap_err().to_string().contains("`buffer_size`"));
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`buffer_size`"));
         let o = RdmaOptions {
             rnr_retry: 9,
             ..Default::default()
         };
-        assert!(o.validate().unwrap_err().to_string().contains("`rnr_retry`"));
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`rnr_retry`"));
     }
 }

@@ -211,8 +211,8 @@ impl TcpConnection {
                     false
                 }
                 SessionEvent::Message(m) => {
+                    let _ = m;
                     self.counters.add_messages_in(1);
-                    self.counters.add_bytes_in(m.payload_len() as u64);
                     true
                 }
                 SessionEvent::KeepaliveAck { .. } => false,
@@ -240,7 +240,11 @@ impl TcpConnection {
                     f.unregister = true;
                     g.announced
                 }
-                SessionEvent::RemoteReset => g.announced,
+                SessionEvent::RemoteReset { .. } => g.announced,
+                // The driver closes a link when the session no longer has one (`has_link`).
+                SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {
+                    false
+                }
             };
             if deliver {
                 self.inbox.lock().push_back(ev);

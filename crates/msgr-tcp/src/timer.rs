@@ -46,6 +46,7 @@ impl<T> TimerHeap<T> {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
     }

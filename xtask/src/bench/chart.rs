@@ -109,6 +109,21 @@ const THROUGHPUT: &[Line] = &[
     },
 ];
 
+/// Axis labels for log scales, whose ticks sit on powers of ten: 100B, 10k, 1M, 0.001.
+fn decimal_label(v: f64, unit: &str) -> String {
+    let (x, suffix) = match v {
+        v if v >= 1e6 => (v / 1e6, "M"),
+        v if v >= 1e3 => (v / 1e3, "k"),
+        v => (v, ""),
+    };
+    let n = if x >= 1.0 || x == 0.0 {
+        format!("{}", (x * 100.0).round() / 100.0)
+    } else {
+        format!("{x:.1e}")
+    };
+    format!("{n}{suffix}{unit}")
+}
+
 fn points(cells: &[Cell], l: &Line, y: impl Fn(&Cell) -> Option<f64>) -> Vec<(f64, f64)> {
     let mut v: Vec<(f64, f64)> = cells
         .iter()
@@ -159,7 +174,8 @@ fn panel(
         .configure_mesh()
         .x_desc("message size (bytes)")
         .y_desc(y_desc)
-        .x_label_formatter(&|x| super::report::size_label(x.round() as u64))
+        .x_label_formatter(&|x| decimal_label(*x, "B"))
+        .y_label_formatter(&|y| decimal_label(*y, ""))
         .draw()?;
     for (l, pts) in series.into_iter().filter(|(_, p)| !p.is_empty()) {
         let style = l.color.stroke_width(2);

@@ -26,6 +26,9 @@ pub struct Pair {
     pub client: Vec<String>,
     /// What the server prints when it is ready (a prefix; the rest of the line is its address).
     pub ready_prefix: String,
+    /// Pause between the ready line and starting the client (for servers that announce
+    /// themselves a moment before they listen).
+    pub settle: Duration,
     /// Upper bound for the client run.
     pub client_timeout: Duration,
 }
@@ -182,6 +185,7 @@ pub fn last_json_line(stdout: &str, what: &str) -> Result<serde_json::Value, Str
 pub fn run_raw(p: &Pair) -> Result<(String, Option<f64>), String> {
     let mut server = spawn(&p.server, "server")?;
     let addr = wait_ready(&mut server, &p.ready_prefix, "server")?;
+    thread::sleep(p.settle);
     let pid = server.child.id().to_string();
     let cpu0 = proc_cpu_seconds(&pid).ok();
     let client: Vec<String> = p

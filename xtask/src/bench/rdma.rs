@@ -155,6 +155,7 @@ pub fn run_inner(a: InnerArgs) -> i32 {
     let ip = std::env::var("RDMA_IP")
         .ok()
         .or_else(|| dev.as_deref().and_then(ipv4_of_device));
+    let config = device_config(RDMA_CONFIG, ip.as_deref(), plan.out.parent());
     let mut rows = Vec::new();
     let mut port = PERFTEST_PORT;
     for (i, spec) in plan.specs.iter().enumerate() {
@@ -169,7 +170,7 @@ pub fn run_inner(a: InnerArgs) -> i32 {
             port += 1;
             perftest_row(spec, dev.as_deref(), ip.as_deref(), port, &device, &machine)
         } else {
-            run_pair_row(spec, &plan.bins, RDMA_CONFIG, &device, &machine)
+            run_pair_row(spec, &plan.bins, &config, &device, &machine)
         };
         rows.push(row);
     }
@@ -179,6 +180,33 @@ pub fn run_inner(a: InnerArgs) -> i32 {
         return 1;
     }
     0
+}
+
+/// rdma_cm cannot use 127.0.0.1 over Soft-RoCE: when the config binds to loopback, run msgrd
+/// with a copy (next to the results) whose `bind` is the device's address, same port.
+fn device_config(config: &str, ip: Option<&str>, dir: Option<&Path>) -> String {
+    let (Some(ip), Some(dir), Ok(text)) = (ip, dir, std::fs::read_to_string(config)) else {
+        return config.to_string();
+    };
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("bind = \"127.0.0.1:") {
+            Some(rest) if !changed => {
+                changed = true;
+                format!("bind = \"{ip}:{rest}")
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    if !changed {
+        return config.to_string();
+    }
+    let copy = dir.join("rdma-device.toml");
+    match std::fs::write(&copy, lines.join("\n") + "\n") {
+        Ok(()) => copy.display().to_string(),
+        Err(_) => config.to_string(),
+    }
 }
 
 /// The IPv4 address of the netdev under an RDMA device (RoCE), for rdma_cm.
@@ -237,12 +265,13 @@ fn perftest_row(
         server,
         client,
         ready_prefix: "* Waiting for client".into(),
+        // The banner comes just before the server listens: give it a moment.
+        settle: Duration::from_millis(300),
         client_timeout: Duration::from_secs(300),
     };
-    // The banner comes just before the server listens: give it a moment, retry a refused connect.
+    // A connect that still raced the listen is refused: retry it.
     let mut last = String::new();
     for _attempt in 0..3 {
-        std::thread::sleep(Duration::from_millis(300));
         match pair::run_raw(&p).and_then(|(out, _)| parse_perftest(&out, spec.size, lat)) {
             Ok(r) => {
                 cell.p50_us = r.p50_us;
@@ -270,7 +299,7 @@ struct PerftestResult {
 /// Reads perftest's result line: the row whose first column is the message size.
 /// `_lat`: bytes, iterations, t_min, t_max, t_typical, t_avg, t_stdev, 99%, 99.9% (one-way
 /// microseconds; doubled here into round trips). `_bw`: bytes, iterations, BW peak,
-/// BW average (MiB/s), MsgRate (Mpps).
+/// BW average (MiB/s: perftest's MB is 2^20 bytes), MsgRate (Mpps).
 fn parse_perftest(out: &str, size: u64, lat: bool) -> Result<PerftestResult, String> {
     let row = out
         .lines()
@@ -297,11 +326,20 @@ fn parse_perftest(out: &str, size: u64, lat: bool) -> Result<PerftestResult, Str
             msgs_per_s: 1e6 / (2.0 * typical),
         })
     } else {
+        // Both columns give the rate, each rounded to a fixed number of decimals (MsgRate to
+        // 1e-6 Mpps, which is nothing for large messages): take the more precise one.
+        let mib_s = f(3).ok_or("short bandwidth row")?;
         let mpps = f(4).ok_or("short bandwidth row")?;
+        let from_bw = mib_s * 1_048_576.0 / size as f64;
+        let msgs_per_s = if 0.000_001 / mpps.max(1e-12) < 0.01 / mib_s.max(1e-12) {
+            mpps * 1e6
+        } else {
+            from_bw
+        };
         Ok(PerftestResult {
             p50_us: None,
             p99_us: None,
-            msgs_per_s: mpps * 1e6,
+            msgs_per_s,
         })
     }
 }
@@ -309,6 +347,21 @@ fn parse_perftest(out: &str, size: u64, lat: bool) -> Result<PerftestResult, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_bind_is_moved_to_the_device_address() {
+        let dir = std::env::temp_dir().join(format!("xtask-rdma-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("in.toml");
+        std::fs::write(&cfg, "name = \"osd.0\"\nbind = \"127.0.0.1:6800\"\n").unwrap();
+        let out = device_config(cfg.to_str().unwrap(), Some("10.0.2.15"), Some(&dir));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("bind = \"10.0.2.15:6800\""), "{text}");
+        assert!(text.contains("name = \"osd.0\""));
+        // No device address: the file is used as it is.
+        assert_eq!(device_config(cfg.to_str().unwrap(), None, Some(&dir)), cfg.to_str().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn latency_row_is_doubled_into_round_trips() {
@@ -329,5 +382,9 @@ mod tests {
         assert_eq!(r.p50_us, None);
         assert!((r.msgs_per_s - 616.0).abs() < 1e-6);
         assert!(parse_perftest(out, 64, false).is_err());
+        // Large messages: MsgRate rounds to almost nothing, BW average (MiB/s) is used.
+        let big = " 1048576    16               6.34               6.05   \t\t   0.000006\n";
+        let r = parse_perftest(big, 1_048_576, false).unwrap();
+        assert!((r.msgs_per_s - 6.05).abs() < 1e-9);
     }
 }

@@ -75,6 +75,18 @@ pub fn link_baselines(cells: &mut [Cell]) {
     }
 }
 
+/// Three significant digits, for columns whose values span many decades (GB/s, s/GB).
+fn sig(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() && v != 0.0 => {
+            let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+            format!("{v:.digits$}")
+        }
+        Some(0.0) => "0".into(),
+        _ => "-".into(),
+    }
+}
+
 fn num(v: Option<f64>, prec: usize) -> String {
     match v {
         Some(v) if v.is_finite() => {
@@ -120,9 +132,9 @@ pub fn table(cells: &[Cell]) -> String {
                 num(c.p50_us, 1),
                 num(c.p99_us, 1),
                 num(c.msgs_per_s, 0),
-                num(c.gbytes_per_s, 3),
-                num(c.cpu_s_per_gb_client, 2),
-                num(c.cpu_s_per_gb_server, 2),
+                sig(c.gbytes_per_s),
+                sig(c.cpu_s_per_gb_client),
+                sig(c.cpu_s_per_gb_server),
             ]);
             let mut vs = Vec::new();
             if let Some(r) = c.ratio_p50 {
@@ -193,7 +205,8 @@ pub fn table(cells: &[Cell]) -> String {
     }
     out.push_str(
         "\nLatency: round trip of one message (echo), p50 / p99. GB/s and cpu s/GB count payload \
-         bytes one way. vs baseline: p50 ratio (lower is better) and msgs/s ratio (higher is better).\n",
+         bytes one way; CPU times come from /proc in 10 ms ticks, so short rows are coarse. vs baseline: p50 ratio \
+         (lower is better) and msgs/s ratio (higher is better).\n",
     );
     if cells.iter().any(|c| c.spec.transport == "rdma") {
         out.push_str(
@@ -275,6 +288,15 @@ mod tests {
         assert!(cells[1].ratio_p50.is_none());
         let t = table(&cells);
         assert!(t.contains("p50 1.50x rate 0.50x"), "{t}");
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(sig(Some(0.000123456)), "0.000123");
+        assert_eq!(sig(Some(1.23456)), "1.23");
+        assert_eq!(sig(Some(123456.0)), "123456");
+        assert_eq!(sig(Some(0.0)), "0");
+        assert_eq!(sig(None), "-");
     }
 
     #[test]

@@ -134,7 +134,8 @@ impl ErrorClass {
             | SessionError::MissingFeatures { .. }
             | SessionError::BadProtocolVersion { .. }
             | SessionError::BadAuthorizer
-            | SessionError::AddressMismatch { .. } => ErrorClass::Protocol,
+            | SessionError::AddressMismatch { .. }
+            | SessionError::Protocol(_) => ErrorClass::Protocol,
             SessionError::HandshakeTimeout(_) => ErrorClass::HandshakeTimeout,
             _ => ErrorClass::Other,
         }

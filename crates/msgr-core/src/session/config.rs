@@ -36,7 +36,9 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     fn protocol(&self) -> u32;
     /// Authorizer bytes to send with our connect.
     fn build(&self, me: &EntityName) -> bytes::Bytes;
-    /// Check a peer's authorizer; Ok(reply bytes) to accept.
+    /// Check a peer's authorizer; Ok(reply bytes) to accept. (The refusal carries nothing: the
+    /// wire answer, BADAUTHORIZER, has no room for a reason.)
+    #[allow(clippy::result_unit_err)]
     fn verify(&self, protocol: u32, authorizer: &[u8]) -> Result<bytes::Bytes, ()>;
 }
 

@@ -63,7 +63,7 @@ pub(super) enum ServerStep {
 
 /// No IP (family 0) or the unspecified IP: the sender does not know its address.
 fn is_blank_ip(a: &EntityAddr) -> bool {
-    a.ip().map_or(true, |ip| ip.is_unspecified())
+    a.ip().is_none_or(|ip| ip.is_unspecified())
 }
 
 /// Same endpoint: address and nonce (the type field is not part of the identity).
@@ -311,7 +311,8 @@ impl Session {
         self.timers.clear();
         self.queue.requeue_front(self.sent.take().into_iter());
         self.state = State::Wait;
-        self.timers.set(Timer::WaitRetry, now + self.config.wait_retry);
+        self.timers
+            .set(Timer::WaitRetry, now + self.config.wait_retry);
         self.events.push_back(SessionEvent::CloseLink);
     }
 
@@ -518,7 +519,10 @@ impl Session {
                 self.terminate(SessionError::Refused(who), true);
             }
         }
-        if matches!(self.state, State::Open | State::Accepting(ServerStep::PeerSeq)) {
+        if matches!(
+            self.state,
+            State::Open | State::Accepting(ServerStep::PeerSeq)
+        ) {
             return;
         }
         // A retry / error reply: the handshake timer keeps running for the next connect.
@@ -540,7 +544,12 @@ impl Session {
         }
         ex.timers.clear();
         ex.queue.requeue_front(ex.sent.take().into_iter());
-        if peer_reset && self.policy.resetcheck {
+        // A peer reset only invalidates numbering we actually used: if this session never
+        // wrote or received a message (e.g. the peer's first handshake was cut before it saw
+        // our reply), its queue is still good for the peer and is kept rather than dropped
+        // (Ceph drops it here; the application would have to resend).
+        let numbered = ex.out_seq > 0 || ex.in_seq > 0;
+        if peer_reset && self.policy.resetcheck && numbered {
             let undelivered = ex.queue.drain_all();
             self.events
                 .push_back(SessionEvent::RemoteReset { undelivered });
@@ -583,6 +592,9 @@ impl Session {
             0
         };
         self.features = self.config.features_supported & msg.features;
+        // The peer may now consider the session open: from here a fault keeps it (Ceph sets
+        // once_ready when this reply is written).
+        self.once_ready = true;
         let in_seq = self.in_seq;
         let ctrl = self.ctrl();
         reply.encode(ctrl);

@@ -48,7 +48,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::message::Message;
 use crate::policy::Policy;
-use crate::wire::features::{has_feature, CEPH_FEATUREMASK_MSGR_KEEPALIVE2, CEPH_FEATUREMASK_MSG_AUTH};
+use crate::wire::features::{
+    has_feature, CEPH_FEATUREMASK_MSGR_KEEPALIVE2, CEPH_FEATUREMASK_MSG_AUTH,
+};
 use crate::wire::frame::{self, Frame, FrameDecoder};
 use crate::wire::{EntityAddr, EntityName, EntityType, WireError};
 
@@ -513,16 +515,31 @@ impl Session {
         }
     }
 
-    /// Queue a message (ordered by priority, FIFO within one priority). Ignored on a closed
-    /// session (the owner already got its `Reset`). A client in standby wants a link again.
-    pub fn send_message(&mut self, mut msg: Message) {
+    /// Queue a message (ordered by priority, FIFO within one priority). A client in standby
+    /// wants a link again. On a closed session the message cannot go anywhere: it is handed
+    /// back in a `Reset { error: Closed, undelivered: [msg] }` event, so nothing vanishes
+    /// silently (use [`Session::try_send_message`] to get it back directly).
+    pub fn send_message(&mut self, msg: Message) {
+        if let Err(msg) = self.try_send_message(msg) {
+            self.events.push_back(SessionEvent::Reset {
+                error: SessionError::Closed,
+                undelivered: vec![msg],
+            });
+        }
+    }
+
+    /// [`Session::send_message`], but a closed session returns the message.
+    // The message comes back by value: no allocation on a path that only reports.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send_message(&mut self, mut msg: Message) -> Result<(), Message> {
         if matches!(self.state, State::Closed) {
-            return;
+            return Err(msg);
         }
         // The seq is ours to assign when the message is first written.
         msg.seq = 0;
         self.queue.push(msg);
         self.wake_from_standby();
+        Ok(())
     }
 
     /// Queue a KEEPALIVE2 stamped with `now`.
@@ -789,8 +806,13 @@ impl Session {
     }
 
     /// The peer lost our shared session (Ceph `session_reset`): numbering restarts, our queues
-    /// are dropped and reported.
+    /// are dropped and reported. If no message was ever numbered on this session there is
+    /// nothing the peer could have lost: the queue is kept and nobody is told (Ceph drops it).
     fn session_reset(&mut self) {
+        self.connect_seq = 0;
+        if self.in_seq == 0 && self.out_seq == 0 {
+            return;
+        }
         let undelivered = self.take_undelivered();
         self.in_seq = 0;
         self.out_seq = 0;

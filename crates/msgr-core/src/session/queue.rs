@@ -95,7 +95,7 @@ pub struct SentList {
 
 impl SentList {
     pub fn push(&mut self, msg: Message) {
-        debug_assert!(self.msgs.back().map_or(true, |b| b.seq < msg.seq));
+        debug_assert!(self.msgs.back().is_none_or(|b| b.seq < msg.seq));
         self.msgs.push_back(msg);
     }
 
@@ -169,7 +169,10 @@ mod tests {
         q.requeue_front(sent.take().into_iter());
         let out: Vec<Message> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(tids(&out), vec![1, 2, 3, 10]);
-        assert_eq!(out.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 0]);
+        assert_eq!(
+            out.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 0]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::*;
 use crate::message::Priority;
 use crate::policy::PolicySet;
 use crate::wire::features::DEFAULT_SUPPORTED;
+use crate::wire::ConnectMsg;
 
 fn addr(port: u16, nonce: u32) -> EntityAddr {
     EntityAddr::new(SocketAddr::from(([127, 0, 0, 1], port)), nonce)
@@ -159,8 +160,12 @@ fn handshake_opens_both_sides() {
     assert_eq!((ea, eb), (None, None));
     assert_eq!(p.a.s.state(), SessionState::Open);
     assert_eq!(p.b.s.state(), SessionState::Open);
-    assert!(p.a.has(|e| matches!(e, SessionEvent::Connected { features, .. } if *features == DEFAULT_SUPPORTED)));
-    assert!(p.b.has(|e| matches!(e, SessionEvent::Accepted { peer_addr, .. } if *peer_addr == addr(6800, 42))));
+    assert!(p.a.has(
+        |e| matches!(e, SessionEvent::Connected { features, .. } if *features == DEFAULT_SUPPORTED)
+    ));
+    assert!(p.b.has(
+        |e| matches!(e, SessionEvent::Accepted { peer_addr, .. } if *peer_addr == addr(6800, 42))
+    ));
     // Both count this as the first open: connect_seq 1 on both sides.
     assert_eq!((p.a.s.connect_seq(), p.b.s.connect_seq()), (1, 1));
     assert_eq!(p.b.s.peer_type(), Some(EntityType::OSD));
@@ -176,7 +181,10 @@ fn priority_order_seq_numbers_and_ack_trim() {
     p.exchange();
     let got: Vec<(u64, u64)> = p.b.messages().iter().map(|m| (m.tid, m.seq)).collect();
     assert_eq!(got, vec![(2, 1), (4, 2), (1, 3), (5, 4), (3, 5)]);
-    assert_eq!(p.b.messages()[0].src, EntityName::new(EntityType::OSD, 6800));
+    assert_eq!(
+        p.b.messages()[0].src,
+        EntityName::new(EntityType::OSD, 6800)
+    );
     // The server acknowledged everything: nothing left to replay.
     assert_eq!(p.a.s.pending_messages(), 0);
     assert_eq!(p.b.s.in_seq(), 5);
@@ -223,7 +231,13 @@ fn duplicate_is_dropped() {
     let mut m = msg(127, 1, 3);
     m.seq = 1;
     let mut raw = BytesMut::new();
-    frame::encode_message_into(&m, 1, EntityName::new(EntityType::OSD, 6800), true, &mut raw);
+    frame::encode_message_into(
+        &m,
+        1,
+        EntityName::new(EntityType::OSD, 6800),
+        true,
+        &mut raw,
+    );
     p.b.s.handle_input(&mut raw, p.now).unwrap();
     p.b.drain_events();
     assert_eq!(p.b.messages().len(), 1);
@@ -262,26 +276,34 @@ fn lossless_reconnect_replays_unacked_with_original_seq() {
     let mut lost = Vec::new();
     while p.a.s.poll_transmit(&mut lost) > 0 {}
     assert!(!lost.is_empty());
-    p.a.s.link_down(SessionError::LinkFailed("test".into()), p.now);
-    p.b.s.link_down(SessionError::LinkFailed("test".into()), p.now);
+    p.a.s
+        .link_down(SessionError::LinkFailed("test".into()), p.now);
+    p.b.s
+        .link_down(SessionError::LinkFailed("test".into()), p.now);
     p.a.drain_events();
-    assert!(p.a.has(|e| matches!(e, SessionEvent::Faulted { will_reconnect: true, .. })));
+    assert!(p.a.has(|e| matches!(
+        e,
+        SessionEvent::Faulted {
+            will_reconnect: true,
+            ..
+        }
+    )));
     assert!(p.a.s.wants_reconnect());
     assert_eq!(p.b.s.state(), SessionState::Standby);
     p.server_new_link();
+    p.b.events.clear();
     p.link_up();
     let (ea, eb) = p.exchange();
     assert_eq!((ea, eb), (None, None));
     assert!(p.b_existing.as_ref().unwrap().state() == SessionState::Closed);
-    let got: Vec<(u64, u64)> = p
-        .b
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::Message(m) => Some((m.tid, m.seq)),
-            _ => None,
-        })
-        .collect();
+    let got: Vec<(u64, u64)> =
+        p.b.events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Message(m) => Some((m.tid, m.seq)),
+                _ => None,
+            })
+            .collect();
     // Replayed in seq order with their original numbers (3 had the higher priority).
     assert_eq!(got, vec![(3, 2), (2, 3)]);
     assert_eq!(p.b.s.in_seq(), 3);
@@ -312,7 +334,7 @@ fn seq_exchange_drops_what_the_peer_already_has() {
     // The SEQ exchange told the client message 1 arrived: not resent, not redelivered.
     assert_eq!(p.a.s.pending_messages(), 0);
     assert_eq!(p.b.s.duplicates_dropped(), 0);
-    assert_eq!(p.b.messages().len(), 0);
+    assert_eq!(p.b.messages().len(), 1, "delivered once, on the first link");
 }
 
 #[test]
@@ -329,17 +351,16 @@ fn lossy_fault_resets_and_reports_undelivered() {
     p.a.s.link_down(SessionError::LinkFailed("x".into()), p.now);
     p.a.drain_events();
     assert_eq!(p.a.s.state(), SessionState::Closed);
-    let undelivered: Vec<u64> = p
-        .a
-        .events
-        .iter()
-        .find_map(|e| match e {
-            SessionEvent::Reset { undelivered, .. } => {
-                Some(undelivered.iter().map(|m| m.tid).collect())
-            }
-            _ => None,
-        })
-        .expect("reset");
+    let undelivered: Vec<u64> =
+        p.a.events
+            .iter()
+            .find_map(|e| match e {
+                SessionEvent::Reset { undelivered, .. } => {
+                    Some(undelivered.iter().map(|m| m.tid).collect())
+                }
+                _ => None,
+            })
+            .expect("reset");
     assert_eq!(undelivered, vec![1, 2, 3]);
     assert!(!p.a.s.wants_reconnect());
 }
@@ -360,7 +381,10 @@ fn bad_banner_is_an_error_and_closes_the_link() {
     let mut junk = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
     junk.resize(9 + 136, b'x');
     let e = p.b.s.handle_input(&mut junk, p.now).unwrap_err();
-    assert!(matches!(e, SessionError::Wire(WireError::BadBanner(_))), "{e}");
+    assert!(
+        matches!(e, SessionError::Wire(WireError::BadBanner(_))),
+        "{e}"
+    );
     p.b.drain_events();
     assert!(p.b.has(|e| matches!(e, SessionEvent::CloseLink)));
     assert!(!p.b.s.has_link());
@@ -388,7 +412,13 @@ fn oversized_authorizer_is_refused_before_reading_it() {
     let cap = b.capacity();
     let e = p.b.s.handle_input(&mut b, p.now).unwrap_err();
     assert!(
-        matches!(e, SessionError::Wire(WireError::LimitExceeded { what: "authorizer", .. })),
+        matches!(
+            e,
+            SessionError::Wire(WireError::LimitExceeded {
+                what: "authorizer",
+                ..
+            })
+        ),
         "{e}"
     );
     assert!(b.capacity() <= cap.max(4096), "no buffer sized by the peer");
@@ -401,7 +431,13 @@ fn wrong_protocol_version_gets_badprotover() {
     let ca = config(EntityType::CLIENT, 5000, Policy::lossy_client());
     let cb = config(EntityType::MON, 6789, Policy::stateless_server());
     // The client believes the peer is an OSD, so it sends protocol 24; the MON wants 15.
-    let a = Session::connect(ca, addr(6789, 42), EntityType::OSD, Policy::lossy_client(), now);
+    let a = Session::connect(
+        ca,
+        addr(6789, 42),
+        EntityType::OSD,
+        Policy::lossy_client(),
+        now,
+    );
     let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 1)), now);
     let mut p = Pair {
         a: End::new(a),
@@ -426,7 +462,13 @@ fn missing_features_get_features_reply() {
     let ca = config(EntityType::OSD, 6800, Policy::lossless_peer());
     let mut cb = SessionConfig::new(EntityName::new(EntityType::OSD, 2), addr(6900, 42));
     cb.features_required = 1 << 50;
-    let a = Session::connect(ca, addr(6900, 42), EntityType::OSD, Policy::lossless_peer(), now);
+    let a = Session::connect(
+        ca,
+        addr(6900, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        now,
+    );
     let b = Session::accept(Arc::new(cb), SocketAddr::from(([127, 0, 0, 1], 1)), now);
     let mut p = Pair {
         a: End::new(a),
@@ -448,7 +490,13 @@ fn client_verifies_server_nonce() {
     let ca = config(EntityType::CLIENT, 5000, Policy::lossy_client());
     let cb = config(EntityType::MON, 6789, Policy::stateless_server());
     // We dialed nonce 0; the server announces nonce 42.
-    let a = Session::connect(ca, addr(6789, 0), EntityType::MON, Policy::lossy_client(), now);
+    let a = Session::connect(
+        ca,
+        addr(6789, 0),
+        EntityType::MON,
+        Policy::lossy_client(),
+        now,
+    );
     let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 1)), now);
     let mut p = Pair {
         a: End::new(a),
@@ -458,7 +506,10 @@ fn client_verifies_server_nonce() {
     };
     p.link_up();
     let (ea, _) = p.exchange();
-    assert!(matches!(ea, Some(SessionError::AddressMismatch { .. })), "{ea:?}");
+    assert!(
+        matches!(ea, Some(SessionError::AddressMismatch { .. })),
+        "{ea:?}"
+    );
 }
 
 #[test]
@@ -487,7 +538,9 @@ fn blank_client_address_is_learned_and_filled_in() {
     p.link_up();
     p.exchange();
     let learned = EntityAddr::new(SocketAddr::from(([127, 0, 0, 9], 0)), 77);
-    assert!(p.a.has(|e| matches!(e, SessionEvent::LearnedAddr(a) if *a == learned)));
+    assert!(p
+        .a
+        .has(|e| matches!(e, SessionEvent::LearnedAddr(a) if *a == learned)));
     assert_eq!(p.b.s.peer_addr(), Some(learned));
     assert_eq!(p.a.s.state(), SessionState::Open);
 }
@@ -520,12 +573,20 @@ fn peer_restart_is_detected_by_resetcheck() {
     let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
     p.link_up();
     p.exchange();
+    p.b.s.send_message(msg(127, 6, 3)); // delivered: numbering is in use
+    p.exchange();
     p.b.s.send_message(msg(127, 7, 3)); // queued for the old incarnation of a
     p.b.s.link_down(SessionError::LinkFailed("x".into()), p.now);
     p.b.drain_events();
     // a restarts: a brand new session, connect_seq 0.
     let ca = p.a.s.config.clone();
-    p.a.s = Session::connect(ca, addr(6900, 42), EntityType::OSD, Policy::lossless_peer(), p.now);
+    p.a.s = Session::connect(
+        ca,
+        addr(6900, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        p.now,
+    );
     p.a.events.clear();
     p.server_new_link();
     p.link_up();
@@ -537,6 +598,31 @@ fn peer_restart_is_detected_by_resetcheck() {
     });
     assert_eq!(dropped, Some(1));
     assert!(p.a.messages().is_empty());
+    // Numbering restarted on both sides.
+    assert_eq!((p.b.s.in_seq(), p.b.s.out_seq()), (0, 0));
+}
+
+#[test]
+fn peer_reset_before_any_message_keeps_the_queue() {
+    // Our session never numbered a message: a peer starting over loses nothing of it.
+    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
+    p.link_up();
+    p.exchange();
+    p.b.s.send_message(msg(127, 7, 3));
+    p.b.s.link_down(SessionError::LinkFailed("x".into()), p.now);
+    let ca = p.a.s.config.clone();
+    p.a.s = Session::connect(
+        ca,
+        addr(6900, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        p.now,
+    );
+    p.server_new_link();
+    p.link_up();
+    p.exchange();
+    assert!(!p.b.has(|e| matches!(e, SessionEvent::RemoteReset { .. })));
+    assert_eq!(p.a.messages().len(), 1);
 }
 
 #[test]
@@ -550,7 +636,10 @@ fn handshake_timeout_faults_the_link() {
     assert!(p.a.has(|e| matches!(e, SessionEvent::CloseLink)));
     assert!(p.a.has(|e| matches!(
         e,
-        SessionEvent::Faulted { error: SessionError::HandshakeTimeout(_), will_reconnect: true }
+        SessionEvent::Faulted {
+            error: SessionError::HandshakeTimeout(_),
+            will_reconnect: true
+        }
     )));
 }
 
@@ -561,7 +650,13 @@ fn idle_timeout_and_periodic_keepalive() {
     ca.idle_timeout = Some(Duration::from_secs(10));
     ca.keepalive_interval = Some(Duration::from_secs(3));
     let cb = config(EntityType::OSD, 6900, Policy::lossless_peer());
-    let a = Session::connect(Arc::new(ca), addr(6900, 42), EntityType::OSD, Policy::lossless_peer(), now);
+    let a = Session::connect(
+        Arc::new(ca),
+        addr(6900, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        now,
+    );
     let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 1)), now);
     let mut p = Pair {
         a: End::new(a),
@@ -572,20 +667,21 @@ fn idle_timeout_and_periodic_keepalive() {
     p.link_up();
     p.exchange();
     // Keepalives every 3 s keep the link busy: the peer's acks count as traffic.
-    for _ in 0..5 {
+    let acks = |p: &Pair| {
+        p.a.events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::KeepaliveAck { .. }))
+            .count()
+    };
+    while acks(&p) < 5 {
         let t = p.a.s.poll_timeout().unwrap();
+        assert!(t <= p.now + Duration::from_secs(3));
         p.now = t;
         p.a.s.handle_timeout(t);
         p.exchange();
+        assert_eq!(p.a.s.state(), SessionState::Open);
     }
-    assert_eq!(p.a.s.state(), SessionState::Open);
-    let acks = p
-        .a
-        .events
-        .iter()
-        .filter(|e| matches!(e, SessionEvent::KeepaliveAck { .. }))
-        .count();
-    assert_eq!(acks, 5);
+    assert_eq!(p.now, p.a.s.born + Duration::from_secs(15));
     // Now the peer goes silent.
     let mut t = p.now;
     while p.a.s.state() == SessionState::Open {
@@ -596,7 +692,13 @@ fn idle_timeout_and_periodic_keepalive() {
     }
     assert_eq!(t, p.now + Duration::from_secs(10));
     p.a.drain_events();
-    assert!(p.a.has(|e| matches!(e, SessionEvent::Faulted { error: SessionError::IdleTimeout(_), .. })));
+    assert!(p.a.has(|e| matches!(
+        e,
+        SessionEvent::Faulted {
+            error: SessionError::IdleTimeout(_),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -609,8 +711,18 @@ fn close_sends_close_and_peer_resets() {
     p.exchange();
     assert_eq!(p.a.s.state(), SessionState::Closed);
     assert_eq!(p.b.s.state(), SessionState::Closed);
-    assert_eq!(p.b.messages().len(), 1, "queued message goes out before CLOSE");
-    assert!(p.b.has(|e| matches!(e, SessionEvent::Reset { error: SessionError::PeerClosed, .. })));
+    assert_eq!(
+        p.b.messages().len(),
+        1,
+        "queued message goes out before CLOSE"
+    );
+    assert!(p.b.has(|e| matches!(
+        e,
+        SessionEvent::Reset {
+            error: SessionError::PeerClosed,
+            ..
+        }
+    )));
     assert!(p.a.has(|e| matches!(e, SessionEvent::CloseLink)));
 }
 
@@ -621,8 +733,12 @@ fn mark_down_reports_everything() {
     p.a.s.mark_down();
     p.a.drain_events();
     assert!(p.a.has(|e| matches!(e, SessionEvent::Reset { error: SessionError::MarkedDown, undelivered } if undelivered.len() == 1)));
+    p.a.events.clear();
     p.a.s.send_message(msg(127, 2, 3));
     assert_eq!(p.a.s.pending_messages(), 0);
+    p.a.drain_events();
+    assert!(p.a.has(|e| matches!(e, SessionEvent::Reset { error: SessionError::Closed, undelivered } if undelivered[0].tid == 2)));
+    assert!(p.a.s.try_send_message(msg(127, 3, 3)).is_err());
 }
 
 #[test]
@@ -644,8 +760,20 @@ fn connect_race_lower_address_wins() {
     let now = Instant::now();
     let ca = config(EntityType::OSD, 6800, Policy::lossless_peer());
     let cb = config(EntityType::OSD, 6900, Policy::lossless_peer());
-    let mut a_out = Session::connect(ca.clone(), addr(6900, 42), EntityType::OSD, Policy::lossless_peer(), now);
-    let mut b_out = Session::connect(cb.clone(), addr(6800, 42), EntityType::OSD, Policy::lossless_peer(), now);
+    let mut a_out = Session::connect(
+        ca.clone(),
+        addr(6900, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        now,
+    );
+    let mut b_out = Session::connect(
+        cb.clone(),
+        addr(6800, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        now,
+    );
     a_out.send_message(msg(127, 1, 1));
     b_out.send_message(msg(127, 2, 1));
     let mut a_in = Session::accept(ca, SocketAddr::from(([127, 0, 0, 1], 1)), now);
@@ -655,26 +783,30 @@ fn connect_race_lower_address_wins() {
         s.link_up(now);
     }
     let mut delivered: Vec<u64> = Vec::new();
-    fn pump(x: &mut Session, y: &mut Session, now: Instant) -> bool {
+    fn pump(x: &mut Session, y: &mut Session, inbox: &mut BytesMut, now: Instant) -> bool {
         let mut out = Vec::new();
         while x.poll_transmit(&mut out) > 0 {}
-        let mut b = BytesMut::new();
         for c in &out {
-            b.put_slice(c);
+            inbox.put_slice(c);
         }
-        if b.is_empty() {
+        if out.is_empty() {
             return false;
         }
-        let _ = y.handle_input(&mut b, now);
+        let _ = y.handle_input(inbox, now);
         true
     }
+    let mut boxes: [BytesMut; 4] = Default::default();
     for _ in 0..20 {
-        let mut moved = pump(&mut a_out, &mut b_in, now);
-        moved |= pump(&mut b_in, &mut a_out, now);
-        moved |= pump(&mut b_out, &mut a_in, now);
-        moved |= pump(&mut a_in, &mut b_out, now);
+        let [x0, x1, x2, x3] = &mut boxes;
+        let mut moved = pump(&mut a_out, &mut b_in, x0, now);
+        moved |= pump(&mut b_in, &mut a_out, x1, now);
+        moved |= pump(&mut b_out, &mut a_in, x2, now);
+        moved |= pump(&mut a_in, &mut b_out, x3, now);
         // Accept requests, resolved against each messenger's outgoing session.
-        for (inc, out, me) in [(&mut a_in, &mut a_out, addr(6800, 42)), (&mut b_in, &mut b_out, addr(6900, 42))] {
+        for (inc, out, me) in [
+            (&mut a_in, &mut a_out, addr(6800, 42)),
+            (&mut b_in, &mut b_out, addr(6900, 42)),
+        ] {
             let evs: Vec<SessionEvent> = std::iter::from_fn(|| inc.poll_event()).collect();
             for e in evs {
                 match e {

@@ -211,7 +211,9 @@ impl EntityAddr {
                 let octets: [u8; 16] = ss[8..24].try_into().expect("16 bytes");
                 let scope_id = u32::from_le_bytes(ss[24..28].try_into().expect("4 bytes"));
                 let ip = Ipv6Addr::from(octets);
-                Some(SocketAddr::V6(SocketAddrV6::new(ip, port, flowinfo, scope_id)))
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip, port, flowinfo, scope_id,
+                )))
             }
             other => return Err(WireError::BadAddrFamily(other)),
         };
@@ -235,4 +237,52 @@ pub(crate) fn need(buf: &[u8], n: usize) -> Result<&[u8], WireError> {
         need: n,
         have: buf.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_like_ceph() {
+        assert_eq!(EntityName::new(EntityType::OSD, 3).to_string(), "osd.3");
+        assert_eq!(
+            EntityName::new(EntityType::CLIENT, -1).to_string(),
+            "client.?"
+        );
+        assert_eq!(
+            EntityName::new(EntityType::MGR, 4121).to_string(),
+            "mgr.4121"
+        );
+        assert_eq!(
+            EntityName::new(EntityType(0x40), 1).to_string(),
+            "unknown.1"
+        );
+        let v6 = EntityAddr::new("[::1]:6789".parse().unwrap(), 7);
+        assert_eq!(v6.to_string(), "v1:[::1]:6789/7");
+        assert_eq!(EntityAddr::blank().to_string(), "v1:-/0");
+    }
+
+    #[test]
+    fn ipv6_layout_is_sockaddr_in6() {
+        let a = EntityAddr::new("[2001:db8::1]:6800".parse().unwrap(), 1);
+        let mut b = BytesMut::new();
+        a.encode_legacy(&mut b);
+        assert_eq!(&b[8..10], &[0, 10], "AF_INET6, big-endian");
+        assert_eq!(&b[10..12], &6800u16.to_be_bytes());
+        assert_eq!(
+            &b[16..18],
+            &[0x20, 0x01],
+            "address in network order after flowinfo"
+        );
+        assert!(b[36..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn with_port_and_nonce() {
+        let a = EntityAddr::new("10.1.2.3:0".parse().unwrap(), 0);
+        let b = a.with_port(6800).with_nonce(9);
+        assert_eq!(b.to_string(), "v1:10.1.2.3:6800/9");
+        assert_eq!(EntityAddr::blank().with_port(5).port(), 0);
+    }
 }

@@ -136,10 +136,10 @@ pub fn feature_names(features: u64) -> Vec<String> {
     (0..64u32)
         .filter(|b| features & (1u64 << b) != 0)
         .map(|b| {
-            ALL_NAMED
-                .iter()
-                .find(|(_, bit, _)| *bit == b)
-                .map_or_else(|| format!("bit{b}"), |(n, _, _)| n.trim_start_matches("CEPH_FEATURE_").to_string())
+            ALL_NAMED.iter().find(|(_, bit, _)| *bit == b).map_or_else(
+                || format!("bit{b}"),
+                |(n, _, _)| n.trim_start_matches("CEPH_FEATURE_").to_string(),
+            )
         })
         .collect()
 }

@@ -113,6 +113,10 @@ enum State {
 /// `Ok(None)`. When it needs more bytes it reserves room in the buffer for exactly the unit it
 /// waits for (never more than [`DecodeLimits::max_frame_len`]), so the next read can land there.
 /// After an error the decoder is poisoned: the link must be closed.
+///
+/// A received message's sections are `split_to(..).freeze()` slices of the receive buffer, so
+/// they keep that allocation alive until dropped; `BytesMut` simply allocates anew for the next
+/// frame meanwhile, and reuses the space once the application has dropped the message.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
     limits: DecodeLimits,
@@ -148,7 +152,10 @@ impl FrameDecoder {
 
     /// Sets the footer size once features are negotiated. Call only between frames.
     pub fn set_msg_auth(&mut self, msg_auth: bool) {
-        debug_assert!(self.is_idle(), "footer size changed in the middle of a frame");
+        debug_assert!(
+            self.is_idle(),
+            "footer size changed in the middle of a frame"
+        );
         self.msg_auth = msg_auth;
     }
 
@@ -169,7 +176,8 @@ impl FrameDecoder {
         if let State::Failed(e) = &self.state {
             return Err(e.clone());
         }
-        self.step(buf).inspect_err(|e| self.state = State::Failed(e.clone()))
+        self.step(buf)
+            .inspect_err(|e| self.state = State::Failed(e.clone()))
     }
 
     fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
@@ -241,7 +249,9 @@ impl FrameDecoder {
                     }
                     let header = *header;
                     self.state = State::Tag;
-                    return self.finish_message(&header, buf).map(|m| Some(Frame::Msg(m)));
+                    return self
+                        .finish_message(&header, buf)
+                        .map(|m| Some(Frame::Msg(m)));
                 }
                 State::Failed(e) => return Err(e.clone()),
             }

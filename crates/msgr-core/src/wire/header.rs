@@ -60,28 +60,33 @@ impl MsgHeader {
         self.front_len as u64 + self.middle_len as u64 + self.data_len as u64
     }
 
-    /// Writes the 49 crc-covered bytes.
-    fn encode_covered(&self, out: &mut BytesMut) {
-        out.put_u64_le(self.seq);
-        out.put_u64_le(self.tid);
-        out.put_u16_le(self.msg_type);
-        out.put_u16_le(self.priority);
-        out.put_u16_le(self.version);
-        out.put_u32_le(self.front_len);
-        out.put_u32_le(self.middle_len);
-        out.put_u32_le(self.data_len);
-        out.put_u16_le(self.data_off);
-        out.put_u8(self.src.kind.0);
-        out.put_i64_le(self.src.num);
-        out.put_u16_le(self.compat_version);
-        out.put_u16_le(self.reserved);
+    /// The 53 wire bytes, with the crc computed over the first 49 (the `crc` field is ignored).
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        let mut w = Writer(&mut b, 0);
+        w.put(&self.seq.to_le_bytes());
+        w.put(&self.tid.to_le_bytes());
+        w.put(&self.msg_type.to_le_bytes());
+        w.put(&self.priority.to_le_bytes());
+        w.put(&self.version.to_le_bytes());
+        w.put(&self.front_len.to_le_bytes());
+        w.put(&self.middle_len.to_le_bytes());
+        w.put(&self.data_len.to_le_bytes());
+        w.put(&self.data_off.to_le_bytes());
+        w.put(&[self.src.kind.0]);
+        w.put(&self.src.num.to_le_bytes());
+        w.put(&self.compat_version.to_le_bytes());
+        w.put(&self.reserved.to_le_bytes());
+        debug_assert_eq!(w.1, Self::CRC_COVERED);
+        let crc = ceph_crc32c(0, &b[..Self::CRC_COVERED]);
+        b[Self::CRC_COVERED..].copy_from_slice(&crc.to_le_bytes());
+        b
     }
 
     /// The crc this header must carry: `ceph_crc32c(0, first 49 bytes)`.
     pub fn compute_crc(&self) -> u32 {
-        let mut tmp = BytesMut::with_capacity(Self::LEN);
-        self.encode_covered(&mut tmp);
-        ceph_crc32c(0, &tmp)
+        let b = self.to_bytes();
+        u32::from_le_bytes(b[Self::CRC_COVERED..].try_into().expect("4 bytes"))
     }
 
     /// Returns the header with `crc` set to [`MsgHeader::compute_crc`].
@@ -92,11 +97,7 @@ impl MsgHeader {
 
     /// Appends the 53 bytes; the crc written is computed here (the `crc` field is ignored).
     pub fn encode(&self, out: &mut BytesMut) {
-        out.reserve(Self::LEN);
-        let start = out.len();
-        self.encode_covered(out);
-        let crc = ceph_crc32c(0, &out[start..]);
-        out.put_u32_le(crc);
+        out.put_slice(&self.to_bytes());
     }
 
     /// Decodes the first [`MsgHeader::LEN`] bytes of `buf` and verifies the header crc.
@@ -148,10 +149,21 @@ impl MsgHeader {
     }
 }
 
+/// Fills a fixed array front to back.
+struct Writer<'a>(&'a mut [u8], usize);
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0[self.1..self.1 + bytes.len()].copy_from_slice(bytes);
+        self.1 += bytes.len();
+    }
+}
+
 /// Section lengths are u32 on the wire; a larger section cannot be sent at all.
 fn len_u32(len: usize, section: &str) -> u32 {
-    u32::try_from(len)
-        .unwrap_or_else(|_| panic!("message {section} section of {len} bytes exceeds msgr1's 4 GiB limit"))
+    u32::try_from(len).unwrap_or_else(|_| {
+        panic!("message {section} section of {len} bytes exceeds msgr1's 4 GiB limit")
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -42,17 +42,21 @@ pub fn check_banner(buf: &[u8]) -> Result<(), WireError> {
 pub enum WireError {
     #[error("peer sent banner {0:?}, expected \"ceph v027\" (is it a msgr2-only daemon or not Ceph at all?)")]
     BadBanner(Vec<u8>),
-    #[error("unknown tag {0} from peer")]
+    #[error("unknown tag {0} from peer: the byte stream is corrupt or out of step (peer bug, or MSG_AUTH footer size disagreement); the connection is dropped")]
     UnknownTag(u8),
-    #[error("tag {tag} is not valid in state {state}")]
+    #[error("peer sent tag {tag}, which is not valid in the {state} state: protocol violation, the connection is dropped")]
     UnexpectedTag { tag: u8, state: &'static str },
     #[error("bad address family {0} in entity_addr_t (expected 0, 2 = IPv4 or 10 = IPv6)")]
     BadAddrFamily(u16),
     #[error("entity_addr_t marker {0} where msgr1 needs a legacy address (marker 0): is the peer speaking msgr2?")]
     BadAddrMarker(u8),
-    #[error("message header crc mismatch: computed {computed:#010x}, header says {expected:#010x}")]
+    #[error(
+        "message header crc mismatch: computed {computed:#010x}, header says {expected:#010x} (corrupted in transit or a peer bug; the connection is dropped)"
+    )]
     HeaderCrc { computed: u32, expected: u32 },
-    #[error("message {section} crc mismatch: computed {computed:#010x}, footer says {expected:#010x}")]
+    #[error(
+        "message {section} crc mismatch: computed {computed:#010x}, footer says {expected:#010x} (corrupted in transit or a peer bug; the connection is dropped)"
+    )]
     PayloadCrc {
         section: &'static str,
         computed: u32,
@@ -70,8 +74,8 @@ pub enum WireError {
         len: u64,
         limit: u64,
     },
-    #[error("message footer lacks the COMPLETE flag (flags {0:#x}): the sender aborted it")]
+    #[error("message footer lacks the COMPLETE flag (flags {0:#x}): the sender aborted the message or the stream is out of step; the connection is dropped")]
     Incomplete(u8),
-    #[error("short buffer: need {need} bytes, have {have}")]
+    #[error("short buffer: need {need} bytes, have {have} (a caller decoded before reading enough bytes)")]
     Short { need: usize, have: usize },
 }

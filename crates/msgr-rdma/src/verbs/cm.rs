@@ -32,11 +32,12 @@ impl EventChannel {
         let Some(raw) = NonNull::new(raw) else {
             let err = last_error();
             return Err(match err.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENOSYS) | Some(libc::ENXIO) => {
-                    RdmaError::NoDevice {
-                        detail: format!("rdma_create_event_channel: {err} (no /dev/infiniband/rdma_cm)"),
-                    }
-                }
+                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENOSYS)
+                | Some(libc::ENXIO) => RdmaError::NoDevice {
+                    detail: format!(
+                        "rdma_create_event_channel: {err} (no /dev/infiniband/rdma_cm)"
+                    ),
+                },
                 _ => RdmaError::verbs("rdma_create_event_channel", err),
             });
         };
@@ -78,15 +79,16 @@ impl EventChannel {
                     | CmEventKind::Established
                     | CmEventKind::Rejected
             );
-            let private_data = if carries_data && !conn.private_data.is_null() && conn.private_data_len > 0 {
-                std::slice::from_raw_parts(
-                    conn.private_data as *const u8,
-                    conn.private_data_len as usize,
-                )
-                .to_vec()
-            } else {
-                Vec::new()
-            };
+            let private_data =
+                if carries_data && !conn.private_data.is_null() && conn.private_data_len > 0 {
+                    std::slice::from_raw_parts(
+                        conn.private_data as *const u8,
+                        conn.private_data_len as usize,
+                    )
+                    .to_vec()
+                } else {
+                    Vec::new()
+                };
             let token = (*e.id).context as u64;
             let request = if kind == CmEventKind::ConnectRequest {
                 NonNull::new(e.id).map(|raw| CmId {
@@ -276,7 +278,8 @@ impl CmId {
     pub fn bind(&mut self, addr: SocketAddr) -> Result<(), RdmaError> {
         let mut sa = to_sockaddr(&addr);
         // SAFETY: live id; `sa` is a valid sockaddr for the call's duration.
-        let rc = unsafe { rdma_bind_addr(self.raw.as_ptr(), &mut sa as *mut _ as *mut libc::sockaddr) };
+        let rc =
+            unsafe { rdma_bind_addr(self.raw.as_ptr(), &mut sa as *mut _ as *mut libc::sockaddr) };
         if rc != 0 {
             let err = last_error();
             return Err(match err.raw_os_error() {
@@ -294,7 +297,10 @@ impl CmId {
 
     pub fn listen(&mut self, backlog: i32) -> Result<(), RdmaError> {
         // SAFETY: live, bound id.
-        check(unsafe { rdma_listen(self.raw.as_ptr(), backlog) }, "rdma_listen")
+        check(
+            unsafe { rdma_listen(self.raw.as_ptr(), backlog) },
+            "rdma_listen",
+        )
     }
 
     /// Start resolving `dst` (ADDR_RESOLVED / ADDR_ERROR follows).
@@ -334,13 +340,19 @@ impl CmId {
         let mut p = param.raw();
         // SAFETY: live id with a resolved route and a QP; `p` and the private data it points to
         // outlive the call (the library copies them).
-        check(unsafe { rdma_connect(self.raw.as_ptr(), &mut p) }, "rdma_connect")
+        check(
+            unsafe { rdma_connect(self.raw.as_ptr(), &mut p) },
+            "rdma_connect",
+        )
     }
 
     pub fn accept(&mut self, param: &ConnParam) -> Result<(), RdmaError> {
         let mut p = param.raw();
         // SAFETY: live id from a CONNECT_REQUEST with a QP; `p` outlives the call.
-        check(unsafe { rdma_accept(self.raw.as_ptr(), &mut p) }, "rdma_accept")
+        check(
+            unsafe { rdma_accept(self.raw.as_ptr(), &mut p) },
+            "rdma_accept",
+        )
     }
 
     pub fn reject(&mut self, private_data: &[u8]) -> Result<(), RdmaError> {
@@ -362,7 +374,10 @@ impl CmId {
     /// work requests complete with "flushed".
     pub fn disconnect(&mut self) -> Result<(), RdmaError> {
         // SAFETY: live id.
-        check(unsafe { rdma_disconnect(self.raw.as_ptr()) }, "rdma_disconnect")
+        check(
+            unsafe { rdma_disconnect(self.raw.as_ptr()) },
+            "rdma_disconnect",
+        )
     }
 
     /// Local address (after bind / resolve / accept).

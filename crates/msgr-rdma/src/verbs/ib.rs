@@ -37,7 +37,10 @@ impl Device {
             detail: "rdma_cm id has no device".into(),
         })?;
         let local = id.local_addr().ok_or_else(|| {
-            RdmaError::verbs("rdma_get_local_addr", std::io::Error::other("no local address"))
+            RdmaError::verbs(
+                "rdma_get_local_addr",
+                std::io::Error::other("no local address"),
+            )
         })?;
         let mut anchor = CmId::new(id.channel(), 0)?;
         let mut any_port = local;
@@ -221,7 +224,8 @@ impl Cq {
                 0,
             )
         };
-        let raw = NonNull::new(raw).ok_or_else(|| RdmaError::verbs("ibv_create_cq", last_error()))?;
+        let raw =
+            NonNull::new(raw).ok_or_else(|| RdmaError::verbs("ibv_create_cq", last_error()))?;
         let cq = Arc::new(Cq {
             raw,
             channel: Arc::clone(channel),
@@ -308,7 +312,9 @@ impl Cq {
                 };
                 let imm = if wc.wc_flags & ibv_wc_flags::IBV_WC_WITH_IMM.0 != 0 {
                     // SAFETY: IBV_WC_WITH_IMM says the union holds immediate data.
-                    Some(u32::from_be(unsafe { wc.imm_data_invalidated_rkey_union.imm_data }))
+                    Some(u32::from_be(unsafe {
+                        wc.imm_data_invalidated_rkey_union.imm_data
+                    }))
                 } else {
                     None
                 };

@@ -22,7 +22,7 @@ mod qp;
 
 pub use cm::{CmEvent, CmEventKind, CmId, ConnParam, EventChannel};
 pub use device::{list_devices, port_state};
-pub use ib::{CompChannel, Cq, Device, WorkCompletion, WcKind};
+pub use ib::{CompChannel, Cq, Device, WcKind, WorkCompletion};
 pub use qp::{BufferPool, Qp, QpCaps};
 
 use std::io;
@@ -110,7 +110,10 @@ unsafe fn from_sockaddr(sa: *const libc::sockaddr) -> Option<SocketAddr> {
         libc::AF_INET => {
             let sin = &*(sa as *const libc::sockaddr_in);
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             let sin6 = &*(sa as *const libc::sockaddr_in6);

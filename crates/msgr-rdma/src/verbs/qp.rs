@@ -33,11 +33,18 @@ unsafe impl Send for BufferPool {}
 
 impl BufferPool {
     /// Allocate and register `count * slot_size` bytes (page aligned, zeroed).
-    pub fn new(device: &Arc<Device>, slot_size: usize, count: usize) -> Result<BufferPool, RdmaError> {
-        let len = slot_size.checked_mul(count).filter(|&l| l > 0).ok_or(RdmaError::BadOption {
-            key: "buffer_size",
-            detail: format!("{count} buffers of {slot_size} bytes is not a valid pool size"),
-        })?;
+    pub fn new(
+        device: &Arc<Device>,
+        slot_size: usize,
+        count: usize,
+    ) -> Result<BufferPool, RdmaError> {
+        let len = slot_size
+            .checked_mul(count)
+            .filter(|&l| l > 0)
+            .ok_or(RdmaError::BadOption {
+                key: "buffer_size",
+                detail: format!("{count} buffers of {slot_size} bytes is not a valid pool size"),
+            })?;
         let layout = Layout::from_size_align(len, 4096).map_err(|e| RdmaError::BadOption {
             key: "buffer_size",
             detail: e.to_string(),
@@ -55,7 +62,11 @@ impl BufferPool {
             let err = last_error();
             // SAFETY: registration failed, so the device knows nothing of this memory.
             unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
-            return Err(registration_error(err, len as u64, super::memlock_soft_limit()));
+            return Err(registration_error(
+                err,
+                len as u64,
+                super::memlock_soft_limit(),
+            ));
         };
         // SAFETY: live MR.
         let lkey = unsafe { mr.as_ref().lkey };
@@ -93,7 +104,9 @@ impl BufferPool {
         let len = len.min(self.slot_size);
         // SAFETY: in bounds; the slot is not posted, so the device neither reads nor writes it
         // (its last receive completed, or it was never posted).
-        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(slot * self.slot_size), len) })
+        Some(unsafe {
+            std::slice::from_raw_parts(self.ptr.as_ptr().add(slot * self.slot_size), len)
+        })
     }
 
     /// A slot the device does not own, to fill before a send.
@@ -103,7 +116,10 @@ impl BufferPool {
         }
         // SAFETY: in bounds; not posted; `&mut self` makes the borrow exclusive.
         Some(unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(slot * self.slot_size), self.slot_size)
+            std::slice::from_raw_parts_mut(
+                self.ptr.as_ptr().add(slot * self.slot_size),
+                self.slot_size,
+            )
         })
     }
 
@@ -242,7 +258,10 @@ impl Qp {
         // and we hold &mut self), which stays registered while the QP exists.
         let rc = unsafe { ibv_post_recv(self.raw.as_ptr(), &mut wr, &mut bad) };
         if rc != 0 {
-            return Err(RdmaError::verbs("ibv_post_recv", std::io::Error::from_raw_os_error(rc)));
+            return Err(RdmaError::verbs(
+                "ibv_post_recv",
+                std::io::Error::from_raw_os_error(rc),
+            ));
         }
         self.recv.posted[slot] = true;
         Ok(())
@@ -254,7 +273,9 @@ impl Qp {
         if slot >= self.send.count || self.send.posted[slot] || len > self.send.slot_size {
             return Err(RdmaError::verbs(
                 "ibv_post_send",
-                std::io::Error::other(format!("send slot {slot} is busy, out of range or too short")),
+                std::io::Error::other(format!(
+                    "send slot {slot} is busy, out of range or too short"
+                )),
             ));
         }
         let mut sge = self.send.sge(slot, len);
@@ -262,7 +283,11 @@ impl Qp {
         // is a valid "no options" value that we fill below.
         let mut wr: ibv_send_wr = unsafe { std::mem::zeroed() };
         wr.wr_id = WR_SEND | slot as u64;
-        wr.sg_list = if len == 0 { std::ptr::null_mut() } else { &mut sge };
+        wr.sg_list = if len == 0 {
+            std::ptr::null_mut()
+        } else {
+            &mut sge
+        };
         wr.num_sge = if len == 0 { 0 } else { 1 };
         wr.opcode = ibv_wr_opcode::IBV_WR_SEND_WITH_IMM;
         let mut flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
@@ -277,7 +302,10 @@ impl Qp {
         // handed out again until its completion (posted flag).
         let rc = unsafe { ibv_post_send(self.raw.as_ptr(), &mut wr, &mut bad) };
         if rc != 0 {
-            return Err(RdmaError::verbs("ibv_post_send", std::io::Error::from_raw_os_error(rc)));
+            return Err(RdmaError::verbs(
+                "ibv_post_send",
+                std::io::Error::from_raw_os_error(rc),
+            ));
         }
         self.send.posted[slot] = true;
         Ok(())
@@ -288,7 +316,11 @@ impl Qp {
     pub fn complete(&mut self, wr_id: u64) -> Option<(bool, usize)> {
         let is_send = wr_id & WR_SEND != 0;
         let slot = (wr_id & !WR_SEND) as usize;
-        let pool = if is_send { &mut self.send } else { &mut self.recv };
+        let pool = if is_send {
+            &mut self.send
+        } else {
+            &mut self.recv
+        };
         if slot >= pool.count || !pool.posted[slot] {
             return None;
         }
@@ -309,10 +341,17 @@ impl Qp {
         attr.qp_state = ibv_qp_state::IBV_QPS_ERR;
         // SAFETY: live QP; only the state attribute is read (mask IBV_QP_STATE).
         let rc = unsafe {
-            ibv_modify_qp(self.raw.as_ptr(), &mut attr, ibv_qp_attr_mask::IBV_QP_STATE.0 as i32)
+            ibv_modify_qp(
+                self.raw.as_ptr(),
+                &mut attr,
+                ibv_qp_attr_mask::IBV_QP_STATE.0 as i32,
+            )
         };
         if rc != 0 {
-            return Err(RdmaError::verbs("ibv_modify_qp", std::io::Error::from_raw_os_error(rc)));
+            return Err(RdmaError::verbs(
+                "ibv_modify_qp",
+                std::io::Error::from_raw_os_error(rc),
+            ));
         }
         Ok(())
     }

@@ -1,0 +1,351 @@
+//! [`RdmaMessenger`]: start / stop, the connection map, commands to the reactor thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
+use msgr_core::node::{Dispatchers, MessengerCounterCells, Registry};
+use msgr_core::policy::{Policy, PolicySet};
+use msgr_core::session::{Session, SessionConfig};
+use msgr_core::wire::{DecodeLimits, EntityAddr, EntityName, EntityType};
+
+use crate::conn::RdmaConnection;
+use crate::endpoint::Endpoint;
+use crate::link::Hello;
+use crate::options::RdmaOptions;
+use crate::reactor::Reactor;
+
+/// Everything an [`RdmaMessenger`] needs; [`RdmaConfig::new`] gives working defaults.
+#[derive(Clone, Debug)]
+pub struct RdmaConfig {
+    pub name: EntityName,
+    /// Address to listen on: an IP of the netdev under the RDMA device (port 0 = any free).
+    pub bind: SocketAddr,
+    /// Our nonce; None: a random one.
+    pub nonce: Option<u32>,
+    pub policies: PolicySet,
+    pub limits: DecodeLimits,
+    pub handshake_timeout: Duration,
+    pub keepalive_interval: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    /// The `[rdma]` settings.
+    pub rdma: RdmaOptions,
+}
+
+impl RdmaConfig {
+    pub fn new(name: EntityName, bind: SocketAddr) -> Self {
+        RdmaConfig {
+            name,
+            bind,
+            nonce: None,
+            policies: PolicySet::default(),
+            limits: DecodeLimits::default(),
+            handshake_timeout: Duration::from_secs(30),
+            keepalive_interval: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(900)),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(15),
+            rdma: RdmaOptions::default(),
+        }
+    }
+}
+
+/// Work for the reactor thread.
+pub(crate) enum Cmd {
+    Dial(Arc<RdmaConnection>),
+    Drive(u64),
+    Close(u64),
+    Dispatch(Arc<RdmaConnection>),
+    /// Fault injection: move the link's QP to the error state.
+    FaultQp(Arc<RdmaConnection>),
+    Shutdown,
+}
+
+/// RDMA-specific counters of a messenger (sums over its links, live and past).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RdmaCounters {
+    /// Send buffers posted and not completed / free, over live links.
+    pub send_buffers_in_use: u64,
+    pub send_buffers_free: u64,
+    /// Receive buffers holding data not consumed yet, over live links.
+    pub recv_buffers_held: u64,
+    /// Times a link had data waiting and no credit (sends waiting for credits).
+    pub credit_stalls: u64,
+    /// Links waiting for credits right now.
+    pub links_waiting_for_credits: u64,
+    pub credit_messages: u64,
+    pub completions_with_error: u64,
+    pub rnr_events: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub data_sends: u64,
+    pub data_recvs: u64,
+    pub live_links: u64,
+}
+
+pub(crate) struct Shared {
+    pub cfg: RdmaConfig,
+    policies: RwLock<PolicySet>,
+    pub dispatchers: Dispatchers,
+    pub registry: Registry<Arc<RdmaConnection>>,
+    pub counters: Arc<MessengerCounterCells>,
+    pub rdma_counters: Mutex<RdmaCounters>,
+    pub session_cfg: OnceLock<Arc<SessionConfig>>,
+    my_addr: RwLock<EntityAddr>,
+    cmds: Mutex<Vec<Cmd>>,
+    pub waker: OnceLock<mio::Waker>,
+    next_id: AtomicU64,
+    started: AtomicBool,
+    stopping: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+    pub fn my_addr(&self) -> EntityAddr {
+        *self.my_addr.read()
+    }
+    pub fn policy_for(&self, t: EntityType) -> Policy {
+        self.policies.read().get(t).clone()
+    }
+    pub fn session_cfg(&self) -> Arc<SessionConfig> {
+        self.session_cfg.get().expect("started").clone()
+    }
+    pub fn send(&self, cmd: Cmd) {
+        let was_empty = {
+            let mut q = self.cmds.lock();
+            let e = q.is_empty();
+            q.push(cmd);
+            e
+        };
+        if was_empty {
+            if let Some(w) = self.waker.get() {
+                let _ = w.wake();
+            }
+        }
+    }
+    pub fn take_cmds(&self, into: &mut Vec<Cmd>) {
+        std::mem::swap(&mut *self.cmds.lock(), into);
+    }
+}
+
+/// A messenger speaking msgr1 over RDMA (rdma_cm + RC queue pairs). Cheap to clone.
+///
+/// One reactor thread owns the rdma_cm event channel and every queue pair; dispatcher callbacks
+/// run on it (a slow dispatcher stops receives from being re-posted, which runs the peer out of
+/// credits: that is the back-pressure).
+#[derive(Clone)]
+pub struct RdmaMessenger {
+    shared: Arc<Shared>,
+}
+
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() >> 16) as u32
+}
+
+impl RdmaMessenger {
+    pub fn new(cfg: RdmaConfig) -> Self {
+        let nonce = cfg.nonce.unwrap_or_else(random_u32);
+        let my_addr = EntityAddr {
+            kind: 0,
+            nonce,
+            addr: Some(cfg.bind),
+        };
+        let policies = cfg.policies.clone();
+        RdmaMessenger {
+            shared: Arc::new(Shared {
+                cfg,
+                policies: RwLock::new(policies),
+                dispatchers: Dispatchers::default(),
+                registry: Registry::default(),
+                counters: Arc::new(MessengerCounterCells::default()),
+                rdma_counters: Mutex::new(RdmaCounters::default()),
+                session_cfg: OnceLock::new(),
+                my_addr: RwLock::new(my_addr),
+                cmds: Mutex::new(Vec::new()),
+                waker: OnceLock::new(),
+                next_id: AtomicU64::new(1),
+                started: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                thread: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// RDMA-level counters (buffers, credits, completion errors, RNR).
+    pub fn rdma_counters(&self) -> RdmaCounters {
+        self.shared.rdma_counters.lock().clone()
+    }
+
+    /// Fault injection: force the queue pair of the connection to `addr` into the error state.
+    /// A lossless session reconnects and replays; a lossy one is reset.
+    pub fn inject_qp_error(&self, addr: &EntityAddr) -> bool {
+        match self.shared.registry.get(addr) {
+            Some(c) => {
+                self.shared.send(Cmd::FaultQp(c));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn connect_rdma(
+        &self,
+        peer_type: EntityType,
+        addr: &EntityAddr,
+    ) -> Result<Arc<RdmaConnection>, MessengerError> {
+        let s = &self.shared;
+        let Some(_) = addr.addr else {
+            return Err(MessengerError::Transport(format!(
+                "cannot connect to {addr:?}: it has no IP address and port"
+            )));
+        };
+        let policy = s.policy_for(peer_type);
+        let mut reg = s.registry.lock();
+        if let Some(c) = reg.get(addr) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let session = Session::connect(s.session_cfg(), *addr, peer_type, policy, Instant::now());
+        let conn = RdmaConnection::new(s, session, *addr, peer_type, true);
+        conn.inner.lock().reconnect_pending = true;
+        reg.insert(*addr, conn.clone());
+        drop(reg);
+        s.send(Cmd::Dial(conn.clone()));
+        Ok(conn)
+    }
+}
+
+impl Messenger for RdmaMessenger {
+    fn my_name(&self) -> EntityName {
+        self.shared.cfg.name
+    }
+    fn my_addr(&self) -> EntityAddr {
+        self.shared.my_addr()
+    }
+    fn set_policy(&self, peer_type: EntityType, policy: Policy) {
+        self.shared.policies.write().set(peer_type, policy);
+    }
+    fn add_dispatcher(&self, dispatcher: Arc<dyn Dispatcher>) {
+        self.shared.dispatchers.add(dispatcher);
+    }
+
+    fn start(&self) -> Result<(), MessengerError> {
+        let s = &self.shared;
+        if s.dispatchers.is_empty() {
+            return Err(MessengerError::NoDispatcher);
+        }
+        if s.is_stopping() {
+            return Err(MessengerError::ShutDown);
+        }
+        if s.started.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let fail = |e: MessengerError| {
+            s.started.store(false, Ordering::Release);
+            e
+        };
+        let tr = |e: crate::RdmaError| MessengerError::Transport(e.to_string());
+        let hello = Hello {
+            entity_type: s.cfg.name.kind.0,
+            nonce: s.my_addr().nonce,
+            ..Hello::from_options(&s.cfg.rdma)
+        };
+        let mut ep = Endpoint::new(s.cfg.rdma.clone(), hello).map_err(|e| fail(tr(e)))?;
+        let bound = ep.listen(s.cfg.bind).map_err(|e| fail(tr(e)))?;
+        let my_addr = EntityAddr {
+            addr: Some(bound),
+            ..s.my_addr()
+        };
+        *s.my_addr.write() = my_addr;
+        let mut scfg = SessionConfig::new(s.cfg.name, my_addr);
+        scfg.limits = s.cfg.limits;
+        scfg.policies = s.policies.read().clone();
+        scfg.handshake_timeout = s.cfg.handshake_timeout;
+        scfg.keepalive_interval = s.cfg.keepalive_interval;
+        scfg.idle_timeout = s.cfg.idle_timeout;
+        let _ = s.session_cfg.set(Arc::new(scfg));
+        let reactor = Reactor::new(s.clone(), ep).map_err(|e| fail(MessengerError::Io(e)))?;
+        let t = std::thread::Builder::new()
+            .name("msgr-rdma".into())
+            .spawn(move || reactor.run())
+            .map_err(|e| fail(MessengerError::Io(e)))?;
+        *s.thread.lock() = Some(t);
+        tracing::info!(target: "msgr_rdma", addr = %bound, nonce = my_addr.nonce, "RDMA messenger started");
+        Ok(())
+    }
+
+    fn connect_to(
+        &self,
+        peer_type: EntityType,
+        addr: &EntityAddr,
+    ) -> Result<ConnectionRef, MessengerError> {
+        let s = &self.shared;
+        if !s.started.load(Ordering::Acquire) {
+            return Err(MessengerError::NotStarted);
+        }
+        if s.is_stopping() {
+            return Err(MessengerError::ShutDown);
+        }
+        if *addr == s.my_addr() {
+            return Err(MessengerError::Transport(
+                "connect_to our own address is not supported over RDMA yet".into(),
+            ));
+        }
+        Ok(self.connect_rdma(peer_type, addr)?)
+    }
+
+    fn mark_down(&self, addr: &EntityAddr) {
+        if let Some(c) = self.shared.registry.get(addr) {
+            msgr_core::api::Connection::mark_down(&*c);
+        }
+    }
+
+    fn mark_down_all(&self) {
+        for c in self.shared.registry.all() {
+            msgr_core::api::Connection::mark_down(&*c);
+        }
+    }
+
+    fn shutdown(&self) {
+        let s = &self.shared;
+        if !s.started.load(Ordering::Acquire) || s.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        s.send(Cmd::Shutdown);
+        if let Some(t) = s.thread.lock().take() {
+            if t.join().is_err() {
+                tracing::error!(target: "msgr_rdma", "the reactor thread panicked");
+            }
+        }
+        for c in s.registry.take_all() {
+            let _ = c.mark_down_now();
+            c.run_dispatch();
+        }
+    }
+
+    fn counters(&self) -> MessengerCounters {
+        self.shared.counters.snapshot()
+    }
+}

@@ -1,0 +1,595 @@
+//! The reactor thread of an [`crate::RdmaMessenger`]: one mio poll over the rdma_cm event
+//! channel, every link's completion channel and a waker for commands; session timers in a
+//! small list. It drives each link's session exactly as the TCP worker drives a socket's:
+//! completions in, bytes to the session, session output into the link, events to the
+//! dispatcher.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use msgr_core::node::registry::{replaces_existing, resolve_accept};
+use msgr_core::session::{AcceptDecision, ConnectRequest, Session, SessionError, SessionState};
+use msgr_core::wire::{EntityAddr, EntityType};
+
+use crate::conn::{lock_pair, Followup, RdmaConnection};
+use crate::endpoint::{Endpoint, EndpointEvent};
+use crate::link::Link;
+use crate::messenger::{Cmd, RdmaCounters, Shared};
+
+const WAKER: Token = Token(0);
+const CM: Token = Token(1);
+
+struct Slot {
+    link: Link,
+    conn: Arc<RdmaConnection>,
+    rbuf: BytesMut,
+    armed: Option<Instant>,
+}
+
+enum Timer {
+    Link { token: u64, at: Instant },
+    Reconnect(Arc<RdmaConnection>),
+}
+
+pub(crate) struct Reactor {
+    shared: Arc<Shared>,
+    poll: Poll,
+    ep: Endpoint,
+    links: HashMap<u64, Slot>,
+    dials: HashMap<u64, Arc<RdmaConnection>>,
+    /// Links the session gave up: disconnected, dropped on DISCONNECTED or after a grace time.
+    closing: HashMap<u64, (Link, Instant)>,
+    timers: Vec<(Instant, Timer)>,
+    chunks: Vec<Bytes>,
+    /// Counters of links already gone.
+    past: RdmaCounters,
+    stopping: bool,
+    busy_until: Option<Instant>,
+}
+
+impl Reactor {
+    pub fn new(shared: Arc<Shared>, ep: Endpoint) -> std::io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let _ = shared.waker.set(waker);
+        poll.registry()
+            .register(&mut SourceFd(&ep.fd()), CM, Interest::READABLE)?;
+        Ok(Reactor {
+            shared,
+            poll,
+            ep,
+            links: HashMap::new(),
+            dials: HashMap::new(),
+            closing: HashMap::new(),
+            timers: Vec::new(),
+            chunks: Vec::new(),
+            past: RdmaCounters::default(),
+            stopping: false,
+            busy_until: None,
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut cmds = Vec::new();
+        let poll_us = self.ep.options().poll_us;
+        loop {
+            let now = Instant::now();
+            let next_timer = self.timers.iter().map(|(t, _)| *t).min();
+            let mut timeout = next_timer.map(|t| t.saturating_duration_since(now));
+            if self.busy_until.is_some_and(|b| b > now) {
+                timeout = Some(Duration::ZERO);
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(target: "msgr_rdma", "poll failed: {e}");
+                    break;
+                }
+            }
+            let mut ready: Vec<u64> = Vec::new();
+            let mut active = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    CM => self.cm_events(),
+                    Token(t) => {
+                        let t = t as u64;
+                        if let Some(slot) = self.links.get_mut(&t) {
+                            let _ = slot.link.on_readable();
+                            ready.push(t);
+                        }
+                    }
+                }
+            }
+            if self.busy_until.is_some() {
+                // busy-poll: look at every CQ without waiting for the channel
+                for (t, slot) in self.links.iter_mut() {
+                    if slot.link.poll_completions().unwrap_or(0) > 0 {
+                        ready.push(*t);
+                    }
+                }
+            }
+            self.shared.take_cmds(&mut cmds);
+            for c in cmds.drain(..) {
+                active = true;
+                match c {
+                    Cmd::Dial(conn) => self.dial(conn),
+                    Cmd::Drive(t) => ready.push(t),
+                    Cmd::Close(t) => self.close_link(t),
+                    Cmd::Dispatch(conn) => conn.run_dispatch(),
+                    Cmd::FaultQp(conn) => {
+                        let t = conn.inner.lock().link;
+                        if let Some(slot) = t.and_then(|t| self.links.get_mut(&t)) {
+                            let _ = slot.link.force_error();
+                            ready.push(t.unwrap());
+                        }
+                    }
+                    Cmd::Shutdown => self.stopping = true,
+                }
+            }
+            ready.sort_unstable();
+            ready.dedup();
+            active |= !ready.is_empty();
+            for t in ready {
+                self.drive(t);
+            }
+            self.fire_timers();
+            self.reap_closing();
+            if poll_us > 0 && active {
+                self.busy_until = Some(Instant::now() + Duration::from_micros(poll_us));
+            } else if self.busy_until.is_some_and(|b| b <= Instant::now()) {
+                self.busy_until = None;
+            }
+            self.publish_counters();
+            if self.stopping {
+                self.finish();
+                return;
+            }
+        }
+    }
+
+    fn cm_events(&mut self) {
+        let mut out = Vec::new();
+        let stopping = self.stopping;
+        // The application's accept hook runs on the msgr1 handshake (it needs the peer's entity
+        // address); at the rdma_cm level only a stopping messenger refuses.
+        if let Err(e) = self.ep.process(&mut |_, _| !stopping, &mut out) {
+            tracing::error!(target: "msgr_rdma", "rdma_cm events: {e}");
+        }
+        for ev in out {
+            match ev {
+                EndpointEvent::Established {
+                    token,
+                    link,
+                    outgoing,
+                    peer,
+                    ..
+                } => {
+                    if outgoing {
+                        match self.dials.remove(&token) {
+                            Some(conn) => self.attach(token, link, conn, true),
+                            None => drop(link),
+                        }
+                    } else {
+                        let now = Instant::now();
+                        let session = Session::accept(self.shared.session_cfg(), peer, now);
+                        let addr = EntityAddr {
+                            kind: 0,
+                            nonce: 0,
+                            addr: Some(peer),
+                        };
+                        let conn = RdmaConnection::new(
+                            &self.shared,
+                            session,
+                            addr,
+                            EntityType::CLIENT,
+                            false,
+                        );
+                        self.attach(token, link, conn, false);
+                    }
+                }
+                EndpointEvent::ConnectFailed { token, error } => {
+                    if let Some(conn) = self.dials.remove(&token) {
+                        tracing::debug!(target: "msgr_rdma", conn = conn.id, "connect failed: {error}");
+                        let now = Instant::now();
+                        let follow = {
+                            let mut g = conn.inner.lock();
+                            g.session.link_up(now);
+                            g.session
+                                .link_down(SessionError::LinkFailed(error.to_string()), now);
+                            conn.absorb_events(&mut g)
+                        };
+                        self.after(&conn, follow, None);
+                    }
+                }
+                EndpointEvent::Disconnected { token } => {
+                    if let Some(slot) = self.links.get(&token) {
+                        let conn = slot.conn.clone();
+                        self.fail(
+                            &conn,
+                            token,
+                            SessionError::LinkFailed(
+                                "RDMA peer disconnected (rdma_cm DISCONNECTED)".into(),
+                            ),
+                        );
+                    }
+                    self.closing.remove(&token);
+                }
+                EndpointEvent::Refused { peer, reason } => {
+                    tracing::debug!(target: "msgr_rdma", %peer, "refused RDMA connection: {reason}");
+                }
+            }
+        }
+    }
+
+    fn attach(&mut self, token: u64, link: Box<Link>, conn: Arc<RdmaConnection>, outgoing: bool) {
+        let now = Instant::now();
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&link.fd()),
+            Token(token as usize),
+            Interest::READABLE,
+        ) {
+            tracing::warn!(target: "msgr_rdma", "cannot poll a completion channel: {e}");
+            return;
+        }
+        let follow = {
+            let mut g = conn.inner.lock();
+            if outgoing {
+                g.reconnect_pending = false;
+                if g.ever_linked {
+                    conn.counters.add_reconnects(1);
+                    conn.counters
+                        .add_replayed(g.session.pending_messages() as u64);
+                }
+            }
+            g.ever_linked = true;
+            g.link = Some(token);
+            g.session.link_up(now);
+            conn.absorb_events(&mut g)
+        };
+        self.links.insert(
+            token,
+            Slot {
+                link: *link,
+                conn: conn.clone(),
+                rbuf: BytesMut::with_capacity(64 * 1024),
+                armed: None,
+            },
+        );
+        self.after(&conn, follow, Some(token));
+        self.drive(token);
+    }
+
+    fn dial(&mut self, conn: Arc<RdmaConnection>) {
+        let now = Instant::now();
+        let mut g = conn.inner.lock();
+        if conn.is_closed() || g.link.is_some() || self.stopping {
+            g.reconnect_pending = false;
+            return;
+        }
+        if g.ever_linked && !g.session.wants_reconnect() {
+            g.reconnect_pending = false;
+            return;
+        }
+        let Some(addr) = conn_peer(&conn) else { return };
+        match self.ep.connect(addr) {
+            Ok(token) => {
+                g.reconnect_pending = true;
+                drop(g);
+                self.dials.insert(token, conn);
+            }
+            Err(e) => {
+                g.ever_linked = true;
+                g.reconnect_pending = false;
+                g.session.link_up(now);
+                g.session
+                    .link_down(SessionError::LinkFailed(e.to_string()), now);
+                let follow = conn.absorb_events(&mut g);
+                drop(g);
+                self.after(&conn, follow, None);
+            }
+        }
+    }
+
+    fn close_link(&mut self, token: u64) {
+        if let Some(mut slot) = self.links.remove(&token) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&slot.link.fd()));
+            let _ = slot.link.flush();
+            slot.link.disconnect();
+            self.past_add(&slot.link);
+            self.closing
+                .insert(token, (slot.link, Instant::now() + Duration::from_secs(2)));
+        }
+    }
+
+    fn reap_closing(&mut self) {
+        let now = Instant::now();
+        self.closing.retain(|_, (_, until)| *until > now);
+    }
+
+    fn after(&mut self, conn: &Arc<RdmaConnection>, f: Followup, token: Option<u64>) {
+        if let Some(d) = f.reconnect_after {
+            self.timers
+                .push((Instant::now() + d, Timer::Reconnect(conn.clone())));
+        }
+        if f.unregister {
+            let addr = conn.peer_addr_now();
+            self.shared
+                .registry
+                .remove_if(&addr, |c| Arc::ptr_eq(c, conn));
+        }
+        conn.run_dispatch();
+        if let (Some(req), Some(token)) = (f.accept, token) {
+            self.resolve(token, conn.clone(), req);
+        }
+    }
+
+    fn drive(&mut self, token: u64) {
+        let Some(mut slot) = self.links.remove(&token) else {
+            return;
+        };
+        let now = Instant::now();
+        let conn = slot.conn.clone();
+        conn.drive_pending
+            .store(false, std::sync::atomic::Ordering::Release);
+        let got: usize = slot
+            .link
+            .read_into(&mut slot.rbuf, usize::MAX)
+            .unwrap_or_default();
+        conn.counters.add_bytes_in(got as u64);
+        let mut g = conn.inner.lock();
+        if g.link != Some(token) {
+            drop(g);
+            self.links.insert(token, slot);
+            self.close_link(token);
+            return;
+        }
+        let mut dead = false;
+        if (got > 0 || !slot.rbuf.is_empty())
+            && g.session.handle_input(&mut slot.rbuf, now).is_err()
+        {
+            dead = true;
+        }
+        if !dead {
+            if let Some(f) = slot.link.failure() {
+                if g.session.state() != SessionState::Closed {
+                    g.session
+                        .link_down(SessionError::LinkFailed(f.0.clone()), now);
+                }
+                dead = true;
+            }
+        }
+        if !dead && g.session.poll_timeout().is_some_and(|t| t <= now) {
+            g.session.handle_timeout(now);
+        }
+        let before = slot.link.counters.bytes_out + slot.link.queued_bytes() as u64;
+        if !dead || g.session.has_link() {
+            while g.session.poll_transmit(&mut self.chunks) > 0 {
+                for c in self.chunks.drain(..) {
+                    slot.link.queue(c);
+                }
+            }
+        }
+        let wanted = !dead && g.session.has_link();
+        if !wanted {
+            g.link = None;
+        }
+        let deadline = if wanted {
+            g.session.poll_timeout()
+        } else {
+            None
+        };
+        let follow = conn.absorb_events(&mut g);
+        drop(g);
+        let flushed = slot.link.flush();
+        let after = slot.link.counters.bytes_out + slot.link.queued_bytes() as u64;
+        conn.counters.add_bytes_out(after.saturating_sub(before));
+        if wanted && flushed.is_ok() {
+            if let Some(d) = deadline {
+                if slot.armed.is_none_or(|a| a > d) {
+                    slot.armed = Some(d);
+                    self.timers.push((d, Timer::Link { token, at: d }));
+                }
+            }
+            self.links.insert(token, slot);
+        } else {
+            self.links.insert(token, slot);
+            self.close_link(token);
+        }
+        self.after(&conn, follow, Some(token));
+        if let Err(e) = flushed {
+            self.fail(&conn, token, SessionError::LinkFailed(e.to_string()));
+        }
+    }
+
+    fn fail(&mut self, conn: &Arc<RdmaConnection>, token: u64, e: SessionError) {
+        let now = Instant::now();
+        let follow = {
+            let mut g = conn.inner.lock();
+            if g.link != Some(token) {
+                drop(g);
+                self.close_link(token);
+                return;
+            }
+            g.link = None;
+            if g.session.state() != SessionState::Closed {
+                g.session.link_down(e, now);
+            }
+            conn.absorb_events(&mut g)
+        };
+        self.close_link(token);
+        self.after(conn, follow, None);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < self.timers.len() {
+            if self.timers[i].0 <= now {
+                due.push(self.timers.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        for t in due {
+            match t {
+                Timer::Link { token, at } => {
+                    if let Some(slot) = self.links.get_mut(&token) {
+                        if slot.armed == Some(at) {
+                            slot.armed = None;
+                            self.drive(token);
+                        }
+                    }
+                }
+                Timer::Reconnect(conn) => {
+                    conn.inner.lock().reconnect_pending = false;
+                    self.dial(conn);
+                }
+            }
+        }
+    }
+
+    /// Answer an accepting session's connect (see `msgr_core::node::registry`).
+    fn resolve(&mut self, token: u64, temp: Arc<RdmaConnection>, req: ConnectRequest) {
+        let s = self.shared.clone();
+        let now = Instant::now();
+        let allowed = !self.stopping && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type);
+        let policy = s.policy_for(req.peer_type);
+        let my_addr = s.my_addr();
+        let mut old_link = None;
+        let mut lossy_replaced = None;
+        let owner;
+        {
+            let mut reg = s.registry.lock();
+            let existing = reg
+                .get(&req.peer_addr)
+                .filter(|e| !Arc::ptr_eq(e, &temp))
+                .cloned();
+            let (mut gn, mut ge) = lock_pair(&temp, existing.as_deref());
+            if gn.link != Some(token) {
+                return;
+            }
+            let existing_lossy = ge.as_ref().is_some_and(|g| g.session.policy().lossy);
+            let decision = resolve_accept(
+                allowed,
+                &req,
+                &mut gn.session,
+                ge.as_mut().map(|g| &mut g.session),
+                &my_addr,
+                &policy,
+                now,
+            );
+            match (&decision, existing.clone(), ge) {
+                (d, Some(ex), Some(mut ge)) if replaces_existing(d) && existing_lossy => {
+                    old_link = ge.link.take();
+                    let follow = ex.absorb_events(&mut ge);
+                    lossy_replaced = Some((ex.clone(), follow));
+                    temp.set_peer_addr(req.peer_addr);
+                    gn.peer_type = req.peer_type;
+                    gn.announced = true;
+                    reg.insert(req.peer_addr, temp.clone());
+                    owner = temp.clone();
+                }
+                (d, Some(ex), Some(mut ge)) if replaces_existing(d) => {
+                    std::mem::swap(&mut gn.session, &mut ge.session);
+                    old_link = ge.link.take();
+                    ge.link = gn.link.take();
+                    ge.reconnect_pending = false;
+                    ge.ever_linked = true;
+                    ge.peer_type = req.peer_type;
+                    let _ = temp.absorb_events(&mut gn);
+                    ex.counters.add_reconnects(1);
+                    owner = ex.clone();
+                }
+                (AcceptDecision::New, _, _) | (AcceptDecision::Replace, None, _) => {
+                    temp.set_peer_addr(req.peer_addr);
+                    gn.peer_type = req.peer_type;
+                    gn.announced = true;
+                    reg.insert(req.peer_addr, temp.clone());
+                    owner = temp.clone();
+                }
+                (AcceptDecision::Refuse, _, _) => {
+                    s.counters
+                        .refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    owner = temp.clone();
+                }
+                _ => owner = temp.clone(),
+            };
+        }
+        if !Arc::ptr_eq(&owner, &temp) {
+            if let Some(slot) = self.links.get_mut(&token) {
+                slot.conn = owner.clone();
+            }
+        }
+        if let Some(ol) = old_link {
+            self.close_link(ol);
+        }
+        if let Some((ex, follow)) = lossy_replaced {
+            self.after(&ex, follow, None);
+        }
+        self.drive(token);
+    }
+
+    fn past_add(&mut self, link: &Link) {
+        let c = &link.counters;
+        self.past.credit_stalls += c.credit_stalls;
+        self.past.credit_messages += c.credit_sends;
+        self.past.completions_with_error += c.wc_errors;
+        self.past.rnr_events += c.rnr_errors;
+        self.past.bytes_out += c.bytes_out;
+        self.past.bytes_in += c.bytes_in;
+        self.past.data_sends += c.data_sends;
+        self.past.data_recvs += c.data_recvs;
+    }
+
+    fn publish_counters(&mut self) {
+        let mut r = self.past.clone();
+        for slot in self.links.values() {
+            let l = &slot.link;
+            let c = &l.counters;
+            r.send_buffers_in_use += l.sends_in_flight() as u64;
+            r.send_buffers_free += l.send_buffers_free() as u64;
+            r.recv_buffers_held += l.recv_buffers_held() as u64;
+            r.links_waiting_for_credits += l.is_stalled() as u64;
+            r.credit_stalls += c.credit_stalls;
+            r.credit_messages += c.credit_sends;
+            r.completions_with_error += c.wc_errors;
+            r.rnr_events += c.rnr_errors;
+            r.bytes_out += c.bytes_out;
+            r.bytes_in += c.bytes_in;
+            r.data_sends += c.data_sends;
+            r.data_recvs += c.data_recvs;
+            r.live_links += 1;
+        }
+        *self.shared.rdma_counters.lock() = r;
+    }
+
+    /// Shutdown: fail every connection with a link, disconnect, drop the QPs.
+    fn finish(&mut self) {
+        let tokens: Vec<u64> = self.links.keys().copied().collect();
+        for t in tokens {
+            if let Some(slot) = self.links.get(&t) {
+                let conn = slot.conn.clone();
+                let _ = conn.mark_down_now();
+                conn.run_dispatch();
+            }
+            self.close_link(t);
+        }
+        self.publish_counters();
+        self.closing.clear();
+    }
+}
+
+fn conn_peer(conn: &RdmaConnection) -> Option<std::net::SocketAddr> {
+    conn.peer_addr_now().addr
+}

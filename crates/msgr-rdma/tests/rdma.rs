@@ -1,0 +1,619 @@
+//! Tests on real verbs. Those that need an RDMA device FAIL (never pass silently) when there is
+//! none: run this binary inside the Soft-RoCE VM:
+//!
+//!   cargo test -p msgr-rdma --no-run   # prints the test binary path
+//!   scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1
+//!
+//! (`scripts/rdma-vm/run.sh` or `../shared/rdma-vm/run.sh`). Inside the VM, `$RDMA_IP` is the
+//! address of the netdev under `rxe0`; 127.0.0.1 does not work over Soft-RoCE.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use msgr_rdma::endpoint::{Endpoint, EndpointEvent};
+use msgr_rdma::link::{Hello, Link};
+use msgr_rdma::{RdmaError, RdmaOptions};
+
+/// Hang guard only (never a performance assertion): a test stuck this long has deadlocked.
+const HANG: Duration = Duration::from_secs(120);
+
+fn has_device() -> bool {
+    std::fs::read_dir("/sys/class/infiniband")
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+/// The address to use on the RDMA device, or a panic that says how to run the test.
+fn rdma_ip() -> std::net::IpAddr {
+    if !has_device() {
+        panic!(
+            "this test needs an RDMA device and none is present (/sys/class/infiniband is empty or \
+             missing). It did NOT run. Run the test binary inside the Soft-RoCE VM: \
+             `cargo test -p msgr-rdma --no-run` then \
+             `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1` \
+             (or ../shared/rdma-vm/run.sh)"
+        );
+    }
+    let ip = std::env::var("RDMA_IP").unwrap_or_else(|_| {
+        panic!("an RDMA device exists but RDMA_IP is not set: export RDMA_IP=<IP of the netdev under it>")
+    });
+    ip.parse().expect("RDMA_IP is an IP address")
+}
+
+fn test_opts() -> RdmaOptions {
+    RdmaOptions {
+        buffer_size: 4096,
+        send_buffers: 8,
+        recv_buffers: 8,
+        // Any receiver-not-ready would fail the QP at once: flow control must prevent them.
+        rnr_retry: 0,
+        ..Default::default()
+    }
+}
+
+/// One side: an endpoint and its established links, driven by busy polling.
+struct Side {
+    ep: Endpoint,
+    links: HashMap<u64, Link>,
+    inbox: HashMap<u64, BytesMut>,
+    failed: Vec<(u64, RdmaError)>,
+    refused: Vec<String>,
+    disconnected: Vec<u64>,
+    accept: bool,
+    /// Read at most this many bytes per link per pump (slow reader).
+    read_budget: usize,
+}
+
+impl Side {
+    fn new(opts: RdmaOptions) -> Side {
+        Side {
+            ep: Endpoint::new(opts.clone(), Hello::from_options(&opts)).expect("endpoint"),
+            links: HashMap::new(),
+            inbox: HashMap::new(),
+            failed: Vec::new(),
+            refused: Vec::new(),
+            disconnected: Vec::new(),
+            accept: true,
+            read_budget: usize::MAX,
+        }
+    }
+
+    fn pump(&mut self) {
+        let mut evs = Vec::new();
+        let accept = self.accept;
+        self.ep
+            .process(&mut |_peer, _hello| accept, &mut evs)
+            .expect("cm events");
+        for ev in evs {
+            match ev {
+                EndpointEvent::Established { token, link, .. } => {
+                    self.links.insert(token, *link);
+                    self.inbox.insert(token, BytesMut::new());
+                }
+                EndpointEvent::ConnectFailed { token, error } => self.failed.push((token, error)),
+                EndpointEvent::Disconnected { token } => self.disconnected.push(token),
+                EndpointEvent::Refused { reason, .. } => self.refused.push(reason),
+            }
+        }
+        for (t, link) in self.links.iter_mut() {
+            if link.failure().is_some() {
+                continue;
+            }
+            let _ = link.on_readable();
+            let inbox = self.inbox.get_mut(t).unwrap();
+            let _ = link.read_into(inbox, self.read_budget);
+            let _ = link.flush();
+        }
+    }
+
+    fn send(&mut self, token: u64, data: Bytes) {
+        let link = self.links.get_mut(&token).expect("link");
+        link.queue(data);
+        link.flush().expect("flush");
+    }
+}
+
+fn pump_until(sides: &mut [&mut Side], what: &str, mut done: impl FnMut(&mut [&mut Side]) -> bool) {
+    let start = Instant::now();
+    while !done(sides) {
+        for s in sides.iter_mut() {
+            s.pump();
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "hang guard: still waiting for {what}"
+        );
+    }
+}
+
+/// Server listening on RDMA_IP (ephemeral port) and a client connected to it.
+fn pair(opts: RdmaOptions) -> (Side, Side, u64, u64) {
+    let ip = rdma_ip();
+    let mut server = Side::new(opts.clone());
+    let addr = server.ep.listen(SocketAddr::new(ip, 0)).expect("listen");
+    let mut client = Side::new(opts);
+    let ct = client.ep.connect(addr).expect("connect");
+    pump_until(&mut [&mut server, &mut client], "connection", |s| {
+        assert!(
+            s[1].failed.is_empty(),
+            "connect failed: {}",
+            s[1].failed[0].1
+        );
+        !s[0].links.is_empty() && s[1].links.contains_key(&ct)
+    });
+    let st = *server.links.keys().next().unwrap();
+    (server, client, st, ct)
+}
+
+#[test]
+fn no_device_error_says_what_to_do() {
+    let opts = RdmaOptions::default();
+    if has_device() {
+        // With a device present, asking for a missing one must give the same kind of error.
+        let o = RdmaOptions {
+            device: Some("nosuchdev9".into()),
+            ..opts
+        };
+        let err = Endpoint::new(o.clone(), Hello::from_options(&o))
+            .err()
+            .expect("must fail");
+        let text = err.to_string();
+        assert!(matches!(err, RdmaError::NoDevice { .. }), "{text}");
+        assert!(text.contains("nosuchdev9"), "{text}");
+    } else {
+        let err = Endpoint::new(opts.clone(), Hello::from_options(&opts))
+            .err()
+            .expect("no device here");
+        let text = err.to_string();
+        assert!(matches!(err, RdmaError::NoDevice { .. }), "{text}");
+        assert!(text.starts_with("no RDMA device found"), "{text}");
+        assert!(
+            text.contains("rdma link add rxe0 type rxe netdev"),
+            "{text}"
+        );
+        assert!(text.contains("transport = \"tcp\""), "{text}");
+    }
+}
+
+#[test]
+fn loopback_address_is_refused_with_a_hint() {
+    if !has_device() {
+        // Endpoint::new needs a device; the check itself is pure, exercise what we can.
+        rdma_ip();
+    }
+    let opts = test_opts();
+    let mut ep = Endpoint::new(opts.clone(), Hello::from_options(&opts)).unwrap();
+    let e = ep
+        .listen("127.0.0.1:0".parse().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not on an RDMA device") && e.contains("loopback"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ping_pong_over_verbs() {
+    let (mut server, mut client, st, ct) = pair(test_opts());
+    for i in 0..500u32 {
+        let msg = Bytes::from(format!("ping {i:05}"));
+        client.send(ct, msg.clone());
+        pump_until(&mut [&mut server, &mut client], "ping", |s| {
+            s[0].inbox[&st].len() >= msg.len()
+        });
+        let got = s_take(&mut server, st);
+        assert_eq!(got, msg);
+        server.send(st, got);
+        pump_until(&mut [&mut server, &mut client], "pong", |s| {
+            s[1].inbox[&ct].len() >= msg.len()
+        });
+        assert_eq!(s_take(&mut client, ct), msg);
+    }
+    let c = &client.links[&ct].counters;
+    assert_eq!(c.wc_errors, 0);
+    assert_eq!(c.rnr_errors, 0);
+    assert_eq!(c.data_sends, 500);
+}
+
+fn s_take(side: &mut Side, token: u64) -> Bytes {
+    side.inbox.get_mut(&token).unwrap().split().freeze()
+}
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+#[test]
+fn sixteen_mib_through_small_buffers_with_a_slow_reader() {
+    let opts = RdmaOptions {
+        recv_buffers: 4,
+        ..test_opts()
+    };
+    let (mut server, mut client, st, ct) = pair(opts);
+    server.read_budget = 1500; // less than one buffer per pump: credits run out
+    let data = pattern(16 << 20, 7);
+    // queue in uneven pieces, as a session would
+    let mut off = 0;
+    let mut k = 1;
+    while off < data.len() {
+        let n = (k * 7919) % 300_000 + 1;
+        let end = (off + n).min(data.len());
+        client.send(ct, data.slice(off..end));
+        off = end;
+        k += 1;
+    }
+    pump_until(&mut [&mut server, &mut client], "16 MiB", |s| {
+        s[0].inbox[&st].len() >= 16 << 20
+    });
+    assert_eq!(server.inbox[&st].len(), data.len());
+    assert!(server.inbox[&st][..] == data[..], "stream corrupted");
+    let c = &client.links[&ct].counters;
+    assert!(
+        c.credit_stalls > 0,
+        "the slow reader never ran the sender out of credits: {c:?}"
+    );
+    assert_eq!(c.rnr_errors, 0, "{c:?}");
+    assert_eq!(c.wc_errors, 0, "{c:?}");
+    assert_eq!(server.links[&st].counters.wc_errors, 0);
+    assert_eq!(c.bytes_out, 16 << 20);
+    // every chunk respected the peer's buffer size: at least len / buffer_size sends
+    assert!(c.data_sends >= (16 << 20) / 4096, "{c:?}");
+}
+
+#[test]
+fn accept_hook_refusal_reaches_the_client() {
+    let ip = rdma_ip();
+    let mut server = Side::new(test_opts());
+    server.accept = false;
+    let addr = server.ep.listen(SocketAddr::new(ip, 0)).unwrap();
+    let mut client = Side::new(test_opts());
+    client.ep.connect(addr).unwrap();
+    pump_until(&mut [&mut server, &mut client], "refusal", |s| {
+        !s[1].failed.is_empty()
+    });
+    let text = client.failed[0].1.to_string();
+    assert!(
+        matches!(client.failed[0].1, RdmaError::Refused { .. }),
+        "{text}"
+    );
+    assert!(text.contains("accept hook refused"), "{text}");
+    assert_eq!(server.refused.len(), 1);
+    assert!(server.links.is_empty());
+}
+
+#[test]
+fn connect_without_listener_is_refused() {
+    let ip = rdma_ip();
+    let mut client = Side::new(test_opts());
+    // a port nobody listens on: bind a listener to learn a free port, then drop it
+    let port = {
+        let mut tmp = Side::new(test_opts());
+        tmp.ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
+    };
+    client.ep.connect(SocketAddr::new(ip, port)).unwrap();
+    pump_until(&mut [&mut client], "reject", |s| !s[0].failed.is_empty());
+    let text = client.failed[0].1.to_string();
+    assert!(
+        matches!(
+            client.failed[0].1,
+            RdmaError::Refused { .. } | RdmaError::Unreachable { .. }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("refused") || text.contains("reach"), "{text}");
+}
+
+#[test]
+fn qp_forced_to_error_is_seen_by_both_sides() {
+    let (mut server, mut client, st, ct) = pair(test_opts());
+    client.send(ct, Bytes::from_static(b"before"));
+    pump_until(&mut [&mut server, &mut client], "first bytes", |s| {
+        s[0].inbox[&st].len() == 6
+    });
+    client.links.get_mut(&ct).unwrap().force_error().unwrap();
+    client.send(ct, Bytes::from_static(b"after the fault"));
+    pump_until(&mut [&mut server, &mut client], "local failure", |s| {
+        s[1].links[&ct].failure().is_some()
+    });
+    // the faulted side disconnects; the peer learns it through rdma_cm
+    client.links.get_mut(&ct).unwrap().disconnect();
+    pump_until(&mut [&mut server, &mut client], "peer notices", |s| {
+        s[0].disconnected.contains(&st) || s[0].links[&st].failure().is_some()
+    });
+    assert_eq!(&server.inbox[&st][..], b"before");
+}
+
+#[test]
+fn sixty_four_connections_at_once() {
+    let ip = rdma_ip();
+    let opts = RdmaOptions {
+        buffer_size: 1024,
+        send_buffers: 4,
+        recv_buffers: 4,
+        ..test_opts()
+    };
+    let mut server = Side::new(opts.clone());
+    let addr = server.ep.listen(SocketAddr::new(ip, 0)).unwrap();
+    let mut client = Side::new(opts);
+    let tokens: Vec<u64> = (0..64).map(|_| client.ep.connect(addr).unwrap()).collect();
+    pump_until(&mut [&mut server, &mut client], "64 connections", |s| {
+        assert!(
+            s[1].failed.is_empty(),
+            "connect failed: {}",
+            s[1].failed[0].1
+        );
+        s[1].links.len() == 64 && s[0].links.len() == 64
+    });
+    for (i, t) in tokens.iter().enumerate() {
+        client.send(*t, Bytes::from(format!("conn {i:02} hello")));
+    }
+    pump_until(&mut [&mut server, &mut client], "64 messages", |s| {
+        s[0].inbox.values().all(|b| b.len() == 13)
+    });
+    let mut seen: Vec<String> = server
+        .inbox
+        .values()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    seen.sort();
+    let want: Vec<String> = (0..64).map(|i| format!("conn {i:02} hello")).collect();
+    assert_eq!(seen, want);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The messenger (msgr-core sessions over RDMA links)
+
+mod messenger {
+    use super::*;
+    use msgr_core::api::{ConnectionRef, Dispatcher, Messenger};
+    use msgr_core::message::Message;
+    use msgr_core::policy::Policy;
+    use msgr_core::wire::{EntityName, EntityType};
+    use msgr_rdma::{RdmaConfig, RdmaMessenger};
+    use parking_lot::{Condvar, Mutex};
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Collect {
+        msgs: Mutex<Vec<Message>>,
+        resets: Mutex<usize>,
+        cv: Condvar,
+        echo: bool,
+    }
+
+    impl Dispatcher for Collect {
+        fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
+            if self.echo {
+                let reply = Message::new(msg.msg_type + 1, msg.front.clone())
+                    .with_data(msg.data.clone())
+                    .with_tid(msg.tid);
+                conn.send_message(reply).expect("echo");
+            }
+            self.msgs.lock().push(msg);
+            self.cv.notify_all();
+        }
+        fn ms_handle_reset(&self, _conn: &ConnectionRef, _undelivered: Vec<Message>) {
+            *self.resets.lock() += 1;
+            self.cv.notify_all();
+        }
+    }
+
+    impl Collect {
+        fn wait_for(&self, what: &str, mut done: impl FnMut(&Collect) -> bool) {
+            let start = Instant::now();
+            let mut g = self.msgs.lock();
+            loop {
+                drop(g);
+                if done(self) {
+                    return;
+                }
+                g = self.msgs.lock();
+                let _ = self.cv.wait_for(&mut g, Duration::from_millis(50));
+                assert!(start.elapsed() < HANG, "hang guard: waiting for {what}");
+            }
+        }
+    }
+
+    fn node(kind: EntityType, num: i64, opts: RdmaOptions, d: Arc<Collect>) -> RdmaMessenger {
+        let ip = rdma_ip();
+        let mut cfg = RdmaConfig::new(EntityName { kind, num }, SocketAddr::new(ip, 0));
+        cfg.rdma = opts;
+        let m = RdmaMessenger::new(cfg);
+        m.add_dispatcher(d);
+        m
+    }
+
+    fn small_opts() -> RdmaOptions {
+        RdmaOptions {
+            buffer_size: 16 * 1024,
+            send_buffers: 8,
+            recv_buffers: 8,
+            rnr_retry: 0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn messenger_request_reply() {
+        let sd = Arc::new(Collect {
+            echo: true,
+            ..Default::default()
+        });
+        let cd = Arc::new(Collect::default());
+        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
+        let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
+        server.start().unwrap();
+        client.start().unwrap();
+        let conn = client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap();
+        for i in 0..200u64 {
+            conn.send_message(Message::new(100, format!("req {i}")).with_tid(i))
+                .unwrap();
+        }
+        cd.wait_for("200 replies", |c| c.msgs.lock().len() == 200);
+        let got = cd.msgs.lock();
+        for (i, m) in got.iter().enumerate() {
+            assert_eq!(m.tid, i as u64);
+            assert_eq!(m.msg_type, 101);
+            assert_eq!(&m.front[..], format!("req {i}").as_bytes());
+        }
+        drop(got);
+        assert!(conn.is_connected());
+        let rc = client.rdma_counters();
+        assert_eq!(rc.rnr_events, 0, "{rc:?}");
+        assert_eq!(rc.completions_with_error, 0, "{rc:?}");
+        assert!(client.counters().connections.messages_in >= 200);
+        client.shutdown();
+        server.shutdown();
+    }
+
+    #[test]
+    fn messenger_sixteen_mib_messages() {
+        let sd = Arc::new(Collect::default());
+        let cd = Arc::new(Collect::default());
+        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
+        let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
+        server.start().unwrap();
+        client.start().unwrap();
+        let conn = client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap();
+        let sizes = [16 << 20, 1 << 20, 65536 + 3, 16 << 20];
+        for (i, &n) in sizes.iter().enumerate() {
+            conn.send_message(
+                Message::new(7, "big")
+                    .with_data(pattern(n, i as u8))
+                    .with_tid(i as u64),
+            )
+            .unwrap();
+        }
+        sd.wait_for("4 large messages", |s| s.msgs.lock().len() == sizes.len());
+        for (i, m) in sd.msgs.lock().iter().enumerate() {
+            assert_eq!(m.tid, i as u64);
+            assert_eq!(m.data.len(), sizes[i]);
+            assert!(
+                m.data == pattern(sizes[i], i as u8),
+                "message {i} corrupted"
+            );
+        }
+        let rc = client.rdma_counters();
+        assert_eq!(rc.rnr_events, 0, "{rc:?}");
+        assert!(rc.data_sends as usize >= (32 << 20) / (16 * 1024), "{rc:?}");
+        client.shutdown();
+        server.shutdown();
+    }
+
+    #[test]
+    fn qp_error_mid_stream_lossless_replays_everything_once() {
+        let sd = Arc::new(Collect::default());
+        let cd = Arc::new(Collect::default());
+        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
+        let client = node(EntityType::OSD, 1, small_opts(), cd.clone());
+        server.set_policy(EntityType::OSD, Policy::lossless_peer());
+        client.set_policy(EntityType::OSD, Policy::lossless_peer());
+        server.start().unwrap();
+        client.start().unwrap();
+        let conn = client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap();
+        let total = 2000u64;
+        for i in 0..total {
+            conn.send_message(Message::new(9, vec![i as u8; 3000]).with_tid(i))
+                .unwrap();
+            if i == 300 {
+                sd.wait_for("some messages before the fault", |s| {
+                    !s.msgs.lock().is_empty()
+                });
+                assert!(client.inject_qp_error(&server.my_addr()));
+            }
+        }
+        sd.wait_for("all messages after the fault", |s| {
+            s.msgs.lock().len() as u64 >= total
+        });
+        let got = sd.msgs.lock();
+        let tids: Vec<u64> = got.iter().map(|m| m.tid).collect();
+        assert_eq!(
+            tids,
+            (0..total).collect::<Vec<_>>(),
+            "lost, duplicated or reordered"
+        );
+        drop(got);
+        assert!(conn.counters().faults >= 1, "{:?}", conn.counters());
+        assert!(conn.counters().reconnects >= 1, "{:?}", conn.counters());
+        let rc = client.rdma_counters();
+        assert!(
+            rc.completions_with_error >= 1,
+            "the fault was not seen as completion errors: {rc:?}"
+        );
+        client.shutdown();
+        server.shutdown();
+    }
+
+    #[test]
+    fn qp_error_on_lossy_session_is_reported_as_reset() {
+        let sd = Arc::new(Collect::default());
+        let cd = Arc::new(Collect::default());
+        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
+        let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
+        client.set_policy(EntityType::OSD, Policy::lossy_client());
+        server.set_policy(EntityType::CLIENT, Policy::stateless_server());
+        server.start().unwrap();
+        client.start().unwrap();
+        let conn = client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap();
+        conn.send_message(Message::new(5, "hello")).unwrap();
+        sd.wait_for("first message", |s| s.msgs.lock().len() == 1);
+        assert!(client.inject_qp_error(&server.my_addr()));
+        cd.wait_for("reset on the client", |c| *c.resets.lock() >= 1);
+        assert!(
+            conn.send_message(Message::new(5, "after")).is_err(),
+            "lossy session must be gone"
+        );
+        client.shutdown();
+        server.shutdown();
+    }
+
+    #[test]
+    fn sixty_four_messenger_connections() {
+        let sd = Arc::new(Collect {
+            echo: true,
+            ..Default::default()
+        });
+        let opts = RdmaOptions {
+            buffer_size: 4096,
+            send_buffers: 4,
+            recv_buffers: 4,
+            rnr_retry: 0,
+            ..Default::default()
+        };
+        let server = node(EntityType::OSD, 0, opts.clone(), sd.clone());
+        server.start().unwrap();
+        let mut clients = Vec::new();
+        for i in 0..64 {
+            let cd = Arc::new(Collect::default());
+            let c = node(EntityType::CLIENT, i + 1, opts.clone(), cd.clone());
+            c.start().unwrap();
+            let conn = c.connect_to(EntityType::OSD, &server.my_addr()).unwrap();
+            conn.send_message(Message::new(1, format!("from {i}")))
+                .unwrap();
+            clients.push((c, cd));
+        }
+        for (i, (_, cd)) in clients.iter().enumerate() {
+            cd.wait_for("echo", |c| c.msgs.lock().len() == 1);
+            assert_eq!(&cd.msgs.lock()[0].front[..], format!("from {i}").as_bytes());
+        }
+        assert_eq!(server.rdma_counters().live_links, 64);
+        for (c, _) in clients {
+            c.shutdown();
+        }
+        server.shutdown();
+    }
+}

@@ -1,0 +1,786 @@
+//! One reactor thread: a `mio::Poll`, the links (sockets) it owns, its timers and its command
+//! queue. See the crate docs for who does what.
+//!
+//! Per link, one "drive" step: read what the socket has (unless the connection is paused by its
+//! throttle) into the link's reusable buffer, hand it to the session, fire the session's timer
+//! if due, collect chunks to write, absorb events, then write with one vectored write and hand
+//! events to the dispatcher, all outside the connection lock except the session calls.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use msgr_core::api::Connection;
+use msgr_core::node::registry::{replaces_existing, resolve_accept};
+use msgr_core::session::{AcceptDecision, ConnectRequest, Session, SessionError, SessionState};
+use msgr_core::wire::{EntityAddr, EntityType};
+
+use crate::conn::{link_error, lock_pair, Followup, LinkRef, TcpConnection};
+use crate::fault::FaultInjector;
+use crate::messenger::{set_current_worker, Cmd, Shared};
+use crate::timer::TimerHeap;
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+/// Read sizes adapt between these: small for request/response traffic (the buffer is zeroed
+/// before each read), large for streams.
+const MIN_READ: usize = 4 << 10;
+const MAX_READ: usize = 256 << 10;
+/// Bytes read from one link before others get a turn.
+const READ_BUDGET: usize = 1 << 20;
+/// Bytes collected from a session for writing before the socket is written.
+const WRITE_BATCH: usize = 4 << 20;
+/// Chunks per vectored write.
+const MAX_IOV: usize = 64;
+
+enum Timer {
+    /// The session's own deadline (`armed` tells whether it is still current).
+    Link { token: usize, gen: u64, at: Instant },
+    /// A lossless connection wants to dial again.
+    Reconnect(Arc<TcpConnection>),
+}
+
+/// A socket and what the worker keeps for it.
+struct Link {
+    sock: TcpStream,
+    conn: Arc<TcpConnection>,
+    gen: u64,
+    rbuf: BytesMut,
+    read_size: usize,
+    wq: VecDeque<Bytes>,
+    wq_bytes: usize,
+    armed: Option<Instant>,
+}
+
+enum ReadEnd {
+    /// The socket has nothing more now.
+    Drained,
+    /// Budget spent; more may be waiting.
+    More,
+    Failed(SessionError),
+}
+
+pub(crate) struct Worker {
+    idx: usize,
+    shared: Arc<Shared>,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    links: HashMap<usize, Link>,
+    next_token: usize,
+    timers: TimerHeap<Timer>,
+    faults: FaultInjector,
+    /// Links to drive again without waiting for an event (read budget spent, resumed).
+    ready: Vec<usize>,
+    chunks: Vec<Bytes>,
+    accept_rr: usize,
+    /// Set by shutdown: flush until then, then fail what is left.
+    stop_at: Option<Instant>,
+}
+
+impl Worker {
+    pub fn new(
+        idx: usize,
+        shared: Arc<Shared>,
+        mut listener: Option<TcpListener>,
+    ) -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        if let Some(l) = listener.as_mut() {
+            poll.registry().register(l, LISTENER, Interest::READABLE)?;
+        }
+        let seed = shared.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (idx as u64 + 1);
+        let faults = FaultInjector::new(shared.cfg.inject_socket_failures, seed);
+        Ok(Worker {
+            idx,
+            shared,
+            poll,
+            listener,
+            links: HashMap::new(),
+            next_token: 0,
+            timers: TimerHeap::default(),
+            faults,
+            ready: Vec::new(),
+            chunks: Vec::new(),
+            accept_rr: 0,
+            stop_at: None,
+        })
+    }
+
+    pub fn idx(&self) -> usize {
+        self.idx
+    }
+
+    pub fn waker(&self) -> std::io::Result<Waker> {
+        Waker::new(self.poll.registry(), WAKER)
+    }
+
+    pub fn run(mut self) {
+        set_current_worker(self.shared.id, self.idx);
+        let mut events = Events::with_capacity(256);
+        let mut cmds = Vec::new();
+        loop {
+            loop {
+                self.shared.workers.get().expect("workers set before run")[self.idx]
+                    .take(&mut cmds);
+                if cmds.is_empty() {
+                    break;
+                }
+                for c in cmds.drain(..) {
+                    self.command(c);
+                }
+            }
+            for token in std::mem::take(&mut self.ready) {
+                self.drive(token, true);
+            }
+            if self.stop_at.is_some() && self.stop_done() {
+                break;
+            }
+            let now = Instant::now();
+            let mut timeout = self
+                .timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now));
+            if !self.ready.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+            if self.stop_at.is_some() {
+                timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
+                    t.min(Duration::from_millis(5))
+                }));
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "poll failed; worker stops");
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    LISTENER => self.accept_all(),
+                    Token(t) => self.drive(t, ev.is_readable() || ev.is_error()),
+                }
+            }
+            let now = Instant::now();
+            while let Some(t) = self.timers.pop_due(now) {
+                match t {
+                    Timer::Link { token, gen, at } => {
+                        let current = self
+                            .links
+                            .get_mut(&token)
+                            .filter(|l| l.gen == gen && l.armed == Some(at));
+                        if let Some(l) = current {
+                            l.armed = None;
+                            self.drive(token, false);
+                        }
+                    }
+                    Timer::Reconnect(conn) => self.dial(conn),
+                }
+            }
+        }
+        self.finish();
+    }
+
+    fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Adopt(sock) => self.adopt(sock),
+            Cmd::Dial(conn) => self.dial(conn),
+            Cmd::Drive { token, gen } => {
+                if self.links.get(&token).is_some_and(|l| l.gen == gen) {
+                    self.drive(token, true);
+                }
+            }
+            Cmd::Close { token, gen } => self.close_link(token, gen),
+            Cmd::Dispatch(conn) => {
+                conn.run_dispatch();
+                if !conn.is_paused() {
+                    let link = conn.inner.lock().link;
+                    if let Some(l) = link.filter(|l| l.worker == self.idx) {
+                        if self.links.get(&l.token).is_some_and(|x| x.gen == l.gen) {
+                            self.drive(l.token, true);
+                        }
+                    }
+                }
+            }
+            Cmd::Loopback => {
+                if let Some(lb) = self.shared.loopback.get() {
+                    lb.deliver_pending(&self.shared.dispatchers);
+                }
+            }
+            Cmd::Shutdown => {
+                if let Some(mut l) = self.listener.take() {
+                    let _ = self.poll.registry().deregister(&mut l);
+                }
+                self.stop_at = Some(Instant::now() + self.shared.cfg.shutdown_flush);
+            }
+        }
+    }
+
+    fn alloc_token(&mut self) -> usize {
+        loop {
+            let t = self.next_token;
+            self.next_token = (self.next_token + 1) % (usize::MAX - 2);
+            if !self.links.contains_key(&t) {
+                return t;
+            }
+        }
+    }
+
+    fn tune(&self, sock: &TcpStream) {
+        let cfg = &self.shared.cfg;
+        if let Err(e) = sock.set_nodelay(cfg.nodelay) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let s = socket2::SockRef::from(sock);
+        if let Some(n) = cfg.send_buffer {
+            let _ = s.set_send_buffer_size(n);
+        }
+        if let Some(n) = cfg.recv_buffer {
+            let _ = s.set_recv_buffer_size(n);
+        }
+    }
+
+    /// Register a socket and attach it to `conn` (whose lock the caller holds).
+    fn attach(&mut self, mut sock: TcpStream, conn: &Arc<TcpConnection>) -> std::io::Result<LinkRef> {
+        self.tune(&sock);
+        let token = self.alloc_token();
+        self.poll.registry().register(
+            &mut sock,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let gen = self.shared.next_id();
+        self.links.insert(
+            token,
+            Link {
+                sock,
+                conn: conn.clone(),
+                gen,
+                rbuf: BytesMut::new(),
+                read_size: MIN_READ,
+                wq: VecDeque::new(),
+                wq_bytes: 0,
+                armed: None,
+            },
+        );
+        Ok(LinkRef {
+            worker: self.idx,
+            token,
+            gen,
+        })
+    }
+
+    fn accept_all(&mut self) {
+        let n = self.shared.workers.get().map_or(1, |w| w.len());
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    tracing::debug!(%peer, "accepted a socket");
+                    let target = self.accept_rr % n;
+                    self.accept_rr += 1;
+                    if target == self.idx {
+                        self.adopt(sock);
+                    } else {
+                        self.shared.send(target, Cmd::Adopt(sock));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, sock: TcpStream) {
+        if self.stop_at.is_some() {
+            return;
+        }
+        let Ok(peer) = sock.peer_addr() else { return };
+        let now = Instant::now();
+        let s = self.shared.clone();
+        let session = Session::accept(s.session_cfg(), peer, now);
+        let addr = EntityAddr {
+            kind: 0,
+            nonce: 0,
+            addr: Some(peer),
+        };
+        let conn = TcpConnection::new(&s, session, addr, EntityType::CLIENT, false);
+        let link = match self.attach(sock, &conn) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register an accepted socket");
+                return;
+            }
+        };
+        let follow = {
+            let mut g = conn.inner.lock();
+            g.link = Some(link);
+            g.ever_linked = true;
+            g.session.link_up(now);
+            conn.absorb_events(&mut g)
+        };
+        self.after(&conn, follow, Some(link.token));
+        self.drive(link.token, true);
+    }
+
+    fn dial(&mut self, conn: Arc<TcpConnection>) {
+        let now = Instant::now();
+        let mut g = conn.inner.lock();
+        g.reconnect_pending = false;
+        if conn.is_closed() || g.link.is_some() || self.stop_at.is_some() {
+            return;
+        }
+        if g.ever_linked && !g.session.wants_reconnect() {
+            return;
+        }
+        let Some(addr) = conn.peer_addr().addr else {
+            return;
+        };
+        let result = TcpStream::connect(addr).and_then(|sock| self.attach(sock, &conn));
+        let first = !g.ever_linked;
+        g.ever_linked = true;
+        match result {
+            Ok(link) => {
+                if !first {
+                    conn.counters.add_reconnects(1);
+                    conn.counters
+                        .add_replayed(g.session.pending_messages() as u64);
+                }
+                g.link = Some(link);
+                g.session.link_up(now);
+                let follow = conn.absorb_events(&mut g);
+                drop(g);
+                self.after(&conn, follow, Some(link.token));
+                self.drive(link.token, false);
+            }
+            Err(e) => {
+                tracing::debug!(conn = conn.id, %addr, error = %e, "connect failed");
+                g.session.link_up(now);
+                g.session.link_down(link_error("connect", &e), now);
+                let follow = conn.absorb_events(&mut g);
+                drop(g);
+                self.after(&conn, follow, None);
+            }
+        }
+    }
+
+    fn close_link(&mut self, token: usize, gen: u64) {
+        if self.links.get(&token).is_some_and(|l| l.gen == gen) {
+            self.remove_link(token);
+        }
+    }
+
+    fn remove_link(&mut self, token: usize) {
+        if let Some(mut l) = self.links.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut l.sock);
+            let _ = l.sock.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// What every path does after absorbing events: timers, registry, dispatch, accept.
+    fn after(&mut self, conn: &Arc<TcpConnection>, f: Followup, token: Option<usize>) {
+        if let Some(d) = f.reconnect_after {
+            self.timers
+                .push(Instant::now() + d, Timer::Reconnect(conn.clone()));
+        }
+        if f.unregister {
+            let addr = conn.peer_addr();
+            self.shared
+                .registry
+                .remove_if(&addr, |c| Arc::ptr_eq(c, conn));
+        }
+        conn.run_dispatch();
+        if let (Some(req), Some(token)) = (f.accept, token) {
+            self.resolve(token, conn.clone(), req);
+        }
+    }
+
+    /// One step for a link; see the module docs.
+    fn drive(&mut self, token: usize, read: bool) {
+        let Some(mut link) = self.links.remove(&token) else {
+            return;
+        };
+        let now = Instant::now();
+        let conn = link.conn.clone();
+
+        let mut got = 0;
+        let mut io_err = None;
+        if read && !conn.is_paused() {
+            let (n, end) = read_link(&mut link, &mut self.faults);
+            got = n;
+            conn.counters.add_bytes_in(n as u64);
+            match end {
+                ReadEnd::Drained => {}
+                ReadEnd::More => self.ready.push(token),
+                ReadEnd::Failed(e) => io_err = Some(e),
+            }
+        }
+
+        let mut g = conn.inner.lock();
+        if g.link.map(|l| l.gen) != Some(link.gen) {
+            // Replaced or marked down meanwhile: this socket is no longer the session's.
+            drop(g);
+            self.links.insert(token, link);
+            self.remove_link(token);
+            return;
+        }
+        conn.flush_pending
+            .store(false, std::sync::atomic::Ordering::Release);
+        let mut input_err = None;
+        if got > 0 {
+            if let Err(e) = g.session.handle_input(&mut link.rbuf, now) {
+                input_err = Some(e);
+            }
+        }
+        let mut dead = input_err.is_some();
+        if !dead {
+            if let Some(e) = io_err.take() {
+                if g.session.state() != SessionState::Closed {
+                    g.session.link_down(e, now);
+                }
+                dead = true;
+            }
+        }
+        if !dead && g.session.poll_timeout().is_some_and(|t| t <= now) {
+            g.session.handle_timeout(now);
+        }
+        if !dead {
+            loop {
+                let n = g.session.poll_transmit(&mut self.chunks);
+                for c in self.chunks.drain(..) {
+                    link.wq_bytes += c.len();
+                    link.wq.push_back(c);
+                }
+                if n == 0 || link.wq_bytes >= WRITE_BATCH {
+                    break;
+                }
+            }
+        }
+        // The session may be done with this link (CloseLink: closed, told to wait, faulted
+        // itself); what it handed out above is still written once before the socket closes.
+        let wanted = !dead && g.session.has_link();
+        if !wanted {
+            g.link = None;
+        }
+        let deadline = if wanted { g.session.poll_timeout() } else { None };
+        let follow = conn.absorb_events(&mut g);
+        drop(g);
+        if let Some(e) = &input_err {
+            if !follow.failure_seen {
+                self.shared.counters.count_error(e);
+            }
+            tracing::debug!(conn = conn.id, error = %e, "closing link on input error");
+        }
+
+        let mut write_err = None;
+        if !link.wq.is_empty() && (!dead || input_err.is_some()) {
+            match write_link(&mut link, &mut self.faults) {
+                Ok(n) => {
+                    if n > 0 {
+                        conn.counters.add_bytes_out(n as u64);
+                        conn.note_written(n as u64);
+                    }
+                }
+                Err(e) => write_err = Some(e),
+            }
+        }
+
+        if wanted && write_err.is_none() {
+            if let Some(d) = deadline {
+                if link.armed.is_none_or_later(d) {
+                    link.armed = Some(d);
+                    self.timers.push(
+                        d,
+                        Timer::Link {
+                            token,
+                            gen: link.gen,
+                            at: d,
+                        },
+                    );
+                }
+            }
+            self.links.insert(token, link);
+        } else {
+            let gen = link.gen;
+            self.links.insert(token, link);
+            self.close_link(token, gen);
+        }
+
+        self.after(&conn, follow, Some(token));
+        if let Some(e) = write_err {
+            self.fail(&conn, gen_of(&conn), e);
+        }
+    }
+
+    /// A write failed after the session step: tell the session its link is gone.
+    fn fail(&mut self, conn: &Arc<TcpConnection>, link: Option<LinkRef>, e: SessionError) {
+        let now = Instant::now();
+        let follow = {
+            let mut g = conn.inner.lock();
+            if g.link != link || link.is_none() {
+                return;
+            }
+            g.link = None;
+            if g.session.state() != SessionState::Closed {
+                g.session.link_down(e, now);
+            }
+            conn.absorb_events(&mut g)
+        };
+        if let Some(l) = link {
+            self.close_link(l.token, l.gen);
+        }
+        self.after(conn, follow, None);
+    }
+
+    /// Answer an accepting session's connect (see `msgr_core::node::registry`).
+    fn resolve(&mut self, token: usize, temp: Arc<TcpConnection>, req: ConnectRequest) {
+        let s = self.shared.clone();
+        let now = Instant::now();
+        let allowed = self.stop_at.is_none() && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type);
+        let policy = s.policy_for(req.peer_type);
+        let my_addr = s.my_addr();
+        let mut old_link = None;
+        let mut lossy_replaced = None;
+        let owner;
+        {
+            let mut reg = s.registry.lock();
+            let existing = reg
+                .get(&req.peer_addr)
+                .filter(|e| !Arc::ptr_eq(e, &temp))
+                .cloned();
+            let (mut gn, ge) = lock_pair(&temp, existing.as_deref());
+            if gn.link.map(|l| l.token) != Some(token) {
+                return;
+            }
+            let mut ge = ge;
+            let existing_lossy = ge.as_ref().is_some_and(|g| g.session.policy().lossy);
+            let decision = resolve_accept(
+                allowed,
+                &req,
+                &mut gn.session,
+                ge.as_mut().map(|g| &mut g.session),
+                &my_addr,
+                &policy,
+                now,
+            );
+            tracing::debug!(peer = ?req.peer_addr, ?decision, "accept resolved");
+            match (&decision, existing.clone(), ge) {
+                (d, Some(ex), Some(mut ge)) if replaces_existing(d) && existing_lossy => {
+                    // A lossy session has nothing worth keeping: it was reset (the application
+                    // hears of it on the old connection) and the new one is registered.
+                    old_link = ge.link.take();
+                    let follow = ex.absorb_events(&mut ge);
+                    lossy_replaced = Some((ex.clone(), follow));
+                    temp.set_peer(req.peer_addr, req.peer_type, &policy);
+                    gn.peer_type = req.peer_type;
+                    gn.announced = true;
+                    reg.insert(req.peer_addr, temp.clone());
+                    owner = temp.clone();
+                }
+                (d, Some(ex), Some(mut ge)) if replaces_existing(d) => {
+                    // The existing connection (which the application may hold) keeps its
+                    // identity and takes over the new link and the session now holding its queues.
+                    std::mem::swap(&mut gn.session, &mut ge.session);
+                    old_link = ge.link.take();
+                    ge.link = gn.link.take();
+                    ge.reconnect_pending = false;
+                    ge.ever_linked = true;
+                    ge.peer_type = req.peer_type;
+                    let _ = temp.absorb_events(&mut gn);
+                    temp.mark_closed();
+                    ex.counters.add_reconnects(1);
+                    owner = ex.clone();
+                }
+                (AcceptDecision::New, _, _) | (AcceptDecision::Replace, None, _) => {
+                    temp.set_peer(req.peer_addr, req.peer_type, &policy);
+                    gn.peer_type = req.peer_type;
+                    gn.announced = true;
+                    reg.insert(req.peer_addr, temp.clone());
+                    owner = temp.clone();
+                }
+                (AcceptDecision::Refuse, _, _) => {
+                    s.counters
+                        .refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    owner = temp.clone();
+                }
+                _ => owner = temp.clone(),
+            };
+        }
+        if !Arc::ptr_eq(&owner, &temp) {
+            if let Some(l) = self.links.get_mut(&token) {
+                l.conn = owner.clone();
+            }
+        }
+        if let Some(ol) = old_link {
+            if ol.worker == self.idx {
+                self.close_link(ol.token, ol.gen);
+            } else {
+                s.send(
+                    ol.worker,
+                    Cmd::Close {
+                        token: ol.token,
+                        gen: ol.gen,
+                    },
+                );
+            }
+        }
+        if let Some((ex, follow)) = lossy_replaced {
+            self.after(&ex, follow, None);
+        }
+        self.drive(token, false);
+    }
+
+    /// During shutdown: true once every link has written everything and had it acknowledged,
+    /// or the flush time is over; then fails what is left.
+    fn stop_done(&mut self) -> bool {
+        let Some(deadline) = self.stop_at else {
+            return false;
+        };
+        let flushed = self.links.values().all(|l| {
+            l.wq.is_empty() && l.conn.inner.lock().session.pending_messages() == 0
+        });
+        flushed || Instant::now() >= deadline
+    }
+
+    /// Fail every connection this worker still serves and close its sockets.
+    fn finish(&mut self) {
+        let tokens: Vec<usize> = self.links.keys().copied().collect();
+        for token in tokens {
+            let Some(l) = self.links.get(&token) else {
+                continue;
+            };
+            let conn = l.conn.clone();
+            let addr = conn.peer_addr();
+            self.shared
+                .registry
+                .remove_if(&addr, |c| Arc::ptr_eq(c, &conn));
+            let _ = conn.mark_down_now();
+            self.remove_link(token);
+            conn.run_dispatch();
+        }
+    }
+}
+
+fn gen_of(conn: &TcpConnection) -> Option<LinkRef> {
+    conn.inner.lock().link
+}
+
+trait ArmedExt {
+    fn is_none_or_later(&self, d: Instant) -> bool;
+}
+
+impl ArmedExt for Option<Instant> {
+    fn is_none_or_later(&self, d: Instant) -> bool {
+        match self {
+            None => true,
+            Some(a) => d < *a,
+        }
+    }
+}
+
+/// Read until the socket would block or the budget is spent. Returns bytes read and why it
+/// stopped. The buffer is zeroed only as far as the next read may fill (adaptive size).
+fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
+    let mut total = 0;
+    loop {
+        if faults.fire() {
+            let _ = link.sock.shutdown(Shutdown::Both);
+            return (
+                total,
+                ReadEnd::Failed(SessionError::LinkFailed(
+                    "injected socket failure on read".into(),
+                )),
+            );
+        }
+        let start = link.rbuf.len();
+        let want = link.read_size;
+        link.rbuf.resize(start + want, 0);
+        match link.sock.read(&mut link.rbuf[start..]) {
+            Ok(0) => {
+                link.rbuf.truncate(start);
+                return (
+                    total,
+                    ReadEnd::Failed(SessionError::LinkFailed(
+                        "connection closed by peer".into(),
+                    )),
+                );
+            }
+            Ok(n) => {
+                link.rbuf.truncate(start + n);
+                total += n;
+                if n == want {
+                    link.read_size = (want * 2).min(MAX_READ);
+                } else if n < want / 4 {
+                    link.read_size = (want / 2).max(MIN_READ);
+                }
+                if total >= READ_BUDGET {
+                    return (total, ReadEnd::More);
+                }
+            }
+            Err(e) => {
+                link.rbuf.truncate(start);
+                match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
+                        return (total, ReadEnd::Drained)
+                    }
+                    std::io::ErrorKind::Interrupted => continue,
+                    _ => return (total, ReadEnd::Failed(link_error("read", &e))),
+                }
+            }
+        }
+    }
+}
+
+/// Write queued chunks with vectored writes until done or the socket would block.
+fn write_link(link: &mut Link, faults: &mut FaultInjector) -> Result<usize, SessionError> {
+    let mut total = 0;
+    while !link.wq.is_empty() {
+        if faults.fire() {
+            let _ = link.sock.shutdown(Shutdown::Both);
+            return Err(SessionError::LinkFailed(
+                "injected socket failure on write".into(),
+            ));
+        }
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for c in link.wq.iter().take(MAX_IOV) {
+            iov[n] = IoSlice::new(c);
+            n += 1;
+        }
+        match link.sock.write_vectored(&iov[..n]) {
+            Ok(0) => return Err(SessionError::LinkFailed("socket wrote nothing".into())),
+            Ok(mut w) => {
+                total += w;
+                link.wq_bytes -= w;
+                while w > 0 {
+                    let front = link.wq.front_mut().expect("wrote more than queued");
+                    if front.len() <= w {
+                        w -= front.len();
+                        link.wq.pop_front();
+                    } else {
+                        front.advance(w);
+                        w = 0;
+                    }
+                }
+            }
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => break,
+                std::io::ErrorKind::Interrupted => continue,
+                _ => return Err(link_error("write", &e)),
+            },
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,249 @@
+//! Building nodes and watching what their dispatchers see.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use msgr::{
+    Config, ConnectionRef, Dispatcher, EntityAddr, EntityName, EntityType, Message, Messenger,
+};
+use msgr_core::session::SessionError;
+
+/// Safety-net deadline for every wait (never asserted on; a hang becomes a failure).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A configuration for tests: `transport`, an ephemeral port on 127.0.0.1, one worker, quick
+/// reconnects, no keepalive, a short handshake timeout.
+pub fn test_config(transport: &str, name: &str) -> Config {
+    let text = format!(
+        "name = \"{name}\"\ntransport = \"{transport}\"\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+         [timeouts]\nhandshake_ms = 5000\nkeepalive_ms = 0\nidle_ms = 0\n\
+         reconnect_initial_ms = 5\nreconnect_max_ms = 100\nshutdown_flush_ms = 1000\n"
+    );
+    Config::from_toml_str(&text, &format!("<test {name}>")).expect("test config is valid")
+}
+
+/// Make tracing output visible with RUST_LOG (once per process).
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    });
+}
+
+/// What a dispatcher saw, by connection peer address.
+#[derive(Default)]
+pub struct Seen {
+    pub messages: Vec<(EntityAddr, Message)>,
+    pub connects: u64,
+    pub accepts: u64,
+    pub resets: u64,
+    pub remote_resets: u64,
+    pub faults: u64,
+    pub undelivered: Vec<Message>,
+    pub refused: u64,
+    pub last_conn: Option<ConnectionRef>,
+    pub conns: HashMap<EntityAddr, ConnectionRef>,
+}
+
+/// A dispatcher that records everything, optionally echoes messages back, and lets tests wait
+/// for a condition.
+pub struct Recorder {
+    pub seen: Mutex<Seen>,
+    cv: Condvar,
+    pub echo: AtomicBool,
+    /// Keep throttle budget until the test releases it.
+    pub defer: AtomicBool,
+    /// Accept hook: refuse peers of this type (0 = none).
+    pub refuse_type: AtomicU64,
+    /// Store messages (turn off for big stress runs that check in `on_message`).
+    pub keep: AtomicBool,
+    #[allow(clippy::type_complexity)]
+    pub on_message: Mutex<Option<Box<dyn Fn(&ConnectionRef, &Message) + Send + Sync>>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            seen: Mutex::new(Seen::default()),
+            cv: Condvar::new(),
+            echo: AtomicBool::new(false),
+            defer: AtomicBool::new(false),
+            refuse_type: AtomicU64::new(0),
+            keep: AtomicBool::new(true),
+            on_message: Mutex::new(None),
+        }
+    }
+}
+
+impl Recorder {
+    fn update(&self, f: impl FnOnce(&mut Seen)) {
+        let mut s = self.seen.lock();
+        f(&mut s);
+        drop(s);
+        self.cv.notify_all();
+    }
+
+    /// Wait until `pred` holds; panics with `what` if the safety net runs out.
+    pub fn wait(&self, what: &str, mut pred: impl FnMut(&Seen) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        let mut s = self.seen.lock();
+        while !pred(&s) {
+            if self.cv.wait_until(&mut s, deadline).timed_out() && !pred(&s) {
+                panic!("gave up waiting for: {what}");
+            }
+        }
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.seen.lock().messages.len()
+    }
+
+    pub fn take_messages(&self) -> Vec<(EntityAddr, Message)> {
+        std::mem::take(&mut self.seen.lock().messages)
+    }
+}
+
+impl Dispatcher for Recorder {
+    fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
+        if let Some(f) = self.on_message.lock().as_ref() {
+            f(conn, &msg);
+        }
+        if self.echo.load(Ordering::Relaxed) {
+            let mut reply = Message::new(msg.msg_type, msg.front.clone())
+                .with_middle(msg.middle.clone())
+                .with_data(msg.data.clone())
+                .with_priority(msg.priority)
+                .with_tid(msg.tid);
+            reply.version = msg.version;
+            reply.compat_version = msg.compat_version;
+            // A closed connection cannot echo; the sender's check will notice the gap.
+            let _ = conn.send_message(reply);
+        }
+        let keep = self.keep.load(Ordering::Relaxed);
+        let addr = conn.peer_addr();
+        self.update(|s| {
+            s.conns.entry(addr).or_insert_with(|| conn.clone());
+            if keep {
+                s.messages.push((addr, msg));
+            } else {
+                s.messages.push((
+                    addr,
+                    Message {
+                        front: bytes::Bytes::new(),
+                        middle: bytes::Bytes::new(),
+                        data: bytes::Bytes::new(),
+                        ..msg
+                    },
+                ));
+            }
+        });
+    }
+    fn ms_handle_connect(&self, conn: &ConnectionRef) {
+        self.update(|s| {
+            s.connects += 1;
+            s.last_conn = Some(conn.clone());
+        });
+    }
+    fn ms_handle_accept(&self, conn: &ConnectionRef) {
+        let addr = conn.peer_addr();
+        self.update(|s| {
+            s.accepts += 1;
+            s.last_conn = Some(conn.clone());
+            s.conns.insert(addr, conn.clone());
+        });
+    }
+    fn ms_handle_reset(&self, _conn: &ConnectionRef, undelivered: Vec<Message>) {
+        self.update(|s| {
+            s.resets += 1;
+            s.undelivered.extend(undelivered);
+        });
+    }
+    fn ms_handle_remote_reset(&self, _conn: &ConnectionRef) {
+        self.update(|s| s.remote_resets += 1);
+    }
+    fn ms_handle_fault(&self, _conn: &ConnectionRef, _error: &SessionError) {
+        self.update(|s| s.faults += 1);
+    }
+    fn defer_release(&self) -> bool {
+        self.defer.load(Ordering::Relaxed)
+    }
+    fn ms_verify_accept(&self, _peer_addr: &EntityAddr, peer_type: EntityType) -> bool {
+        let refuse = self.refuse_type.load(Ordering::Relaxed);
+        if refuse != 0 && refuse == peer_type.0 as u64 {
+            self.update(|s| s.refused += 1);
+            return false;
+        }
+        true
+    }
+}
+
+/// A started messenger and its recorder; shut down on drop.
+pub struct Node {
+    pub msgr: Arc<dyn Messenger>,
+    pub rec: Arc<Recorder>,
+}
+
+impl Node {
+    pub fn addr(&self) -> EntityAddr {
+        self.msgr.my_addr()
+    }
+    pub fn name(&self) -> EntityName {
+        self.msgr.my_name()
+    }
+    pub fn echo(self) -> Self {
+        self.rec.echo.store(true, Ordering::Relaxed);
+        self
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.msgr.shutdown();
+    }
+}
+
+/// Build and start a node from `test_config(transport, name)` after `tweak`.
+pub fn node(transport: &str, name: &str, tweak: impl FnOnce(&mut Config)) -> Node {
+    init_logging();
+    let mut cfg = test_config(transport, name);
+    tweak(&mut cfg);
+    let msgr = msgr::from_config(&cfg).expect("transport available");
+    let rec = Arc::new(Recorder::default());
+    msgr.add_dispatcher(rec.clone());
+    msgr.start().expect("messenger starts");
+    Node { msgr, rec }
+}
+
+/// A message whose payload says who sent it and which one it is (checked by `check_payload`).
+pub fn numbered(tid: u64, front_len: usize, data_len: usize) -> Message {
+    Message::new(42, pattern(tid, front_len))
+        .with_data(pattern(tid ^ 0xdead_beef, data_len))
+        .with_tid(tid)
+}
+
+/// Deterministic bytes for `seed`.
+pub fn pattern(seed: u64, len: usize) -> bytes::Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        let n = (len - v.len()).min(8);
+        v.extend_from_slice(&b[..n]);
+    }
+    v.into()
+}
+
+/// The payload matches what `numbered(m.tid, ..)` produced.
+pub fn check_payload(m: &Message) -> bool {
+    m.front == pattern(m.tid, m.front.len()) && m.data == pattern(m.tid ^ 0xdead_beef, m.data.len())
+}
