@@ -101,7 +101,11 @@ pub fn hostile_peers(t: &str) {
     stalled.write_all(&BANNER[..5]).unwrap();
 
     let mut wrong = TcpStream::connect(sock).unwrap();
-    wrong.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Long enough to cover the banner and the address that follows it (the session checks the
+    // banner once both are in; a shorter one is closed by the handshake timeout instead).
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 200));
+    wrong.write_all(&req).unwrap();
     expect_closed(&mut wrong, "wrong banner");
 
     let mut garbage = TcpStream::connect(sock).unwrap();

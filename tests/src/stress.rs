@@ -144,10 +144,14 @@ pub fn stress(t: &str, spec: StressSpec) {
                 .connect_to(EntityType::OSD, &server.addr())
                 .unwrap();
             let first = spec.in_flight.min(spec.per_conn);
-            states.lock().entry(server.addr()).or_default().sent = first;
+            // Held while the first window is queued, so echoes cannot make the dispatcher send
+            // later messages in between (which would break the order check, not the messenger).
+            let mut st = states.lock();
+            st.entry(server.addr()).or_default().sent = first;
             for seq in 0..first {
                 conn.send_message(message(salt, seq, spec.max_size)).unwrap();
             }
+            drop(st);
         }
         clients.push(client);
         all_states.push(states);

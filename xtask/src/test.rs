@@ -26,7 +26,13 @@ pub struct TestArgs {
     /// Shorter local loop: MSGR_SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
     #[arg(long)]
     quick: bool,
+    /// Run only these stages (comma-separated: fmt, clippy, tests, interop, rdma); the others
+    /// are listed as skipped. Prerequisites always run.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
+
+const STAGES: [&str; 5] = ["fmt", "clippy", "tests", "interop", "rdma"];
 
 pub fn run(a: TestArgs) -> i32 {
     let mut st = Stages::default();
@@ -37,20 +43,32 @@ pub fn run(a: TestArgs) -> i32 {
     if !a.quick {
         groups.push(&packages::RDMA_VM);
     }
+    if let Some(bad) = a.only.iter().find(|s| !STAGES.contains(&s.as_str())) {
+        eprintln!(
+            "xtask test: unknown stage `{bad}` in --only (stages: {})",
+            STAGES.join(", ")
+        );
+        return 2;
+    }
+    let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|s| s == name);
+    if !a.only.is_empty() && !wanted("rdma") {
+        groups.retain(|g| !std::ptr::eq(*g, &packages::RDMA_VM));
+    }
     if !st.run("prerequisites", || prerequisites(&groups)) {
-        for s in ["fmt", "clippy", "tests", "interop", "rdma"] {
+        for s in STAGES {
             st.not_reached(s, "the prerequisites are missing (see above)");
         }
         return st.finish();
     }
-    st.run("fmt", || {
-        verdict_of(
-            run_status(cargo().args(["fmt", "--all", "--", "--check"])),
-            "formatted",
-            "run `cargo fmt --all` and commit the result",
-        )
-    });
-    st.run("clippy", || {
+    let mut stage = |name: &str, f: &dyn Fn() -> Outcome| {
+        if wanted(name) {
+            st.run(name, f);
+        } else {
+            st.run(name, || Outcome::Skip("not selected by --only".into()));
+        }
+    };
+    stage("fmt", &fmt);
+    stage("clippy", &|| {
         verdict_of(
             run_status(cargo().args([
                 "clippy",
@@ -64,14 +82,14 @@ pub fn run(a: TestArgs) -> i32 {
             "fix the warnings above",
         )
     });
-    st.run("tests", || unit_and_integration(a.quick));
-    st.run("interop", interop);
+    stage("tests", &|| unit_and_integration(a.quick));
+    stage("interop", &interop);
     if a.quick {
-        st.run("rdma", || {
+        stage("rdma", &|| {
             Outcome::Skip("skipped by --quick; `cargo xtask test` runs the RDMA suite".into())
         });
     } else {
-        st.run("rdma", rdma);
+        stage("rdma", &rdma);
     }
     st.finish()
 }
@@ -80,6 +98,36 @@ fn verdict_of(r: Result<(), String>, ok: &str, fix: &str) -> Outcome {
     match r {
         Ok(()) => Outcome::Pass(ok.into()),
         Err(e) => Outcome::Fail(format!("{e}; {fix}")),
+    }
+}
+
+fn fmt() -> Outcome {
+    match run_tee(cargo().args(["fmt", "--all", "--", "--check"])) {
+        Ok((true, _)) => Outcome::Pass("formatted".into()),
+        Ok((false, out)) => {
+            let mut files: Vec<&str> = out
+                .lines()
+                .filter_map(|l| l.strip_prefix("Diff in "))
+                .map(|l| l.rsplit_once(':').map_or(l, |(f, _)| f))
+                .map(|f| f.rsplit_once(':').map_or(f, |(f, _)| f))
+                .collect();
+            files.dedup();
+            let root = util::workspace_root();
+            let root = root.to_string_lossy();
+            let shown: Vec<&str> = files
+                .iter()
+                .map(|f| {
+                    f.strip_prefix(root.as_ref())
+                        .map_or(*f, |f| f.trim_start_matches('/'))
+                })
+                .collect();
+            Outcome::Fail(format!(
+                "{} file(s) not formatted ({}); run `cargo fmt --all`",
+                shown.len(),
+                shown.join(", ")
+            ))
+        }
+        Err(e) => Outcome::Fail(e),
     }
 }
 
@@ -119,7 +167,15 @@ fn unit_and_integration(quick: bool) -> Outcome {
         Err(e) => return Outcome::Fail(e),
     };
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--lib", "--bins", "--examples"]);
+    // --no-fail-fast: one failing binary must not hide the verdicts of the others.
+    cmd.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--lib",
+        "--bins",
+        "--examples",
+    ]);
     for t in targets
         .iter()
         .filter(|t| !t.needs_rdma() && !t.is_interop())
@@ -127,7 +183,7 @@ fn unit_and_integration(quick: bool) -> Outcome {
         cmd.args(["--test", &t.name]);
     }
     let mut doc = cargo();
-    doc.args(["test", "--workspace", "--doc"]);
+    doc.args(["test", "--no-fail-fast", "--workspace", "--doc"]);
     if quick {
         for c in [&mut cmd, &mut doc] {
             for var in SIM_SEEDS_VARS {
@@ -158,6 +214,17 @@ fn tests_outcome(r: Result<(bool, String), String>, where_: &str) -> Outcome {
         Err(e) => return Outcome::Fail(e),
     };
     let c = TestCounts::parse(&out);
+    let failing = TestCounts::failing(&out);
+    let where_ = &if failing.is_empty() {
+        where_.to_string()
+    } else {
+        let more = failing.len().saturating_sub(5);
+        let mut names = failing.into_iter().take(5).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            names += &format!(" and {more} more");
+        }
+        format!("{where_}; failing: {names}")
+    };
     if ok && c.failed == 0 && c.passed > 0 {
         Outcome::Pass(format!("{}{where_}", c.summary()))
     } else if c.binaries == 0 {
@@ -186,7 +253,14 @@ fn interop() -> Outcome {
         Err(e) => return Outcome::Fail(e),
     }
     tests_outcome(
-        run_tee(cargo().args(["test", "-p", "msgr-core", "--test", INTEROP_TARGET])),
+        run_tee(cargo().args([
+            "test",
+            "--no-fail-fast",
+            "-p",
+            "msgr-core",
+            "--test",
+            INTEROP_TARGET,
+        ])),
         " against a real ceph-mon",
     )
 }

@@ -38,7 +38,13 @@ pub fn show(cmd: &Command) -> String {
             s += &format!("{}={} ", k.to_string_lossy(), v.to_string_lossy());
         }
     }
-    s += &cmd.get_program().to_string_lossy();
+    // The toolchain's cargo is a long path; what a reader would type is `cargo`.
+    let program = cmd.get_program();
+    if std::env::var_os("CARGO").is_some_and(|c| c == program) {
+        s += "cargo";
+    } else {
+        s += &program.to_string_lossy();
+    }
     for a in cmd.get_args() {
         let a = a.to_string_lossy();
         if a.contains(' ') || a.is_empty() {
@@ -143,6 +149,15 @@ impl TestCounts {
         c
     }
 
+    /// Names of the tests libtest reported as failed (`test NAME ... FAILED`).
+    pub fn failing(output: &str) -> Vec<String> {
+        output
+            .lines()
+            .filter_map(|l| l.strip_prefix("test ")?.strip_suffix(" ... FAILED"))
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "{} passed, {} failed, {} ignored in {} test binaries",
@@ -171,5 +186,7 @@ mod tests {
             }
         );
         assert_eq!(TestCounts::parse("nothing here"), TestCounts::default());
+        let out = "test a::b ... ok\ntest a::c ... FAILED\ntest d ... FAILED\n";
+        assert_eq!(TestCounts::failing(out), ["a::c", "d"]);
     }
 }

@@ -407,3 +407,31 @@ fn msg_auth_mismatch_is_detected() {
         Err(WireError::Incomplete(0))
     );
 }
+
+#[test]
+fn seq_and_src_come_from_the_sender_not_the_message() {
+    let m = sample(); // seq 0, src client.? by default
+    let frames = decode_all(&encoded(&m, true), DecodeLimits::default(), true).unwrap();
+    let [Frame::Msg(got)] = &frames[..] else {
+        panic!("{frames:?}")
+    };
+    assert_eq!((got.seq, got.src), (5, SRC));
+    assert_eq!((got.msg_type, got.tid), (42, 9));
+    assert_eq!(
+        (&got.front, &got.middle, &got.data),
+        (&m.front, &m.middle, &m.data)
+    );
+}
+
+#[test]
+fn reset_clears_a_failed_decoder_for_a_new_link() {
+    let mut dec = FrameDecoder::new(DecodeLimits::default(), true);
+    let mut junk = BytesMut::from(&[0xffu8][..]);
+    assert_eq!(dec.decode(&mut junk), Err(WireError::UnknownTag(0xff)));
+    assert!(!dec.is_idle());
+    dec.reset();
+    assert!(dec.is_idle());
+    let mut good = BytesMut::new();
+    encode_ack(77, &mut good);
+    assert_eq!(dec.decode(&mut good), Ok(Some(Frame::Ack(77))));
+}

@@ -327,7 +327,8 @@ pub fn parse_entity_name(s: &str) -> Option<EntityName> {
 
 const ENTITY_TYPES: &[&str] = &["mon", "mds", "osd", "client", "mgr"];
 
-fn entity_type(s: &str) -> Option<EntityType> {
+/// `mon`, `mds`, `osd`, `client`, `mgr`.
+pub fn entity_type(s: &str) -> Option<EntityType> {
     Some(match s {
         "mon" => EntityType::MON,
         "mds" => EntityType::MDS,

@@ -17,7 +17,7 @@ mod config;
 use std::sync::Arc;
 
 pub use config::{
-    Config, ConfigError, FaultSection, LimitsSection, RdmaSection, TcpSection, TimeoutsSection,
+    entity_type as config_entity_type, parse_entity_name, Config, ConfigError, FaultSection, LimitsSection, RdmaSection, TcpSection, TimeoutsSection,
     Transport,
 };
 pub use msgr_core::api::{

@@ -191,13 +191,15 @@ fn device_config(config: &str, ip: Option<&str>, dir: Option<&Path>) -> String {
     let mut changed = false;
     let lines: Vec<String> = text
         .lines()
-        .map(|l| match l.trim_start().strip_prefix("bind = \"127.0.0.1:") {
-            Some(rest) if !changed => {
-                changed = true;
-                format!("bind = \"{ip}:{rest}")
-            }
-            _ => l.to_string(),
-        })
+        .map(
+            |l| match l.trim_start().strip_prefix("bind = \"127.0.0.1:") {
+                Some(rest) if !changed => {
+                    changed = true;
+                    format!("bind = \"{ip}:{rest}")
+                }
+                _ => l.to_string(),
+            },
+        )
         .collect();
     if !changed {
         return config.to_string();
@@ -359,7 +361,10 @@ mod tests {
         assert!(text.contains("bind = \"10.0.2.15:6800\""), "{text}");
         assert!(text.contains("name = \"osd.0\""));
         // No device address: the file is used as it is.
-        assert_eq!(device_config(cfg.to_str().unwrap(), None, Some(&dir)), cfg.to_str().unwrap());
+        assert_eq!(
+            device_config(cfg.to_str().unwrap(), None, Some(&dir)),
+            cfg.to_str().unwrap()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -554,6 +554,9 @@ impl Session {
             self.events
                 .push_back(SessionEvent::RemoteReset { undelivered });
         } else {
+            // The conversation continues under the existing session's policy (Ceph keeps the
+            // existing connection object and only swaps its socket).
+            self.policy = ex.policy.clone();
             self.queue = std::mem::take(&mut ex.queue);
             self.out_seq = ex.out_seq;
             self.in_seq = ex.in_seq;

@@ -212,6 +212,8 @@ pub struct Session {
     /// it sent a blank one).
     peer_addr: Option<EntityAddr>,
     peer_type: Option<EntityType>,
+    /// The peer's entity number, from the last message it sent (-1 until then).
+    peer_num: i64,
     /// Remote socket address of an accepted link.
     socket_peer: Option<std::net::SocketAddr>,
     /// Our address (the configured one, with a learned IP).
@@ -267,6 +269,7 @@ impl Session {
             link: None,
             peer_addr: None,
             peer_type: None,
+            peer_num: -1,
             socket_peer: None,
             my_addr,
             features: 0,
@@ -609,7 +612,7 @@ impl Session {
 
     /// The peer's name: its type, and its number once a message from it arrived (-1 before).
     pub fn peer_name(&self) -> Option<EntityName> {
-        self.peer_type.map(|t| EntityName::new(t, -1))
+        self.peer_type.map(|t| EntityName::new(t, self.peer_num))
     }
 
     /// Messages queued or sent but not acknowledged.
@@ -690,6 +693,7 @@ impl Session {
                     return Ok(true);
                 }
                 self.in_seq = m.seq;
+                self.peer_num = m.src.num;
                 link.unacked_in += 1;
                 if !self.config.ack_delay.is_zero() {
                     self.timers

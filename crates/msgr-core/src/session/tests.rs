@@ -550,7 +550,9 @@ fn server_that_forgot_answers_resetsession() {
     let mut p = Pair::new(Policy::lossless_client(), Policy::stateful_server());
     p.link_up();
     p.exchange();
-    p.a.s.send_message(msg(127, 1, 3));
+    p.a.s.send_message(msg(127, 1, 3)); // delivered and acked: numbering in use
+    p.exchange();
+    p.a.s.send_message(msg(127, 2, 3)); // queued for the lost session
     p.a.s.link_down(SessionError::LinkFailed("x".into()), p.now);
     // The server restarted: no existing session.
     let cb = p.b.s.config.clone();
@@ -565,7 +567,7 @@ fn server_that_forgot_answers_resetsession() {
     assert_eq!(dropped, Some(1));
     assert_eq!(p.a.s.state(), SessionState::Open);
     assert_eq!(p.a.s.connect_seq(), 1);
-    assert_eq!(p.b.messages().len(), 0);
+    assert_eq!(p.b.s.in_seq(), 0, "nothing reached the new server session");
 }
 
 #[test]
@@ -851,4 +853,22 @@ fn garbage_after_open_never_panics() {
         let _ = s2.b.s.handle_input(&mut b, s2.now);
     }
     let _ = Bytes::new();
+}
+
+#[test]
+fn resetsession_before_any_message_keeps_the_queue() {
+    let mut p = Pair::new(Policy::lossless_client(), Policy::stateful_server());
+    p.link_up();
+    p.exchange();
+    p.a.s.send_message(msg(127, 1, 3)); // never written
+    p.a.s.link_down(SessionError::LinkFailed("x".into()), p.now);
+    let cb = p.b.s.config.clone();
+    p.b.s = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 2)), p.now);
+    p.b_existing = None;
+    p.link_up();
+    p.exchange();
+    assert!(!p.a.has(|e| matches!(e, SessionEvent::RemoteReset { .. })));
+    assert_eq!(p.a.s.state(), SessionState::Open);
+    assert_eq!(p.b.messages().len(), 1);
+    assert_eq!(p.b.s.in_seq(), 1);
 }

@@ -12,6 +12,7 @@ use super::entity::need;
 use super::{EntityName, EntityType, WireError};
 use crate::message::{Message, Priority};
 
+/// `ceph_msg_header`: what precedes a message's sections. All fields little-endian on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MsgHeader {
     pub seq: u64,
@@ -37,6 +38,9 @@ impl MsgHeader {
 
     /// The header a session sends for `msg` with sequence number `seq` from `src`.
     /// `crc` is left 0; [`MsgHeader::encode`] computes it.
+    ///
+    /// # Panics
+    /// If a section is 4 GiB or larger: msgr1 cannot carry it (lengths are u32).
     pub fn for_message(msg: &Message, seq: u64, src: EntityName) -> Self {
         MsgHeader {
             seq,
@@ -166,6 +170,7 @@ fn len_u32(len: usize, section: &str) -> u32 {
     })
 }
 
+/// `ceph_msg_footer` (with `sig`, MSG_AUTH negotiated) or `ceph_msg_footer_old` (without).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MsgFooter {
     pub front_crc: u32,
