@@ -1,10 +1,10 @@
 //! `cargo xtask test`: every check CI runs, in order, each with a verdict.
 //!
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
-//! (`cargo test --workspace` minus the next two stages' targets), interop (msgr-core's `ceph_mon` test against a real monitor,
-//! which it starts through scripts/ceph-mon/start.sh), rdma (msgr-rdma's integration tests and
-//! any `rdma` / `*_rdma` test target, built here and run on the host's RDMA device or inside the
-//! Soft-RoCE VM).
+//! (`cargo test --workspace` minus the targets of the next two stages), interop (msgr-core's
+//! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
+//! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
+//! on the host's RDMA device or inside the Soft-RoCE VM).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,12 +18,14 @@ const QUICK_SIM_SEEDS: &str = "32";
 const SIM_SEEDS_VARS: [&str; 2] = ["SIM_SEEDS", "MSGR_SIM_SEEDS"];
 /// msgr-core's test against a real Ceph monitor.
 const INTEROP_TARGET: &str = "ceph_mon";
+/// What the RDMA stage's runner prints before each test binary.
+const RUN_MARKER: &str = "==> running ";
 /// The project's own Soft-RoCE VM runner.
 pub const VM_RUNNER: &str = "scripts/rdma-vm/run.sh";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// Shorter local loop: MSGR_SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
+    /// Shorter local loop: SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
     #[arg(long)]
     quick: bool,
     /// Run only these stages (comma-separated: fmt, clippy, tests, interop, rdma); the others
@@ -209,11 +211,19 @@ fn unit_and_integration(quick: bool) -> Outcome {
 
 /// Turns a test run into a verdict: it passes only if it ran at least one test and none failed.
 fn tests_outcome(r: Result<(bool, String), String>, where_: &str) -> Outcome {
+    counted_outcome(r, where_, TestCounts::parse)
+}
+
+fn counted_outcome(
+    r: Result<(bool, String), String>,
+    where_: &str,
+    count: impl Fn(&str) -> TestCounts,
+) -> Outcome {
     let (ok, out) = match r {
         Ok(x) => x,
         Err(e) => return Outcome::Fail(e),
     };
-    let c = TestCounts::parse(&out);
+    let c = count(&out);
     let failing = TestCounts::failing(&out);
     let where_ = &if failing.is_empty() {
         where_.to_string()
@@ -424,8 +434,7 @@ fn rdma() -> Outcome {
     }
     // One shell loop runs them all, so the VM boots once; each binary one test at a time
     // (they share the single rxe0 device and its port space).
-    let script =
-        r#"rc=0; for b in "$@"; do echo "==> $b"; "$b" --test-threads 1 || rc=1; done; exit $rc"#;
+    let script = r#"rc=0; for b in "$@"; do echo "==> running $b"; "$b" --test-threads 1 || rc=1; done; exit $rc"#;
     let (mut cmd, where_) = match host_rdma_device() {
         Some(dev) => {
             let mut c = Command::new("bash");
@@ -442,14 +451,14 @@ fn rdma() -> Outcome {
     cmd.args(with_tests.iter().map(|b| &b.path));
     let r = run_tee(&mut cmd);
     if let Ok((false, out)) = &r {
-        if TestCounts::parse(out).binaries == 0 {
+        if TestCounts::parse_runs(out, RUN_MARKER).binaries == 0 {
             return Outcome::Fail(format!(
                 "the RDMA test run ended before any test binary reported{where_} \
                  (VM failure? its console tail is above; RXE_VM_DEBUG=1 shows the boot)"
             ));
         }
     }
-    tests_outcome(r, &where_)
+    counted_outcome(r, &where_, |o| TestCounts::parse_runs(o, RUN_MARKER))
 }
 
 /// Whether any test or source file mentions tshark (then it must be installed).

@@ -149,6 +149,33 @@ impl TestCounts {
         c
     }
 
+    /// Like [`TestCounts::parse`], for output where each test binary's run starts with a line
+    /// beginning with `marker`: only the last `test result:` of each run counts, so a test
+    /// that re-runs its own binary as a child (and prints the child's output) is not counted
+    /// twice.
+    pub fn parse_runs(output: &str, marker: &str) -> TestCounts {
+        let mut total = TestCounts::default();
+        let mut last: Option<&str> = None;
+        let mut add = |l: Option<&str>| {
+            if let Some(l) = l {
+                let c = TestCounts::parse(l);
+                total.passed += c.passed;
+                total.failed += c.failed;
+                total.ignored += c.ignored;
+                total.binaries += c.binaries;
+            }
+        };
+        for line in output.lines() {
+            if line.starts_with(marker) {
+                add(last.take());
+            } else if line.trim_start().starts_with("test result: ") {
+                last = Some(line);
+            }
+        }
+        add(last);
+        total
+    }
+
     /// Names of the tests libtest reported as failed (`test NAME ... FAILED`).
     pub fn failing(output: &str) -> Vec<String> {
         output
@@ -186,6 +213,11 @@ mod tests {
             }
         );
         assert_eq!(TestCounts::parse("nothing here"), TestCounts::default());
+        let runs = "==> bin1\ntest result: ok. 1 passed; 0 failed; 0 ignored\n\
+            test result: ok. 5 passed; 0 failed; 2 ignored\n==> bin2\n\
+            test result: FAILED. 3 passed; 1 failed; 0 ignored\n";
+        let c = TestCounts::parse_runs(runs, "==> ");
+        assert_eq!((c.passed, c.failed, c.ignored, c.binaries), (8, 1, 2, 2));
         let out = "test a::b ... ok\ntest a::c ... FAILED\ntest d ... FAILED\n";
         assert_eq!(TestCounts::failing(out), ["a::c", "d"]);
     }

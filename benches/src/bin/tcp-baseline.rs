@@ -5,13 +5,14 @@
 //!                       [--connections K] [--mode echo|stream] [--json]
 //!
 //! `serve` prints `LISTENING <addr>` once it accepts connections, then serves each one on its
-//! own thread until killed. `ping` splits `count` messages over `connections` connections:
+//! own thread until killed (reads and writes buffered, echoes flushed as soon as no more input
+//! is waiting). `ping` splits `count` messages over `connections` connections:
 //! in echo mode each keeps up to `concurrency` messages in flight (1 = plain ping-pong on one
 //! thread) and measures every round trip; in stream mode it sends everything and waits for
 //! the server's final byte. With `--json` it prints one line with the fields of
 //! `msgrd ping --json`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::sync_channel;
 use std::thread;
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use msgr_benches::proto::{self, Hello, Mode};
 use msgr_benches::report::{percentile, self_cpu_seconds, RunResult};
+
+/// Client read buffer: many small echoes per read system call when pipelined.
+const IO_BUF: usize = 256 << 10;
 
 #[derive(Parser)]
 #[command(about = "Raw blocking-socket TCP baseline for the msgr bench matrix")]
@@ -100,10 +104,10 @@ fn serve(listen: SocketAddr) -> io::Result<()> {
     out.flush()?;
     drop(out);
     for conn in listener.incoming() {
-        let mut s = conn?;
+        let s = conn?;
         s.set_nodelay(true)?;
         thread::spawn(move || {
-            if let Err(e) = proto::serve_conn(&mut s) {
+            if let Err(e) = proto::serve_conn(&s, &s) {
                 eprintln!(
                     "tcp-baseline serve: connection from {:?}: {e}",
                     s.peer_addr()
@@ -190,10 +194,11 @@ fn run_conn(
         Mode::Echo if window == 1 => {
             let mut lat = Vec::with_capacity(count as usize);
             let mut buf = Vec::with_capacity(frame.len());
+            let mut rd = BufReader::with_capacity(IO_BUF, &s);
             for _ in 0..count {
                 let t0 = Instant::now();
-                s.write_all(&frame)?;
-                expect_echo(&mut s, &mut buf, frame.len())?;
+                (&s).write_all(&frame)?;
+                expect_echo(&mut rd, &mut buf, frame.len())?;
                 lat.push(t0.elapsed());
             }
             Ok(lat)
@@ -205,6 +210,7 @@ fn run_conn(
 /// Echo with up to `window` messages in flight: this thread writes, a second one reads the
 /// echoes. Each send first queues its start time in a channel of capacity `window`; the reader
 /// takes one out per echo, so a full channel is exactly "window messages unanswered".
+/// Messages that fit the window together are written with one system call.
 fn pipelined(
     mut s: TcpStream,
     frame: Vec<u8>,
@@ -212,7 +218,7 @@ fn pipelined(
     window: usize,
 ) -> io::Result<Vec<Duration>> {
     let (tx, rx) = sync_channel::<Instant>(window);
-    let mut rs = s.try_clone()?;
+    let mut rs = BufReader::with_capacity(IO_BUF, s.try_clone()?);
     let flen = frame.len();
     let reader = thread::spawn(move || -> io::Result<Vec<Duration>> {
         let mut lat = Vec::with_capacity(count as usize);
@@ -226,11 +232,32 @@ fn pipelined(
         }
         Ok(lat)
     });
-    for _ in 0..count {
+    // Whatever the window allows right now goes out in one write (small frames only: a big one
+    // is written as it is rather than copied).
+    let mut batch = Vec::with_capacity(IO_BUF.max(frame.len()));
+    let mut sent = 0;
+    while sent < count {
         if tx.send(Instant::now()).is_err() {
             break; // the reader failed; its error is reported below
         }
-        if let Err(e) = s.write_all(&frame) {
+        sent += 1;
+        let out: &[u8] = if frame.len() >= IO_BUF {
+            &frame
+        } else {
+            batch.clear();
+            batch.extend_from_slice(&frame);
+            while sent < count && batch.len() + frame.len() <= IO_BUF {
+                match tx.try_send(Instant::now()) {
+                    Ok(()) => {
+                        batch.extend_from_slice(&frame);
+                        sent += 1;
+                    }
+                    Err(_) => break, // window full (or reader gone: seen on the next send)
+                }
+            }
+            &batch
+        };
+        if let Err(e) = s.write_all(out) {
             let _ = s.shutdown(std::net::Shutdown::Both);
             let _ = reader.join();
             return Err(e);
@@ -240,7 +267,7 @@ fn pipelined(
     reader.join().expect("reader thread panicked")
 }
 
-fn expect_echo(s: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
+fn expect_echo(s: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
     if !proto::read_frame(s, buf)? {
         return Err(bad_reply("server closed the connection"));
     }

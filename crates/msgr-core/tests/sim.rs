@@ -35,6 +35,9 @@ enum Scenario {
     Race,
     /// A lossy client sending to a lossy (stateless) server.
     Lossy,
+    /// A lossless client and a stateful server (never dials, standby when idle), both sending;
+    /// the server only on a session the client opened.
+    ClientServer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,6 +128,13 @@ impl Sim {
                     Scenario::Lossy => {
                         (EntityType::OSD, PolicySet::new(Policy::stateless_server()))
                     }
+                    Scenario::ClientServer if i == 0 => (
+                        EntityType::CLIENT,
+                        PolicySet::new(Policy::lossless_client()),
+                    ),
+                    Scenario::ClientServer => {
+                        (EntityType::OSD, PolicySet::new(Policy::stateful_server()))
+                    }
                 };
                 let mut c = SessionConfig::new(EntityName::new(kind, i as i64), node_addr(i));
                 c.policies = policies;
@@ -175,11 +185,20 @@ impl Sim {
         n.sessions.len() - 1
     }
 
-    /// The application sends `msg` to node `to`.
-    fn app_send(&mut self, from: usize, to: usize, msg: Message) {
+    /// The application sends `msg` to node `to`. A server has no way to reach a peer that has
+    /// no session with it: the message comes back (the caller retries later).
+    fn app_send(&mut self, from: usize, to: usize, msg: Message) -> Result<(), Message> {
         let peer = node_addr(to);
         let idx = match self.nodes[from].by_peer.get(&peer) {
             Some(&i) => i,
+            None if self.nodes[from]
+                .config
+                .policies
+                .get(EntityType::CLIENT)
+                .server =>
+            {
+                return Err(msg);
+            }
             None => {
                 let n = &self.nodes[from];
                 let policy = n.config.policies.get(EntityType::OSD).clone();
@@ -196,6 +215,7 @@ impl Sim {
             // Closed under us (its Reset not handled yet): undeliverable, reported now.
             self.reported.insert((from, m.tid), m.seq);
         }
+        Ok(())
     }
 
     fn random_message(&mut self, from: usize, to: usize) -> Message {
@@ -529,7 +549,9 @@ impl Sim {
 
     fn settled(&self) -> bool {
         match self.scenario {
-            Scenario::Lossless | Scenario::Race => self.delivered_count() >= self.total_sent,
+            Scenario::Lossless | Scenario::Race | Scenario::ClientServer => {
+                self.delivered_count() >= self.total_sent
+            }
             Scenario::Lossy => {
                 let delivered: HashSet<Key> = self
                     .received
@@ -571,7 +593,7 @@ impl Sim {
                 last.insert(p, *tid);
             }
             match self.scenario {
-                Scenario::Lossless | Scenario::Race => {
+                Scenario::Lossless | Scenario::Race | Scenario::ClientServer => {
                     if got.len() != sent.len() {
                         let missing: Vec<u64> = sent
                             .iter()
@@ -609,7 +631,7 @@ impl Sim {
 
 fn run(seed: u64, scenario: Scenario) -> Result<String, String> {
     let n_nodes = match scenario {
-        Scenario::Lossy => 2,
+        Scenario::Lossy | Scenario::ClientServer => 2,
         _ => 2 + (seed % 2) as usize,
     };
     let mut sim = Sim::new(seed, scenario, n_nodes);
@@ -635,15 +657,30 @@ fn run(seed: u64, scenario: Scenario) -> Result<String, String> {
     let mut next = 0;
     let max_ticks = 40_000;
     let mut quiet_after = None;
+    let mut held: Vec<(usize, usize, Message)> = Vec::new();
     for t in 0..max_ticks {
+        // A server's messages wait (in the application, in order) until the client has opened
+        // a session.
+        for (from, to, m) in std::mem::take(&mut held) {
+            let earlier_held = held.iter().any(|h| (h.0, h.1) == (from, to));
+            if earlier_held {
+                held.push((from, to, m));
+            } else if let Err(m) = sim.app_send(from, to, m) {
+                held.push((from, to, m));
+            }
+        }
         while next < plan.len() && start + Duration::from_millis(plan[next].0) <= sim.now {
             let (_, from, to) = plan[next];
             let m = sim.random_message(from, to);
-            sim.app_send(from, to, m);
+            if held.iter().any(|h| (h.0, h.1) == (from, to)) {
+                held.push((from, to, m));
+            } else if let Err(m) = sim.app_send(from, to, m) {
+                held.push((from, to, m));
+            }
             next += 1;
         }
         sim.tick();
-        if next == plan.len() && quiet_after.is_none() && sim.settled() {
+        if next == plan.len() && held.is_empty() && quiet_after.is_none() && sim.settled() {
             // Keep going a little without cuts: late duplicates would show up here.
             sim.drop_prob = 0.0;
             quiet_after = Some(t + 300);
@@ -712,6 +749,11 @@ fn lossless_random_cuts() {
 #[test]
 fn lossless_simultaneous_connects() {
     run_seeds(Scenario::Race, 10_001, 100);
+}
+
+#[test]
+fn lossless_client_and_stateful_server() {
+    run_seeds(Scenario::ClientServer, 30_001, 100);
 }
 
 #[test]

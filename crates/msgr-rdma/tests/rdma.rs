@@ -472,6 +472,12 @@ mod messenger {
     }
 
     fn node(kind: EntityType, num: i64, opts: RdmaOptions, d: Arc<Collect>) -> RdmaMessenger {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let ip = rdma_ip();
         let mut cfg = RdmaConfig::new(EntityName { kind, num }, SocketAddr::new(ip, 0));
         cfg.rdma = opts;

@@ -28,8 +28,8 @@ use crate::timer::TimerHeap;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
-/// Read sizes adapt between these: small for request/response traffic (the buffer is zeroed
-/// before each read), large for streams.
+/// Receive allocations adapt between these: small for request/response traffic and idle
+/// links, large for streams.
 const MIN_READ: usize = 4 << 10;
 const MAX_READ: usize = 256 << 10;
 /// Bytes read from one link before others get a turn.
@@ -38,6 +38,8 @@ const READ_BUDGET: usize = 1 << 20;
 const WRITE_BATCH: usize = 4 << 20;
 /// Chunks per vectored write.
 const MAX_IOV: usize = 64;
+/// Queued chunks totalling at most this many bytes are copied into one write.
+const COALESCE_MAX: usize = 8 << 10;
 
 enum Timer {
     /// The session's own deadline (`armed` tells whether it is still current).
@@ -51,11 +53,19 @@ struct Link {
     sock: TcpStream,
     conn: Arc<TcpConnection>,
     gen: u64,
+    /// Received bytes not yet consumed by the session.
     rbuf: BytesMut,
+    /// Zeroed space right after `rbuf` in the same allocation: reads land here and are joined
+    /// to `rbuf` without a copy; each byte is zeroed once (safe Rust cannot read into
+    /// uninitialised memory).
+    spare: BytesMut,
+    /// Size of the next receive allocation (grows while reads fill it).
     read_size: usize,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
     armed: Option<Instant>,
+    /// The poller reported the peer's end closed: read until EOF.
+    peer_closed: bool,
 }
 
 enum ReadEnd {
@@ -78,9 +88,13 @@ pub(crate) struct Worker {
     /// Links to drive again without waiting for an event (read budget spent, resumed).
     ready: Vec<usize>,
     chunks: Vec<Bytes>,
+    /// Reused buffer for coalescing small writes.
+    scratch: Vec<u8>,
     accept_rr: usize,
     /// Set by shutdown: flush until then, then fail what is left.
     stop_at: Option<Instant>,
+    /// Last time the poller reported something (for busy polling).
+    last_active: Instant,
 }
 
 impl Worker {
@@ -106,8 +120,10 @@ impl Worker {
             faults,
             ready: Vec::new(),
             chunks: Vec::new(),
+            scratch: Vec::with_capacity(COALESCE_MAX),
             accept_rr: 0,
             stop_at: None,
+            last_active: Instant::now(),
         })
     }
 
@@ -153,17 +169,33 @@ impl Worker {
                     t.min(Duration::from_millis(5))
                 }));
             }
+            // Busy-poll for a while after activity: a reply that comes back within
+            // `busy_poll` is picked up without sleeping and being woken (latency for CPU).
+            let busy = self.shared.cfg.busy_poll;
+            if !busy.is_zero() && now.saturating_duration_since(self.last_active) < busy {
+                timeout = Some(Duration::ZERO);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "poll failed; worker stops");
                     break;
                 }
             }
+            if !events.is_empty() {
+                self.last_active = Instant::now();
+            }
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
                     LISTENER => self.accept_all(),
-                    Token(t) => self.drive(t, ev.is_readable() || ev.is_error()),
+                    Token(t) => {
+                        if ev.is_read_closed() || ev.is_error() {
+                            if let Some(l) = self.links.get_mut(&t) {
+                                l.peer_closed = true;
+                            }
+                        }
+                        self.drive(t, ev.is_readable() || ev.is_read_closed() || ev.is_error())
+                    }
                 }
             }
             let now = Instant::now();
@@ -191,8 +223,9 @@ impl Worker {
             Cmd::Adopt(sock) => self.adopt(sock),
             Cmd::Dial(conn) => self.dial(conn),
             Cmd::Drive { token, gen } => {
+                // Only a flush: reading happens on readiness events (or after a resume).
                 if self.links.get(&token).is_some_and(|l| l.gen == gen) {
-                    self.drive(token, true);
+                    self.drive(token, false);
                 }
             }
             Cmd::Close { token, gen } => self.close_link(token, gen),
@@ -262,10 +295,12 @@ impl Worker {
                 conn: conn.clone(),
                 gen,
                 rbuf: BytesMut::new(),
+                spare: BytesMut::new(),
                 read_size: MIN_READ,
                 wq: VecDeque::new(),
                 wq_bytes: 0,
                 armed: None,
+                peer_closed: false,
             },
         );
         Ok(LinkRef {
@@ -485,7 +520,7 @@ impl Worker {
 
         let mut write_err = None;
         if !link.wq.is_empty() && (!dead || input_err.is_some()) {
-            match write_link(&mut link, &mut self.faults) {
+            match write_link(&mut link, &mut self.faults, &mut self.scratch) {
                 Ok(n) => {
                     if n > 0 {
                         conn.counters.add_bytes_out(n as u64);
@@ -690,8 +725,24 @@ impl ArmedExt for Option<Instant> {
     }
 }
 
-/// Read until the socket would block or the budget is spent. Returns bytes read and why it
-/// stopped. The buffer is zeroed only as far as the next read may fill (adaptive size).
+/// Make room to read: when the spare space is nearly used up, move the unconsumed bytes into a
+/// fresh allocation with `read_size` (or, for a large message being assembled, as much again)
+/// zeroed bytes after them.
+fn ensure_spare(link: &mut Link) {
+    if link.spare.len() >= MIN_READ {
+        return;
+    }
+    let keep = link.rbuf.len();
+    let size = link.read_size.max(keep);
+    let mut buf = BytesMut::with_capacity(keep + size);
+    buf.extend_from_slice(&link.rbuf);
+    buf.resize(keep + size, 0);
+    link.spare = buf.split_off(keep);
+    link.rbuf = buf;
+}
+
+/// Read until the socket is drained or the budget is spent. Returns bytes read and why it
+/// stopped.
 fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
     let mut total = 0;
     loop {
@@ -704,12 +755,10 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
                 )),
             );
         }
-        let start = link.rbuf.len();
-        let want = link.read_size;
-        link.rbuf.resize(start + want, 0);
-        match link.sock.read(&mut link.rbuf[start..]) {
+        ensure_spare(link);
+        let want = link.spare.len();
+        match link.sock.read(&mut link.spare[..]) {
             Ok(0) => {
-                link.rbuf.truncate(start);
                 return (
                     total,
                     ReadEnd::Failed(SessionError::LinkFailed(
@@ -718,33 +767,39 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
                 );
             }
             Ok(n) => {
-                link.rbuf.truncate(start + n);
+                // Contiguous with `rbuf`: joining is O(1).
+                let got = link.spare.split_to(n);
+                link.rbuf.unsplit(got);
                 total += n;
                 if n == want {
-                    link.read_size = (want * 2).min(MAX_READ);
-                } else if n < want / 4 {
-                    link.read_size = (want / 2).max(MIN_READ);
+                    link.read_size = (link.read_size * 2).min(MAX_READ);
+                } else if !link.peer_closed {
+                    // A short read emptied the socket's receive queue; anything arriving later
+                    // raises a new readiness event (saves one EAGAIN read per wake-up). When
+                    // the peer also closed, read on to see the end of the stream.
+                    return (total, ReadEnd::Drained);
                 }
                 if total >= READ_BUDGET {
                     return (total, ReadEnd::More);
                 }
             }
-            Err(e) => {
-                link.rbuf.truncate(start);
-                match e.kind() {
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
-                        return (total, ReadEnd::Drained)
-                    }
-                    std::io::ErrorKind::Interrupted => continue,
-                    _ => return (total, ReadEnd::Failed(link_error("read", &e))),
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
+                    return (total, ReadEnd::Drained)
                 }
-            }
+                std::io::ErrorKind::Interrupted => continue,
+                _ => return (total, ReadEnd::Failed(link_error("read", &e))),
+            },
         }
     }
 }
 
 /// Write queued chunks with vectored writes until done or the socket would block.
-fn write_link(link: &mut Link, faults: &mut FaultInjector) -> Result<usize, SessionError> {
+fn write_link(
+    link: &mut Link,
+    faults: &mut FaultInjector,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, SessionError> {
     let mut total = 0;
     while !link.wq.is_empty() {
         if faults.fire() {
@@ -755,11 +810,24 @@ fn write_link(link: &mut Link, faults: &mut FaultInjector) -> Result<usize, Sess
         }
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut n = 0;
+        let mut bytes = 0;
         for c in link.wq.iter().take(MAX_IOV) {
             iov[n] = IoSlice::new(c);
             n += 1;
+            bytes += c.len();
         }
-        match link.sock.write_vectored(&iov[..n]) {
+        // Small frames (header, front, footer, ACK ...) are cheaper copied into one buffer than
+        // handed to the kernel as many tiny iovecs; payloads go vectored, uncopied.
+        let result = if n > 1 && bytes <= COALESCE_MAX {
+            scratch.clear();
+            for c in &iov[..n] {
+                scratch.extend_from_slice(c);
+            }
+            link.sock.write(scratch)
+        } else {
+            link.sock.write_vectored(&iov[..n])
+        };
+        match result {
             Ok(0) => return Err(SessionError::LinkFailed("socket wrote nothing".into())),
             Ok(mut w) => {
                 total += w;

@@ -69,6 +69,8 @@ pub struct TimeoutsSection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSection {
     pub nodelay: bool,
+    /// Workers poll without sleeping this long after activity (zero: never).
+    pub busy_poll: Duration,
     pub send_buffer: Option<usize>,
     pub recv_buffer: Option<usize>,
 }
@@ -178,6 +180,7 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawTcp {
     nodelay: Option<bool>,
+    busy_poll_us: Option<u64>,
     send_buffer: Option<u64>,
     recv_buffer: Option<u64>,
 }
@@ -243,6 +246,7 @@ impl Config {
         t.shutdown_flush = self.timeouts.shutdown_flush;
         t.send_queue_bytes = self.limits.send_queue_bytes;
         t.nodelay = self.tcp.nodelay;
+        t.busy_poll = self.tcp.busy_poll;
         t.send_buffer = self.tcp.send_buffer;
         t.recv_buffer = self.tcp.recv_buffer;
         t.inject_socket_failures = self.fault.inject_socket_failures;
@@ -485,8 +489,15 @@ fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         shutdown_flush: ms(t.shutdown_flush_ms.unwrap_or(2_000)),
     };
 
+    if raw.tcp.busy_poll_us.is_some_and(|v| v > 1_000_000) {
+        return Err(err(
+            "tcp.busy_poll_us",
+            "expected microseconds from 0 to 1000000 (0 = never busy-poll)".into(),
+        ));
+    }
     let tcp = TcpSection {
         nodelay: raw.tcp.nodelay.unwrap_or(true),
+        busy_poll: Duration::from_micros(raw.tcp.busy_poll_us.unwrap_or(0)),
         send_buffer: raw.tcp.send_buffer.filter(|v| *v > 0).map(|v| v as usize),
         recv_buffer: raw.tcp.recv_buffer.filter(|v| *v > 0).map(|v| v as usize),
     };

@@ -290,6 +290,40 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
     })
 }
 
+/// A copy of `config` (written to `copy`) whose loopback `bind` is moved to `ip`, on port 0
+/// unless `keep_port`; returns the path to use. Port 0 lets each cell's server take a free port
+/// (a fixed one may be busy); msgrd prints the one it got. Unchanged config: its own path.
+pub fn rebind_config(config: &str, ip: &str, keep_port: bool, copy: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return config.to_string();
+    };
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(
+            |l| match l.trim_start().strip_prefix("bind = \"127.0.0.1:") {
+                Some(rest) if !changed => {
+                    changed = true;
+                    let port = if keep_port {
+                        rest.trim_end_matches(|c| c != '"').trim_end_matches('"')
+                    } else {
+                        "0"
+                    };
+                    format!("bind = \"{ip}:{port}\"")
+                }
+                _ => l.to_string(),
+            },
+        )
+        .collect();
+    if !changed {
+        return config.to_string();
+    }
+    match std::fs::write(copy, lines.join("\n") + "\n") {
+        Ok(()) => copy.display().to_string(),
+        Err(_) => config.to_string(),
+    }
+}
+
 /// Runs one msgrd / tcp-baseline row.
 pub fn run_pair_row(
     spec: &Spec,
@@ -355,6 +389,19 @@ pub fn run(a: BenchArgs) -> i32 {
             return 2;
         }
     }
+    // msgrd links the RDMA crate (rdma-sys needs verbs headers and libclang); the RDMA rows
+    // need perftest and, without a device, the VM's tools.
+    let mut groups = vec![&crate::packages::BUILD];
+    if a.transports.iter().any(|t| t == "rdma") {
+        groups.push(&crate::packages::RDMA_VM);
+    }
+    match crate::packages::ensure(&groups) {
+        Ok(s) => println!("==> prerequisites: {s}"),
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            return 1;
+        }
+    }
     let bins = match build(a.self_test) {
         Ok(b) => b,
         Err(e) => {
@@ -400,6 +447,12 @@ pub fn run(a: BenchArgs) -> i32 {
     );
     pb.enable_steady_tick(Duration::from_millis(200));
 
+    let tcp_config = rebind_config(
+        TCP_CONFIG,
+        "127.0.0.1",
+        false,
+        &out_dir.join("tcp-bench.toml"),
+    );
     let mut cells = Vec::new();
     for spec in &tcp_specs {
         pb.set_message(format!(
@@ -409,7 +462,7 @@ pub fn run(a: BenchArgs) -> i32 {
             spec.concurrency,
             spec.connections
         ));
-        let cell = run_pair_row(spec, &bins, TCP_CONFIG, "loopback 127.0.0.1", &host);
+        let cell = run_pair_row(spec, &bins, &tcp_config, "loopback 127.0.0.1", &host);
         if !cell.ok() {
             pb.println(format!("  {}: {}", cell.label(), cell.status));
         }
@@ -481,4 +534,44 @@ pub fn run(a: BenchArgs) -> i32 {
         code = 1;
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_bind_is_moved_to_the_device_address() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("in.toml");
+        std::fs::write(&cfg, "name = \"osd.0\"\nbind = \"127.0.0.1:6800\"\n").unwrap();
+        let out = rebind_config(
+            cfg.to_str().unwrap(),
+            "10.0.2.15",
+            true,
+            &dir.join("a.toml"),
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("bind = \"10.0.2.15:6800\""), "{text}");
+        assert!(text.contains("name = \"osd.0\""));
+        let out = rebind_config(
+            cfg.to_str().unwrap(),
+            "127.0.0.1",
+            false,
+            &dir.join("b.toml"),
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("bind = \"127.0.0.1:0\""), "{text}");
+        // Nothing to change: the file is used as it is.
+        std::fs::write(&cfg, "name = \"osd.0\"\n").unwrap();
+        let same = rebind_config(
+            cfg.to_str().unwrap(),
+            "127.0.0.1",
+            false,
+            &dir.join("c.toml"),
+        );
+        assert_eq!(same, cfg.to_str().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::machine::Machine;
 use super::pair::{self, Pair};
-use super::{run_pair_row, Bins, Cell, Spec, RDMA_CONFIG};
+use super::{rebind_config, run_pair_row, Bins, Cell, Spec, RDMA_CONFIG};
 use crate::test::VM_RUNNER;
 use crate::util::host_rdma_device;
 
@@ -155,7 +155,13 @@ pub fn run_inner(a: InnerArgs) -> i32 {
     let ip = std::env::var("RDMA_IP")
         .ok()
         .or_else(|| dev.as_deref().and_then(ipv4_of_device));
-    let config = device_config(RDMA_CONFIG, ip.as_deref(), plan.out.parent());
+    // rdma_cm cannot use 127.0.0.1 over Soft-RoCE: msgrd binds to the device's address.
+    let config = match (ip.as_deref(), plan.out.parent()) {
+        (Some(ip), Some(dir)) => {
+            rebind_config(RDMA_CONFIG, ip, true, &dir.join("rdma-device.toml"))
+        }
+        _ => RDMA_CONFIG.to_string(),
+    };
     let mut rows = Vec::new();
     let mut port = PERFTEST_PORT;
     for (i, spec) in plan.specs.iter().enumerate() {
@@ -180,35 +186,6 @@ pub fn run_inner(a: InnerArgs) -> i32 {
         return 1;
     }
     0
-}
-
-/// rdma_cm cannot use 127.0.0.1 over Soft-RoCE: when the config binds to loopback, run msgrd
-/// with a copy (next to the results) whose `bind` is the device's address, same port.
-fn device_config(config: &str, ip: Option<&str>, dir: Option<&Path>) -> String {
-    let (Some(ip), Some(dir), Ok(text)) = (ip, dir, std::fs::read_to_string(config)) else {
-        return config.to_string();
-    };
-    let mut changed = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(
-            |l| match l.trim_start().strip_prefix("bind = \"127.0.0.1:") {
-                Some(rest) if !changed => {
-                    changed = true;
-                    format!("bind = \"{ip}:{rest}")
-                }
-                _ => l.to_string(),
-            },
-        )
-        .collect();
-    if !changed {
-        return config.to_string();
-    }
-    let copy = dir.join("rdma-device.toml");
-    match std::fs::write(&copy, lines.join("\n") + "\n") {
-        Ok(()) => copy.display().to_string(),
-        Err(_) => config.to_string(),
-    }
 }
 
 /// The IPv4 address of the netdev under an RDMA device (RoCE), for rdma_cm.
@@ -349,24 +326,6 @@ fn parse_perftest(out: &str, size: u64, lat: bool) -> Result<PerftestResult, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_bind_is_moved_to_the_device_address() {
-        let dir = std::env::temp_dir().join(format!("xtask-rdma-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("in.toml");
-        std::fs::write(&cfg, "name = \"osd.0\"\nbind = \"127.0.0.1:6800\"\n").unwrap();
-        let out = device_config(cfg.to_str().unwrap(), Some("10.0.2.15"), Some(&dir));
-        let text = std::fs::read_to_string(&out).unwrap();
-        assert!(text.contains("bind = \"10.0.2.15:6800\""), "{text}");
-        assert!(text.contains("name = \"osd.0\""));
-        // No device address: the file is used as it is.
-        assert_eq!(
-            device_config(cfg.to_str().unwrap(), None, Some(&dir)),
-            cfg.to_str().unwrap()
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn latency_row_is_doubled_into_round_trips() {
