@@ -74,7 +74,10 @@ fn handshake_raw(server: EntityAddr) -> TcpStream {
                 return s;
             }
             assert!(
-                !matches!(ev, SessionEvent::Reset { .. } | SessionEvent::Faulted { .. }),
+                !matches!(
+                    ev,
+                    SessionEvent::Reset { .. } | SessionEvent::Faulted { .. }
+                ),
                 "raw handshake failed: {ev:?}"
             );
         }
@@ -89,7 +92,8 @@ fn handshake_raw(server: EntityAddr) -> TcpStream {
 pub fn hostile_peers(t: &str) {
     let server: Node = node(t, "osd.0", |c| {
         c.timeouts.handshake = Duration::from_millis(300);
-        c.policies.set(EntityType::CLIENT, Policy::stateless_server());
+        c.policies
+            .set(EntityType::CLIENT, Policy::stateless_server());
     })
     .echo();
     let addr = server.addr();
@@ -135,7 +139,11 @@ pub fn hostile_peers(t: &str) {
 
     // A real handshake, then a message header announcing 4 GiB of front (valid header CRC).
     let mut liar = handshake_raw(addr);
-    let mut h = MsgHeader::for_message(&Message::new(1, &b""[..]), 1, EntityName::new(EntityType::CLIENT, 9));
+    let mut h = MsgHeader::for_message(
+        &Message::new(1, &b""[..]),
+        1,
+        EntityName::new(EntityType::CLIENT, 9),
+    );
     h.front_len = u32::MAX;
     let h = h.with_crc();
     let mut b = BytesMut::new();
@@ -152,7 +160,9 @@ pub fn hostile_peers(t: &str) {
     for tid in 0..10 {
         conn.send_message(numbered(tid, 100, 1000)).unwrap();
     }
-    client.rec.wait("honest client served", |s| s.messages.len() == 10);
+    client
+        .rec
+        .wait("honest client served", |s| s.messages.len() == 10);
 
     expect_closed(&mut stalled, "stalled handshake");
     let deadline = Instant::now() + WAIT;
@@ -161,11 +171,17 @@ pub fn hostile_peers(t: &str) {
         if c.protocol_errors >= 4 && c.handshake_timeouts >= 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "hostile peers not all counted: {c:?}");
+        assert!(
+            Instant::now() < deadline,
+            "hostile peers not all counted: {c:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     if let (Some(before), Some(after)) = (rss_before, rss_kib()) {
         // Nothing near the announced 4 GiB was allocated.
-        assert!(after < before + 256 * 1024, "RSS grew from {before} KiB to {after} KiB");
+        assert!(
+            after < before + 256 * 1024,
+            "RSS grew from {before} KiB to {after} KiB"
+        );
     }
 }

@@ -87,7 +87,8 @@ pub fn stress(t: &str, spec: StressSpec) {
         .map(|i| {
             node(t, &format!("osd.{i}"), |c| {
                 tweak(c);
-                c.policies.set(EntityType::CLIENT, Policy::stateful_server());
+                c.policies
+                    .set(EntityType::CLIENT, Policy::stateful_server());
             })
             .echo()
         })
@@ -99,7 +100,10 @@ pub fn stress(t: &str, spec: StressSpec) {
             tweak(c);
             c.policies.set(EntityType::OSD, Policy::lossless_client());
         });
-        client.rec.keep.store(false, std::sync::atomic::Ordering::Relaxed);
+        client
+            .rec
+            .keep
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let states: Arc<Mutex<HashMap<EntityAddr, ConnState>>> = Arc::default();
         let salts: HashMap<EntityAddr, u64> = servers
             .iter()
@@ -114,7 +118,8 @@ pub fn stress(t: &str, spec: StressSpec) {
             let s = all.entry(peer).or_default();
             let seq = m.tid & 0xffff_ffff;
             if m.tid >> 32 != salt {
-                s.errors.push(format!("tid {:#x} on the wrong connection", m.tid));
+                s.errors
+                    .push(format!("tid {:#x} on the wrong connection", m.tid));
             }
             if !check_payload(m) {
                 s.errors.push(format!("payload of {:#x} corrupted", m.tid));
@@ -133,7 +138,11 @@ pub fn stress(t: &str, spec: StressSpec) {
                 s.sent += 1;
                 drop(all);
                 if let Err(e) = conn.send_message(next) {
-                    st.lock().get_mut(&peer).unwrap().errors.push(format!("send: {e}"));
+                    st.lock()
+                        .get_mut(&peer)
+                        .unwrap()
+                        .errors
+                        .push(format!("send: {e}"));
                 }
             }
         }));
@@ -149,7 +158,8 @@ pub fn stress(t: &str, spec: StressSpec) {
             let mut st = states.lock();
             st.entry(server.addr()).or_default().sent = first;
             for seq in 0..first {
-                conn.send_message(message(salt, seq, spec.max_size)).unwrap();
+                conn.send_message(message(salt, seq, spec.max_size))
+                    .unwrap();
             }
             drop(st);
         }
@@ -167,8 +177,16 @@ pub fn stress(t: &str, spec: StressSpec) {
     }
     for states in &all_states {
         for (peer, s) in states.lock().iter() {
-            assert!(s.errors.is_empty(), "{peer}: {:?}", &s.errors[..s.errors.len().min(5)]);
-            assert_eq!(s.received.len() as u64, spec.per_conn, "{peer}: all delivered");
+            assert!(
+                s.errors.is_empty(),
+                "{peer}: {:?}",
+                &s.errors[..s.errors.len().min(5)]
+            );
+            assert_eq!(
+                s.received.len() as u64,
+                spec.per_conn,
+                "{peer}: all delivered"
+            );
         }
     }
     if spec.inject > 0 {

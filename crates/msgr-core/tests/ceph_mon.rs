@@ -14,14 +14,16 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use msgr_core::message::Message;
 use msgr_core::policy::Policy;
-use msgr_core::session::{Session, SessionConfig, SessionEvent, SessionState};
+use msgr_core::session::{
+    GlobalSeq, Session, SessionConfig, SessionError, SessionEvent, SessionState,
+};
 use msgr_core::wire::features::{self, has_feature};
 use msgr_core::wire::frame;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
@@ -33,8 +35,14 @@ const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
 /// How long any single exchange may take before the test gives up (a failure, not a timing).
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// The monitor's msgr1 address: from MSGR_CEPH_MON_ADDR, or a monitor we start.
+/// The monitor's msgr1 address (started once per test binary).
 fn monitor() -> SocketAddr {
+    static MON: OnceLock<SocketAddr> = OnceLock::new();
+    *MON.get_or_init(find_or_start_monitor)
+}
+
+/// From MSGR_CEPH_MON_ADDR, or a monitor we start.
+fn find_or_start_monitor() -> SocketAddr {
     if let Ok(a) = std::env::var("MSGR_CEPH_MON_ADDR") {
         return a
             .parse()
@@ -107,22 +115,20 @@ impl Client {
             EntityAddr::blank().with_nonce(nonce),
         );
         cfg.features_supported = features::DEFAULT_SUPPORTED;
+        Client::with_session(mon, Arc::new(cfg), Policy::lossy_client(), born)
+    }
+
+    fn with_session(
+        mon: SocketAddr,
+        cfg: Arc<SessionConfig>,
+        policy: Policy,
+        born: Instant,
+    ) -> Client {
         // Monitors use nonce 0 (NOTES.md).
-        let s = Session::connect(
-            Arc::new(cfg),
-            EntityAddr::new(mon, 0),
-            EntityType::MON,
-            Policy::lossy_client(),
-            born,
-        );
-        let sock = TcpStream::connect_timeout(&mon, PATIENCE)
-            .unwrap_or_else(|e| panic!("cannot connect to the monitor at {mon}: {e}"));
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        sock.set_nodelay(true).unwrap();
+        let s = Session::connect(cfg, EntityAddr::new(mon, 0), EntityType::MON, policy, born);
         let mut c = Client {
             s,
-            sock,
+            sock: Client::dial(mon),
             inbox: BytesMut::with_capacity(64 << 10),
             born,
             events: Vec::new(),
@@ -130,6 +136,30 @@ impl Client {
         };
         c.s.link_up(born);
         c
+    }
+
+    fn dial(mon: SocketAddr) -> TcpStream {
+        let sock = TcpStream::connect_timeout(&mon, PATIENCE)
+            .unwrap_or_else(|e| panic!("cannot connect to the monitor at {mon}: {e}"));
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        sock.set_nodelay(true).unwrap();
+        sock
+    }
+
+    /// Drop the socket under the session and give it a fresh one (a lossless reconnect).
+    fn relink(&mut self, mon: SocketAddr) {
+        self.s.link_down(
+            SessionError::LinkFailed("test closed the socket".into()),
+            Instant::now(),
+        );
+        assert!(
+            self.s.wants_reconnect(),
+            "a lossless session wants a new link"
+        );
+        self.sock = Client::dial(mon);
+        self.inbox.clear();
+        self.s.link_up(Instant::now());
     }
 
     fn flush(&mut self) {
@@ -359,4 +389,53 @@ fn real_monitor() {
     c.sock.write_all(&raw).expect("write");
     c.expect_drop();
     assert!(c.eof);
+}
+
+/// As a peer monitor (host_type 1, protocol 13, auth-none authorizer) the session is lossless:
+/// after the link drops, the reconnect (connect_seq bumped) replaces the monitor's session with a
+/// SEQ exchange; a second session object with a stale global_seq gets RETRY_GLOBAL and then
+/// replaces it as a restarted peer.
+#[test]
+fn real_monitor_lossless_peer() {
+    let mon = monitor();
+    let born = Instant::now();
+    let nonce = std::process::id().wrapping_mul(7919) | 1;
+    let me = EntityAddr::blank().with_nonce(nonce);
+    let mut cfg = SessionConfig::new(EntityName::new(EntityType::MON, 1), me);
+    cfg.features_supported = features::DEFAULT_SUPPORTED;
+    let cfg = Arc::new(cfg);
+
+    let mut c = Client::with_session(mon, cfg.clone(), Policy::lossless_peer(), born);
+    c.handshake();
+    assert!(!c.s.policy().lossy, "mon-to-mon sessions are lossless");
+    assert_eq!(c.s.connect_seq(), 1);
+
+    // Reconnect on a new socket: the monitor recognises the session (connect_seq 2 > 1).
+    c.relink(mon);
+    c.events.clear();
+    c.handshake();
+    assert_eq!(c.s.connect_seq(), 3, "bumped on fault, then +1 by the open");
+    c.s.send_keepalive(c.born + Duration::from_secs(1));
+    let stamp = c.until("KEEPALIVE2_ACK", |e| match e {
+        SessionEvent::KeepaliveAck { stamp, .. } => Some(*stamp),
+        _ => None,
+    });
+    assert_eq!(stamp, (1, 0));
+    let seen_gseq = cfg.global_seq.next(0);
+
+    // A new session object for the same address, with a fresh global_seq counter starting
+    // below what the monitor saw: RETRY_GLOBAL, then a peer-reset replace.
+    let mut cfg2 = SessionConfig::new(EntityName::new(EntityType::MON, 1), me);
+    cfg2.features_supported = features::DEFAULT_SUPPORTED;
+    cfg2.global_seq = Arc::new(GlobalSeq::default());
+    let cfg2 = Arc::new(cfg2);
+    let mut c2 = Client::with_session(mon, cfg2.clone(), Policy::lossless_peer(), Instant::now());
+    c2.handshake();
+    assert!(
+        cfg2.global_seq.next(0) > seen_gseq,
+        "RETRY_GLOBAL raised our global_seq above the monitor's ({seen_gseq})"
+    );
+    assert_eq!(c2.s.connect_seq(), 1);
+    c2.s.mark_down();
+    c.s.mark_down();
 }

@@ -199,6 +199,9 @@ impl Reactor {
                         let now = Instant::now();
                         let follow = {
                             let mut g = conn.inner.lock();
+                            // the dial is over: a reconnect timer may be armed again
+                            g.reconnect_pending = false;
+                            g.ever_linked = true;
                             g.session.link_up(now);
                             g.session
                                 .link_down(SessionError::LinkFailed(error.to_string()), now);
@@ -229,6 +232,7 @@ impl Reactor {
 
     fn attach(&mut self, token: u64, link: Box<Link>, conn: Arc<RdmaConnection>, outgoing: bool) {
         let now = Instant::now();
+        tracing::debug!(target: "msgr_rdma", conn = conn.id, token, outgoing, "link established");
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&link.fd()),
             Token(token as usize),
@@ -277,6 +281,7 @@ impl Reactor {
             return;
         }
         let Some(addr) = conn_peer(&conn) else { return };
+        tracing::debug!(target: "msgr_rdma", conn = conn.id, %addr, "dialing");
         match self.ep.connect(addr) {
             Ok(token) => {
                 g.reconnect_pending = true;
@@ -451,6 +456,7 @@ impl Reactor {
                     }
                 }
                 Timer::Reconnect(conn) => {
+                    tracing::debug!(target: "msgr_rdma", conn = conn.id, "reconnect timer");
                     conn.inner.lock().reconnect_pending = false;
                     self.dial(conn);
                 }

@@ -683,7 +683,9 @@ mod messenger {
         cfg.rdma = small_opts();
         cfg.nonce = Some(PEER_NONCE);
         let m = RdmaMessenger::new(cfg);
-        m.set_policy(EntityType::CLIENT, Policy::stateful_server());
+        // the server decides whether a session is lossy (msgr1 connect reply flag)
+        m.set_policy(EntityType::CLIENT, Policy::stateless_server());
+        m.set_policy(EntityType::MDS, Policy::stateful_server());
         m.add_dispatcher(Arc::new(Collect { echo: true, ..Default::default() }));
         m.start().expect("child messenger");
         println!("PEER-READY");
@@ -737,7 +739,7 @@ mod messenger {
         lossy.set_policy(EntityType::OSD, Policy::lossy_client());
         lossy.start().unwrap();
         let lossless_d = Arc::new(Collect::default());
-        let lossless = node(EntityType::CLIENT, 2, small_opts(), lossless_d.clone());
+        let lossless = node(EntityType::MDS, 2, small_opts(), lossless_d.clone());
         lossless.set_policy(EntityType::OSD, Policy::lossless_client());
         lossless.start().unwrap();
 

@@ -346,7 +346,11 @@ impl TcpConnection {
     }
 
     /// Queue under the lock; returns what to do after unlocking.
-    fn queue_message(&self, msg: Message, allow_wait: Option<Instant>) -> Result<(), MessengerError> {
+    fn queue_message(
+        &self,
+        msg: Message,
+        allow_wait: Option<Instant>,
+    ) -> Result<(), MessengerError> {
         let len = msg.payload_len() as u64;
         let limit = self.shared.cfg.send_queue_bytes;
         let mut g = self.inner.lock();
@@ -379,10 +383,8 @@ impl TcpConnection {
         self.counters.add_messages_out(1);
         g.session.send_message(msg);
         let link = g.link;
-        let dial = link.is_none()
-            && !g.reconnect_pending
-            && g.ever_linked
-            && g.session.wants_reconnect();
+        let dial =
+            link.is_none() && !g.reconnect_pending && g.ever_linked && g.session.wants_reconnect();
         if dial {
             g.reconnect_pending = true;
         }
@@ -428,12 +430,17 @@ impl TcpConnection {
 
     /// Like `send_message`, but when the send queue is full wait up to `timeout` for room
     /// instead of returning `QueueFull`; `SendTimeout` if none came.
-    pub fn send_message_timeout(&self, msg: Message, timeout: Duration) -> Result<(), MessengerError> {
+    pub fn send_message_timeout(
+        &self,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), MessengerError> {
         let deadline = Instant::now() + timeout;
-        self.queue_message(msg, Some(deadline)).map_err(|e| match e {
-            MessengerError::SendTimeout(_) => MessengerError::SendTimeout(timeout),
-            e => e,
-        })
+        self.queue_message(msg, Some(deadline))
+            .map_err(|e| match e {
+                MessengerError::SendTimeout(_) => MessengerError::SendTimeout(timeout),
+                e => e,
+            })
     }
 
     /// Payload bytes accepted by `send_message` and not yet written to a socket.

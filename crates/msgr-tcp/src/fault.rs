@@ -25,7 +25,7 @@ impl FaultInjector {
         x ^= x >> 7;
         x ^= x << 17;
         self.state = x;
-        x % self.one_in == 0
+        x.is_multiple_of(self.one_in)
     }
 }
 

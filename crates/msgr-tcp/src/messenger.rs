@@ -11,9 +11,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use msgr_core::api::{
-    ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError,
-};
+use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
 use msgr_core::node::counters::CounterPair;
 use msgr_core::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
 use msgr_core::policy::{Policy, PolicySet};
@@ -221,8 +219,13 @@ impl TcpMessenger {
                     return Ok(c.clone());
                 }
             }
-            let session =
-                Session::connect(s.session_cfg(), *addr, peer_type, policy.clone(), Instant::now());
+            let session = Session::connect(
+                s.session_cfg(),
+                *addr,
+                peer_type,
+                policy.clone(),
+                Instant::now(),
+            );
             let conn = TcpConnection::new(s, session, *addr, peer_type, true);
             conn.init_throttle(peer_type, &policy);
             conn.inner.lock().reconnect_pending = true;
@@ -230,7 +233,10 @@ impl TcpMessenger {
             conn
         };
         tracing::debug!(conn = conn.id, peer = %sock, "connecting");
-        s.send(conn.home_worker(), crate::messenger::Cmd::Dial(conn.clone()));
+        s.send(
+            conn.home_worker(),
+            crate::messenger::Cmd::Dial(conn.clone()),
+        );
         Ok(conn)
     }
 }
@@ -246,7 +252,10 @@ impl Messenger for TcpMessenger {
 
     fn set_policy(&self, peer_type: EntityType, policy: Policy) {
         if self.shared.started.load(Ordering::Acquire) {
-            tracing::warn!(?peer_type, "set_policy after start applies to new connections only");
+            tracing::warn!(
+                ?peer_type,
+                "set_policy after start applies to new connections only"
+            );
         }
         self.shared.policies.write().set(peer_type, policy);
     }
@@ -295,9 +304,15 @@ impl Messenger for TcpMessenger {
         let mut handles = Vec::with_capacity(n);
         let mut listener = Some(listener);
         for idx in 0..n {
-            let w = Worker::new(idx, s.clone(), if idx == 0 { listener.take() } else { None })
-                .map_err(|e| fail(MessengerError::Io(e)))?;
-            handles.push(WorkerHandle::new(w.waker().map_err(|e| fail(MessengerError::Io(e)))?));
+            let w = Worker::new(
+                idx,
+                s.clone(),
+                if idx == 0 { listener.take() } else { None },
+            )
+            .map_err(|e| fail(MessengerError::Io(e)))?;
+            handles.push(WorkerHandle::new(
+                w.waker().map_err(|e| fail(MessengerError::Io(e)))?,
+            ));
             workers.push(w);
         }
         if s.workers.set(handles).is_err() {

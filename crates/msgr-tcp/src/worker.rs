@@ -31,7 +31,7 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// Receive allocations adapt between these: small for request/response traffic and idle
 /// links, large for streams.
 const MIN_READ: usize = 4 << 10;
-const MAX_READ: usize = 256 << 10;
+const MAX_READ: usize = 1 << 20;
 /// Bytes read from one link before others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 /// Bytes collected from a session for writing before the socket is written.
@@ -279,7 +279,11 @@ impl Worker {
     }
 
     /// Register a socket and attach it to `conn` (whose lock the caller holds).
-    fn attach(&mut self, mut sock: TcpStream, conn: &Arc<TcpConnection>) -> std::io::Result<LinkRef> {
+    fn attach(
+        &mut self,
+        mut sock: TcpStream,
+        conn: &Arc<TcpConnection>,
+    ) -> std::io::Result<LinkRef> {
         self.tune(&sock);
         let token = self.alloc_token();
         self.poll.registry().register(
@@ -508,7 +512,11 @@ impl Worker {
         if !wanted {
             g.link = None;
         }
-        let deadline = if wanted { g.session.poll_timeout() } else { None };
+        let deadline = if wanted {
+            g.session.poll_timeout()
+        } else {
+            None
+        };
         let follow = conn.absorb_events(&mut g);
         drop(g);
         if let Some(e) = &input_err {
@@ -582,7 +590,8 @@ impl Worker {
     fn resolve(&mut self, token: usize, temp: Arc<TcpConnection>, req: ConnectRequest) {
         let s = self.shared.clone();
         let now = Instant::now();
-        let allowed = self.stop_at.is_none() && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type);
+        let allowed =
+            self.stop_at.is_none() && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type);
         let policy = s.policy_for(req.peer_type);
         let my_addr = s.my_addr();
         let mut old_link = None;
@@ -683,9 +692,10 @@ impl Worker {
         let Some(deadline) = self.stop_at else {
             return false;
         };
-        let flushed = self.links.values().all(|l| {
-            l.wq.is_empty() && l.conn.inner.lock().session.pending_messages() == 0
-        });
+        let flushed = self
+            .links
+            .values()
+            .all(|l| l.wq.is_empty() && l.conn.inner.lock().session.pending_messages() == 0);
         flushed || Instant::now() >= deadline
     }
 
@@ -761,9 +771,7 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
             Ok(0) => {
                 return (
                     total,
-                    ReadEnd::Failed(SessionError::LinkFailed(
-                        "connection closed by peer".into(),
-                    )),
+                    ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
                 );
             }
             Ok(n) => {

@@ -296,7 +296,10 @@ fn key_at(text: &str, offset: usize) -> String {
         }
     }
     if trimmed.starts_with('[') {
-        return trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        return trimmed
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string();
     }
     let key = trimmed
         .split('=')
@@ -417,7 +420,8 @@ fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         if rp.throttle_bytes == Some(0) {
             return Err(err(
                 &format!("{key}.throttle_bytes"),
-                "expected a positive number of bytes (leave the key out for no limit), got 0".into(),
+                "expected a positive number of bytes (leave the key out for no limit), got 0"
+                    .into(),
             ));
         }
         if rp.throttle_messages == Some(0) {

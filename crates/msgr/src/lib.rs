@@ -17,8 +17,8 @@ mod config;
 use std::sync::Arc;
 
 pub use config::{
-    entity_type as config_entity_type, parse_entity_name, Config, ConfigError, FaultSection, LimitsSection, RdmaSection, TcpSection, TimeoutsSection,
-    Transport,
+    entity_type as config_entity_type, parse_entity_name, Config, ConfigError, FaultSection,
+    LimitsSection, RdmaSection, TcpSection, TimeoutsSection, Transport,
 };
 pub use msgr_core::api::{
     Connection, ConnectionCounters, ConnectionRef, Dispatcher, Messenger, MessengerCounters,

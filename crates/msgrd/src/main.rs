@@ -36,7 +36,10 @@ use msgr::{
 use msgr_core::session::SessionError;
 
 #[derive(Parser)]
-#[command(name = "msgrd", about = "Run a msgr node from a TOML config: echo server or ping client")]
+#[command(
+    name = "msgrd",
+    about = "Run a msgr node from a TOML config: echo server or ping client"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

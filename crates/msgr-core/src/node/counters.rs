@@ -164,8 +164,12 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         let total = MessengerCounterCells::default();
-        total.count_error(&SessionError::Wire(WireError::BadBanner(b"GET / HTTP".to_vec())));
-        total.count_error(&SessionError::HandshakeTimeout(std::time::Duration::from_secs(1)));
+        total.count_error(&SessionError::Wire(WireError::BadBanner(
+            b"GET / HTTP".to_vec(),
+        )));
+        total.count_error(&SessionError::HandshakeTimeout(
+            std::time::Duration::from_secs(1),
+        ));
         total.count_error(&SessionError::PeerClosed);
         let t = total.snapshot();
         assert_eq!((t.protocol_errors, t.handshake_timeouts), (1, 1));

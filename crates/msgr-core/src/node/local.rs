@@ -155,10 +155,7 @@ mod tests {
         assert_eq!(wakes.load(Ordering::SeqCst), 2);
         assert!(d.0.lock().is_empty(), "nothing runs inside send_message");
         assert_eq!(lb.deliver_pending(&ds), 2);
-        assert_eq!(
-            *d.0.lock(),
-            vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
-        );
+        assert_eq!(*d.0.lock(), vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
         assert_eq!(total.snapshot().connections.messages_in, 2);
     }
 }
