@@ -22,6 +22,7 @@ scenarios! {
     scenarios::send_queue_limit,
     scenarios::accept_hook_refuses,
     scenarios::shutdown_reports_undelivered,
+    scenarios::keepalive_keeps_idle_link,
     hostile::hostile_peers,
     stress::stress_plain,
     stress::stress_inject_600,

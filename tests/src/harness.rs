@@ -90,14 +90,17 @@ impl Recorder {
         self.cv.notify_all();
     }
 
-    /// Wait until `pred` holds; panics with `what` if the safety net runs out.
+    /// Wait until `pred` holds; panics with `what` if the safety net runs out. Re-checks on
+    /// every dispatcher callback and every few milliseconds (predicates may look at counters
+    /// or connections, which change without a callback).
     pub fn wait(&self, what: &str, mut pred: impl FnMut(&Seen) -> bool) {
         let deadline = Instant::now() + WAIT;
         let mut s = self.seen.lock();
         while !pred(&s) {
-            if self.cv.wait_until(&mut s, deadline).timed_out() && !pred(&s) {
+            if Instant::now() >= deadline {
                 panic!("gave up waiting for: {what}");
             }
+            let _ = self.cv.wait_for(&mut s, Duration::from_millis(5));
         }
     }
 

@@ -408,3 +408,32 @@ pub fn shutdown_reports_undelivered(t: &str) {
     ));
     let _ = Arc::clone(&client.rec);
 }
+
+/// Keepalives flow on an idle link (KEEPALIVE2 out, its ack back) and keep the peer's idle
+/// timer from dropping it.
+pub fn keepalive_keeps_idle_link(t: &str) {
+    let server = node(t, "osd.0", |c| {
+        policy(c, EntityType::CLIENT, Policy::stateful_server());
+        c.timeouts.idle = Some(std::time::Duration::from_secs(3));
+    })
+    .echo();
+    let client = node(t, "client.1", |c| {
+        policy(c, EntityType::OSD, Policy::lossless_client());
+        c.timeouts.keepalive = Some(std::time::Duration::from_millis(20));
+    });
+    let conn = client
+        .msgr
+        .connect_to(EntityType::OSD, &server.addr())
+        .unwrap();
+    exchange(&client, &conn, 0, 1);
+    let (out0, in0) = (conn.counters().bytes_out, conn.counters().bytes_in);
+    // Ten keepalives (9 bytes each) and their acks, with no message sent.
+    client.rec.wait("keepalives and acks", |_| {
+        let c = conn.counters();
+        c.bytes_out >= out0 + 90 && c.bytes_in >= in0 + 90
+    });
+    assert_eq!(conn.counters().messages_out, 1);
+    assert_eq!(server.rec.seen.lock().faults, 0, "the server kept the link");
+    assert!(conn.is_connected());
+    exchange(&client, &conn, 1, 2);
+}

@@ -189,12 +189,17 @@ pub fn stress(t: &str, spec: StressSpec) {
             );
         }
     }
+    let sum = |f: fn(&msgr::MessengerCounters) -> u64| -> u64 {
+        clients.iter().map(|c| f(&c.msgr.counters())).sum()
+    };
+    let (faults, reconnects, replayed) = (
+        sum(|c| c.connections.faults),
+        sum(|c| c.connections.reconnects),
+        sum(|c| c.connections.replayed),
+    );
+    eprintln!("{spec:?}: client faults {faults}, reconnects {reconnects}, replayed {replayed}");
     if spec.inject > 0 {
-        let faults: u64 = clients
-            .iter()
-            .map(|c| c.msgr.counters().connections.faults)
-            .sum();
-        assert!(faults > 0, "failures were injected");
+        assert!(faults > 0 && reconnects > 0, "failures were injected");
     }
     drop(clients);
     drop(servers);

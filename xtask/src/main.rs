@@ -18,7 +18,11 @@ mod util;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "msgr project tasks: test, bench")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "msgr project tasks: test, bench"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -70,20 +70,7 @@ pub fn run(a: TestArgs) -> i32 {
         }
     };
     stage("fmt", &fmt);
-    stage("clippy", &|| {
-        verdict_of(
-            run_status(cargo().args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ])),
-            "no warnings",
-            "fix the warnings above",
-        )
-    });
+    stage("clippy", &clippy);
     stage("tests", &|| unit_and_integration(a.quick));
     stage("interop", &interop);
     if a.quick {
@@ -96,10 +83,27 @@ pub fn run(a: TestArgs) -> i32 {
     st.finish()
 }
 
-fn verdict_of(r: Result<(), String>, ok: &str, fix: &str) -> Outcome {
+fn clippy() -> Outcome {
+    let r = util::run_tee_stderr(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]));
     match r {
-        Ok(()) => Outcome::Pass(ok.into()),
-        Err(e) => Outcome::Fail(format!("{e}; {fix}")),
+        Ok((true, _)) => Outcome::Pass("no warnings".into()),
+        Ok((false, diag)) => {
+            let (n, first) = util::first_errors(&diag, 1);
+            match first.first() {
+                Some(e) => Outcome::Fail(format!(
+                    "{n} error(s) with -D warnings, first: {e}; see above"
+                )),
+                None => Outcome::Fail("cargo clippy failed (see above)".into()),
+            }
+        }
+        Err(e) => Outcome::Fail(e),
     }
 }
 

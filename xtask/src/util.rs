@@ -91,6 +91,53 @@ pub fn run_tee(cmd: &mut Command) -> Result<(bool, String), String> {
     Ok((st.success(), captured))
 }
 
+/// Runs `cmd`, echoing its stderr line by line as it comes (stdout inherited), and returns
+/// the exit success and the captured stderr (where cargo puts compiler diagnostics).
+pub fn run_tee_stderr(cmd: &mut Command) -> Result<(bool, String), String> {
+    println!("    $ {}", show(cmd));
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    let mut captured = String::new();
+    let err = child.stderr.take().expect("piped");
+    for line in BufReader::new(err).lines() {
+        let line = line.map_err(|e| format!("reading output of `{}`: {e}", show(cmd)))?;
+        eprintln!("{line}");
+        captured.push_str(&line);
+        captured.push('\n');
+    }
+    let st = child
+        .wait()
+        .map_err(|e| format!("waiting for `{}`: {e}", show(cmd)))?;
+    Ok((st.success(), captured))
+}
+
+/// The first compiler errors in cargo's human output: `message (path:line:col)`.
+pub fn first_errors(diagnostics: &str, max: usize) -> (usize, Vec<String>) {
+    let mut found = Vec::new();
+    let mut total = 0;
+    let mut pending: Option<&str> = None;
+    for line in diagnostics.lines() {
+        if let Some(msg) = line.strip_prefix("error: ").or_else(|| {
+            line.strip_prefix("error[")
+                .and_then(|r| r.split_once("]: ").map(|(_, m)| m))
+        }) {
+            // cargo's own summary lines ("could not compile ...") carry no location.
+            pending = Some(msg);
+            continue;
+        }
+        if let (Some(msg), Some(loc)) = (pending, line.trim_start().strip_prefix("--> ")) {
+            total += 1;
+            if found.len() < max {
+                found.push(format!("{msg} ({loc})"));
+            }
+            pending = None;
+        }
+    }
+    (total, found)
+}
+
 /// Output of a quick query command, trimmed; None if it cannot run or fails.
 pub fn output_of(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
@@ -196,6 +243,20 @@ impl TestCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiler_errors_with_their_locations() {
+        let d = "warning: unused\n  --> a.rs:1:1\n\
+                 error: manual implementation of `.is_multiple_of()`\n  --> crates/x/src/f.rs:28:9\n   |\n\
+                 error[E0425]: cannot find function `g`\n   --> y.rs:5:3\n\
+                 error: could not compile `x` (lib) due to 2 previous errors\n";
+        let (n, first) = first_errors(d, 1);
+        assert_eq!(n, 2);
+        assert_eq!(
+            first,
+            ["manual implementation of `.is_multiple_of()` (crates/x/src/f.rs:28:9)"]
+        );
+    }
 
     #[test]
     fn counts_sum_over_binaries() {

@@ -192,7 +192,7 @@ impl Endpoint {
     }
 
     fn on_event(&mut self, mut ev: CmEvent, hook: AcceptHook<'_>, out: &mut Vec<EndpointEvent>) {
-        tracing::trace!(target: "msgr_rdma", "rdma_cm event {} token {} status {}", ev.name, ev.token, ev.status);
+        tracing::debug!(target: "msgr_rdma", "rdma_cm event {} token {} status {}", ev.name, ev.token, ev.status);
         let token = ev.token;
         match ev.kind {
             CmEventKind::ConnectRequest => {

@@ -358,10 +358,11 @@ impl Reactor {
             return;
         }
         let mut dead = false;
-        if (got > 0 || !slot.rbuf.is_empty())
-            && g.session.handle_input(&mut slot.rbuf, now).is_err()
-        {
-            dead = true;
+        if got > 0 || !slot.rbuf.is_empty() {
+            if let Err(e) = g.session.handle_input(&mut slot.rbuf, now) {
+                tracing::debug!(target: "msgr_rdma", conn = conn.id, token, "closing link on input error: {e}");
+                dead = true;
+            }
         }
         if !dead {
             if let Some(f) = slot.link.failure() {
@@ -494,6 +495,7 @@ impl Reactor {
                 &policy,
                 now,
             );
+            tracing::debug!(target: "msgr_rdma", peer = ?req.peer_addr, ?decision, "accept resolved");
             match (&decision, existing.clone(), ge) {
                 (d, Some(ex), Some(mut ge)) if replaces_existing(d) && existing_lossy => {
                     old_link = ge.link.take();

@@ -678,6 +678,12 @@ mod messenger {
 
     /// The peer process of `peer_process_killed_mid_stream`: an echoing OSD on RDMA_IP:port.
     fn run_peer_child(port: u16) -> ! {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let ip = rdma_ip();
         let mut cfg = RdmaConfig::new(EntityName { kind: EntityType::OSD, num: 0 }, SocketAddr::new(ip, port));
         cfg.rdma = small_opts();
@@ -767,19 +773,15 @@ mod messenger {
         assert_eq!(*lossless_d.resets.lock(), 0, "a lossless session must survive the peer's death");
 
         // the peer comes back at the same address: the lossless connection recovers by itself
+        // The peer comes back at the same address with no memory of us: the lossless
+        // connection reconnects by itself, and learns (RESETSESSION) that what it had queued is
+        // gone: reported as a remote reset, never silently dropped.
         let mut child = spawn_peer(port);
+        lossless_d.wait_for("remote reset from the restarted peer", |c| *c.remote_resets.lock() >= 1);
+        lossless_d.wait_for("reconnected", |_| nc.is_connected());
         nc.send_message(Message::new(1, "after restart").with_tid(9999)).unwrap();
         lossless_d.wait_for("echo after the restart", |c| c.msgs.lock().iter().any(|m| m.tid == 9999));
-        assert!(nc.counters().reconnects >= 1, "{:?}", nc.counters());
-        // the restarted peer had no session: messages in flight were either replayed or
-        // reported through a remote reset, never silently dropped
-        let echoed: std::collections::HashSet<u64> = lossless_d.msgs.lock().iter().map(|m| m.tid).collect();
-        let all_back = (0..400u64).all(|t| echoed.contains(&t));
-        assert!(
-            all_back || *lossless_d.remote_resets.lock() >= 1,
-            "messages lost without a remote reset ({} of 400 echoed)",
-            echoed.len()
-        );
+        assert!(nc.counters().faults >= 1, "{:?}", nc.counters());
         child.kill().unwrap();
         child.wait().unwrap();
         lossy.shutdown();

@@ -127,10 +127,22 @@ impl Shared {
     }
 }
 
-/// A messenger speaking msgr1 over TCP. Cheap to clone (a handle).
+/// A messenger speaking msgr1 over TCP. Cheap to clone (a handle). When the last handle is
+/// dropped the messenger shuts down (as if `shutdown` was called).
 #[derive(Clone)]
 pub struct TcpMessenger {
     shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+/// Held only by [`TcpMessenger`] handles (workers and connections hold `Shared` itself), so
+/// its drop means the application let go of the messenger.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        shutdown(&self.0);
+    }
 }
 
 impl std::fmt::Debug for TcpMessenger {
@@ -162,24 +174,26 @@ impl TcpMessenger {
             addr: Some(cfg.bind),
         };
         let policies = cfg.policies.clone();
+        let shared = Arc::new(Shared {
+            id: NEXT_MESSENGER_ID.fetch_add(1, Ordering::Relaxed),
+            cfg,
+            policies: RwLock::new(policies),
+            dispatchers: Dispatchers::default(),
+            registry: Registry::default(),
+            counters: Arc::new(MessengerCounterCells::default()),
+            throttles: Throttles::default(),
+            session_cfg: OnceLock::new(),
+            my_addr: RwLock::new(my_addr),
+            workers: OnceLock::new(),
+            loopback: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+            started: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
         TcpMessenger {
-            shared: Arc::new(Shared {
-                id: NEXT_MESSENGER_ID.fetch_add(1, Ordering::Relaxed),
-                cfg,
-                policies: RwLock::new(policies),
-                dispatchers: Dispatchers::default(),
-                registry: Registry::default(),
-                counters: Arc::new(MessengerCounterCells::default()),
-                throttles: Throttles::default(),
-                session_cfg: OnceLock::new(),
-                my_addr: RwLock::new(my_addr),
-                workers: OnceLock::new(),
-                loopback: OnceLock::new(),
-                next_id: AtomicU64::new(1),
-                started: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
-                threads: Mutex::new(Vec::new()),
-            }),
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
         }
     }
 
@@ -376,33 +390,43 @@ impl Messenger for TcpMessenger {
     }
 
     fn shutdown(&self) {
-        let s = &self.shared;
-        if !s.started.load(Ordering::Acquire) || s.stopping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let n = s.workers.get().map_or(0, |w| w.len());
-        for i in 0..n {
-            s.send(i, Cmd::Shutdown);
-        }
-        let threads: Vec<_> = s.threads.lock().drain(..).collect();
-        for t in threads {
-            if t.join().is_err() {
-                tracing::error!("a worker thread panicked");
-            }
-        }
-        // Connections without a link (standby, waiting to reconnect) are failed here.
-        for c in s.registry.take_all() {
-            let _ = c.mark_down_now();
-            c.run_dispatch();
-        }
-        if let Some(lb) = s.loopback.get() {
-            lb.deliver_pending(&s.dispatchers);
-            let _ = lb.take_pending();
-        }
-        tracing::info!("messenger shut down");
+        shutdown(&self.shared);
     }
 
     fn counters(&self) -> MessengerCounters {
         self.shared.counters.snapshot()
     }
+}
+
+/// Stop accepting, let workers flush (up to `shutdown_flush`), fail what is left (reported to
+/// the dispatcher), join the workers. Idempotent.
+fn shutdown(s: &Arc<Shared>) {
+    if !s.started.load(Ordering::Acquire) || s.stopping.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let n = s.workers.get().map_or(0, |w| w.len());
+    for i in 0..n {
+        s.send(i, Cmd::Shutdown);
+    }
+    let threads: Vec<_> = s.threads.lock().drain(..).collect();
+    let me = std::thread::current().id();
+    for t in threads {
+        if t.thread().id() == me {
+            // Called from a dispatcher on one of our workers: it exits after this callback.
+            continue;
+        }
+        if t.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    // Connections without a link (standby, waiting to reconnect) are failed here.
+    for c in s.registry.take_all() {
+        let _ = c.mark_down_now();
+        c.run_dispatch();
+    }
+    if let Some(lb) = s.loopback.get() {
+        lb.deliver_pending(&s.dispatchers);
+        let _ = lb.take_pending();
+    }
+    tracing::info!("messenger shut down");
 }

@@ -452,6 +452,11 @@ impl Worker {
         };
         let now = Instant::now();
         let conn = link.conn.clone();
+        let this = LinkRef {
+            worker: self.idx,
+            token,
+            gen: link.gen,
+        };
 
         let mut got = 0;
         let mut io_err = None;
@@ -495,13 +500,15 @@ impl Worker {
             g.session.handle_timeout(now);
         }
         if !dead {
-            loop {
+            // Take no more than a batch: while the socket cannot keep up, messages wait in the
+            // session's queue, where `send_queue_bytes` applies back-pressure to senders.
+            while link.wq_bytes < WRITE_BATCH {
                 let n = g.session.poll_transmit(&mut self.chunks);
                 for c in self.chunks.drain(..) {
                     link.wq_bytes += c.len();
                     link.wq.push_back(c);
                 }
-                if n == 0 || link.wq_bytes >= WRITE_BATCH {
+                if n == 0 {
                     break;
                 }
             }
@@ -560,9 +567,18 @@ impl Worker {
             self.close_link(token, gen);
         }
 
-        self.after(&conn, follow, Some(token));
-        if let Some(e) = write_err {
-            self.fail(&conn, gen_of(&conn), e);
+        match write_err {
+            None => self.after(&conn, follow, Some(token)),
+            Some(e) => {
+                // The link is dead: a pending accept is moot; report what happened so far,
+                // then the failure.
+                let follow = Followup {
+                    accept: None,
+                    ..follow
+                };
+                self.after(&conn, follow, Some(token));
+                self.fail(&conn, Some(this), e);
+            }
         }
     }
 
@@ -716,10 +732,6 @@ impl Worker {
             conn.run_dispatch();
         }
     }
-}
-
-fn gen_of(conn: &TcpConnection) -> Option<LinkRef> {
-    conn.inner.lock().link
 }
 
 trait ArmedExt {

@@ -116,11 +116,8 @@ fn decimal_label(v: f64, unit: &str) -> String {
         v if v >= 1e3 => (v / 1e3, "k"),
         v => (v, ""),
     };
-    let n = if x >= 1.0 || x == 0.0 {
-        format!("{}", (x * 100.0).round() / 100.0)
-    } else {
-        format!("{x:.1e}")
-    };
+    // Ticks are round numbers: rounding only strips float noise (0.1 + 1e-17).
+    let n = format!("{}", (x * 1e6).round() / 1e6);
     format!("{n}{suffix}{unit}")
 }
 

@@ -131,7 +131,10 @@ pub fn table(cells: &[Cell]) -> String {
             row.extend([
                 num(c.p50_us, 1),
                 num(c.p99_us, 1),
-                num(c.msgs_per_s, 0),
+                match c.msgs_per_s {
+                    Some(r) if r < 100.0 => sig(Some(r)),
+                    r => num(r, 0),
+                },
                 sig(c.gbytes_per_s),
                 sig(c.cpu_s_per_gb_client),
                 sig(c.cpu_s_per_gb_server),
