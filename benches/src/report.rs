@@ -63,6 +63,32 @@ pub fn parse_stat_cpu(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// A memory figure of process `pid` in bytes, from the `field` line of `/proc/<pid>/status`
+/// (`VmHWM`: peak resident set; `VmRSS`: resident set now).
+pub fn proc_status_bytes(pid: &str, field: &str) -> std::io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status_bytes(&status, field).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no `{field}:` line in /proc/{pid}/status"),
+        )
+    })
+}
+
+/// The value of `field` in the text of a `/proc/<pid>/status` file, in bytes (the kernel
+/// writes these in kB, meaning KiB).
+pub fn parse_status_bytes(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        let mut it = rest.split_whitespace();
+        let n: u64 = it.next()?.parse().ok()?;
+        match it.next() {
+            Some("kB") => Some(n * 1024),
+            _ => None,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +110,16 @@ mod tests {
         assert_eq!(parse_stat_cpu(line), Some(4.0));
         assert_eq!(parse_stat_cpu("4242 (x) S 1 2"), None);
         assert!(self_cpu_seconds() >= 0.0);
+    }
+
+    #[test]
+    fn status_memory_fields_are_read_in_bytes() {
+        let text = "Name:\tmsgrd\nVmPeak:\t  300 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(parse_status_bytes(text, "VmHWM"), Some(1234 * 1024));
+        assert_eq!(parse_status_bytes(text, "VmRSS"), Some(1000 * 1024));
+        // A field that is only a prefix of another must not match it.
+        assert_eq!(parse_status_bytes(text, "VmP"), None);
+        assert_eq!(parse_status_bytes("VmHWM:\t12\n", "VmHWM"), None);
+        assert!(proc_status_bytes("self", "VmHWM").unwrap() > 0);
     }
 }

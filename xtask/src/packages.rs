@@ -10,15 +10,17 @@ pub struct Group {
     pub packages: &'static [&'static str],
 }
 
-/// Building `rdma-sys` (bindgen needs libclang; it links libibverbs and librdmacm).
+/// Building `rdma-sys` (bindgen needs libclang; it links libibverbs and librdmacm), and the
+/// libzmq sources the `zmq` crate compiles for the bench's ZeroMQ baseline (C++, through `c++`).
 pub const BUILD: Group = Group {
-    why: "build rdma-sys (verbs headers, libclang for bindgen)",
+    why: "build rdma-sys (verbs headers, libclang for bindgen) and the ZeroMQ baseline's vendored libzmq (g++)",
     packages: &[
         "libibverbs-dev",
         "librdmacm-dev",
         "libclang-dev",
         "clang",
         "pkg-config",
+        "g++",
     ],
 };
 

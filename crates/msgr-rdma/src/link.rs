@@ -15,7 +15,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::credit::Credits;
 use crate::error::RdmaError;
 use crate::options::RdmaOptions;
-use crate::verbs::{BufferPool, CmId, CompChannel, Cq, Device, Qp, QpCaps, WcKind, WorkCompletion};
+use crate::verbs::{
+    BufferPool, CmId, CompChannel, Cq, Device, Qp, QpCaps, Retired, WcKind, WorkCompletion,
+};
 
 /// Private data of connect / accept: who we are and how the peer may send to us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,14 @@ impl Hello {
     }
 }
 
+/// A GID as 8 groups of hex digits (`fe80:0000:...`).
+pub fn fmt_gid(g: &[u8; 16]) -> String {
+    g.chunks(2)
+        .map(|c| format!("{:02x}{:02x}", c[0], c[1]))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Devices opened so far (one protection domain each).
 #[derive(Default)]
 pub struct DeviceCache {
@@ -131,6 +141,21 @@ impl DeviceCache {
                 port: id.port_num(),
                 state,
             });
+        }
+        if let Some(index) = opts.gid_index {
+            // rdma_cm picks the GID that matches the address; the configured index is checked
+            // so a wrong setting is visible, not silently ignored.
+            let configured = id.query_gid(index)?;
+            if id.sgid() != Some(configured) {
+                tracing::warn!(
+                    target: "msgr_rdma",
+                    "gid_index {index} of {name} port {} is {}, but rdma_cm uses {} for {:?} (chosen by address); check `gid_index` (show_gids)",
+                    id.port_num(),
+                    fmt_gid(&configured),
+                    id.sgid().map(|g| fmt_gid(&g)).unwrap_or_default(),
+                    id.local_addr(),
+                );
+            }
         }
         let d = Device::for_id(id)?;
         self.devices.push(Arc::clone(&d));
@@ -198,6 +223,8 @@ pub struct Link {
     ready_bytes: usize,
     failed: Option<LinkFailure>,
     stalled: bool,
+    /// Sends posted since the last signaled one.
+    unsignaled: usize,
     batch: usize,
     wcs: Vec<WorkCompletion>,
     pub counters: LinkCounters,
@@ -220,6 +247,7 @@ impl Link {
             ready_bytes: 0,
             failed: None,
             stalled: false,
+            unsignaled: 0,
             batch: opts.cq_batch,
             wcs: Vec::with_capacity(opts.cq_batch),
             counters: LinkCounters::default(),
@@ -256,7 +284,8 @@ impl Link {
     pub fn queued_bytes(&self) -> usize {
         self.out_bytes
     }
-    /// Send buffers posted and not completed.
+    /// Send buffers posted and not yet retired (unsignaled sends are retired by the next
+    /// signaled completion).
     pub fn sends_in_flight(&self) -> usize {
         self.send_slots - self.free_send.len()
     }
@@ -280,6 +309,19 @@ impl Link {
         if !b.is_empty() {
             self.out_bytes += b.len();
             self.out.push_back(b);
+        }
+    }
+
+    /// Whether the send about to be posted asks for a completion. Only every
+    /// `send_slots / 2`-th does (fewer completions, fewer wake-ups), and always the one that
+    /// takes the last free slot, so some completion is always coming to give slots back.
+    fn want_signal(&mut self) -> bool {
+        self.unsignaled += 1;
+        if self.free_send.is_empty() || self.unsignaled >= (self.send_slots / 2).max(1) {
+            self.unsignaled = 0;
+            true
+        } else {
+            false
         }
     }
 
@@ -317,7 +359,9 @@ impl Link {
             }
             self.out_bytes -= n;
             let imm = self.credits.on_send();
-            if let Err(e) = qp.post_send(slot, n, imm) {
+            let signaled = self.want_signal();
+            let qp = self.id.qp_mut().expect("link has a qp");
+            if let Err(e) = qp.post_send(slot, n, imm, signaled) {
                 self.free_send.push(slot);
                 self.fail(e.to_string());
                 return Err(e);
@@ -328,8 +372,9 @@ impl Link {
         if self.credits.wants_credit_message() {
             if let Some(slot) = self.free_send.pop() {
                 let imm = self.credits.on_send();
+                let signaled = self.want_signal();
                 let qp = self.id.qp_mut().expect("link has a qp");
-                if let Err(e) = qp.post_send(slot, 0, imm) {
+                if let Err(e) = qp.post_send(slot, 0, imm, signaled) {
                     self.free_send.push(slot);
                     self.fail(e.to_string());
                     return Err(e);
@@ -366,16 +411,18 @@ impl Link {
 
     fn on_completion(&mut self, wc: WorkCompletion) {
         let qp = self.id.qp_mut().expect("link has a qp");
-        let Some((is_send, slot)) = qp.complete(wc.wr_id) else {
-            return;
+        let slot = match qp.complete(wc.wr_id) {
+            Retired::Unknown => return,
+            Retired::Sends(slots) => {
+                self.free_send.extend(slots);
+                None
+            }
+            Retired::Recv(slot) => Some(slot),
         };
         if !wc.is_ok() {
             self.counters.wc_errors += 1;
             if wc.is_rnr() {
                 self.counters.rnr_errors += 1;
-            }
-            if is_send {
-                self.free_send.push(slot);
             }
             let what = if wc.is_flush() {
                 "work request flushed: queue pair is in the error state (disconnected or faulted)"
@@ -390,10 +437,9 @@ impl Link {
             self.fail(what);
             return;
         }
-        if is_send {
-            self.free_send.push(slot);
+        let Some(slot) = slot else {
             return;
-        }
+        };
         debug_assert_eq!(wc.kind, WcKind::Recv);
         if let Some(imm) = wc.imm {
             self.credits.on_receive(imm);

@@ -90,6 +90,11 @@ pub struct RdmaCounters {
     pub live_links: u64,
 }
 
+thread_local! {
+    /// Address of the `Shared` whose reactor runs on this thread (0: none).
+    static REACTOR_OF_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 pub(crate) struct Shared {
     pub cfg: RdmaConfig,
     policies: RwLock<PolicySet>,
@@ -130,11 +135,20 @@ impl Shared {
             q.push(cmd);
             e
         };
-        if was_empty {
+        // The reactor drains its queue before it polls again: no wake-up for itself.
+        let on_reactor = REACTOR_OF_THREAD.with(|r| r.get() == self as *const Shared as usize);
+        if was_empty && !on_reactor {
             if let Some(w) = self.waker.get() {
                 let _ = w.wake();
             }
         }
+    }
+    pub fn has_cmds(&self) -> bool {
+        !self.cmds.lock().is_empty()
+    }
+    /// Mark the calling thread as this messenger's reactor.
+    pub fn enter_reactor(&self) {
+        REACTOR_OF_THREAD.with(|r| r.set(self as *const Shared as usize));
     }
     pub fn take_cmds(&self, into: &mut Vec<Cmd>) {
         std::mem::swap(&mut *self.cmds.lock(), into);

@@ -78,11 +78,12 @@ impl Reactor {
         let mut events = Events::with_capacity(256);
         let mut cmds = Vec::new();
         let poll_us = self.ep.options().poll_us;
+        self.shared.enter_reactor();
         loop {
             let now = Instant::now();
             let next_timer = self.timers.iter().map(|(t, _)| *t).min();
             let mut timeout = next_timer.map(|t| t.saturating_duration_since(now));
-            if self.busy_until.is_some_and(|b| b > now) {
+            if self.busy_until.is_some_and(|b| b > now) || self.shared.has_cmds() {
                 timeout = Some(Duration::ZERO);
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {

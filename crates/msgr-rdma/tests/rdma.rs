@@ -196,6 +196,42 @@ fn loopback_address_is_refused_with_a_hint() {
 }
 
 #[test]
+fn gid_of_the_address_is_what_rdma_cm_uses() {
+    let ip = rdma_ip();
+    let opts = test_opts();
+    let mut side = Side::new(opts);
+    let addr = side.ep.listen(SocketAddr::new(ip, 0)).unwrap();
+    side.ep.connect(addr).unwrap();
+    pump_until(&mut [&mut side], "self connection", |s| {
+        s[0].links.len() == 2
+    });
+    let link = side.links.values().next().unwrap();
+    let sgid = link.id().sgid().expect("bound id has a GID");
+    // RoCE v2 over IPv4: the GID is the IPv4-mapped IPv6 address of the netdev
+    if let std::net::IpAddr::V4(v4) = ip {
+        assert_eq!(
+            &sgid[10..12],
+            &[0xff, 0xff],
+            "{}",
+            msgr_rdma::link::fmt_gid(&sgid)
+        );
+        assert_eq!(
+            &sgid[12..],
+            &v4.octets(),
+            "{}",
+            msgr_rdma::link::fmt_gid(&sgid)
+        );
+    }
+    // and it is in the port's GID table
+    let found = (0..16u8).any(|i| link.id().query_gid(i).ok() == Some(sgid));
+    assert!(
+        found,
+        "GID {} not in the table",
+        msgr_rdma::link::fmt_gid(&sgid)
+    );
+}
+
+#[test]
 fn ping_pong_over_verbs() {
     let (mut server, mut client, st, ct) = pair(test_opts());
     for i in 0..500u32 {
@@ -382,16 +418,29 @@ fn memlock_too_low_names_ulimit_and_size() {
         let mut side = Side::new(opts);
         let addr = side.ep.listen(SocketAddr::new(ip, 0)).unwrap();
         side.ep.connect(addr).unwrap();
-        pump_until(&mut [&mut side], "registration failure", |s| !s[0].failed.is_empty());
+        pump_until(&mut [&mut side], "registration failure", |s| {
+            !s[0].failed.is_empty()
+        });
         println!("MEMLOCK-ERROR: {}", side.failed[0].1);
         return;
     }
     rdma_ip();
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("setpriv")
-        .args(["--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "prlimit", "--memlock=65536:65536"])
+        .args([
+            "--bounding-set=-ipc_lock",
+            "--inh-caps=-ipc_lock",
+            "prlimit",
+            "--memlock=65536:65536",
+        ])
         .arg(&exe)
-        .args(["memlock_too_low_names_ulimit_and_size", "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            "memlock_too_low_names_ulimit_and_size",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("MSGR_RDMA_MEMLOCK_CHILD", "1")
         .output()
         .expect("run setpriv / prlimit (util-linux)");
@@ -445,7 +494,11 @@ mod messenger {
             *self.resets.lock() += 1;
             self.cv.notify_all();
         }
-        fn ms_handle_fault(&self, _conn: &ConnectionRef, _error: &msgr_core::session::SessionError) {
+        fn ms_handle_fault(
+            &self,
+            _conn: &ConnectionRef,
+            _error: &msgr_core::session::SessionError,
+        ) {
             *self.faults.lock() += 1;
             self.cv.notify_all();
         }
@@ -685,14 +738,23 @@ mod messenger {
                 .try_init();
         }
         let ip = rdma_ip();
-        let mut cfg = RdmaConfig::new(EntityName { kind: EntityType::OSD, num: 0 }, SocketAddr::new(ip, port));
+        let mut cfg = RdmaConfig::new(
+            EntityName {
+                kind: EntityType::OSD,
+                num: 0,
+            },
+            SocketAddr::new(ip, port),
+        );
         cfg.rdma = small_opts();
         cfg.nonce = Some(PEER_NONCE);
         let m = RdmaMessenger::new(cfg);
         // the server decides whether a session is lossy (msgr1 connect reply flag)
         m.set_policy(EntityType::CLIENT, Policy::stateless_server());
         m.set_policy(EntityType::MDS, Policy::stateful_server());
-        m.add_dispatcher(Arc::new(Collect { echo: true, ..Default::default() }));
+        m.add_dispatcher(Arc::new(Collect {
+            echo: true,
+            ..Default::default()
+        }));
         m.start().expect("child messenger");
         println!("PEER-READY");
         loop {
@@ -704,7 +766,13 @@ mod messenger {
         use std::io::BufRead;
         let exe = std::env::current_exe().unwrap();
         let mut child = std::process::Command::new(exe)
-            .args(["messenger::peer_process_killed_mid_stream", "--exact", "--nocapture", "--test-threads", "1"])
+            .args([
+                "messenger::peer_process_killed_mid_stream",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("MSGR_RDMA_PEER_CHILD", port.to_string())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -752,35 +820,52 @@ mod messenger {
         let lc = lossy.connect_to(EntityType::OSD, &peer_addr).unwrap();
         let nc = lossless.connect_to(EntityType::OSD, &peer_addr).unwrap();
         for i in 0..50u64 {
-            lc.send_message(Message::new(1, vec![1u8; 1000]).with_tid(i)).unwrap();
-            nc.send_message(Message::new(1, vec![2u8; 1000]).with_tid(i)).unwrap();
+            lc.send_message(Message::new(1, vec![1u8; 1000]).with_tid(i))
+                .unwrap();
+            nc.send_message(Message::new(1, vec![2u8; 1000]).with_tid(i))
+                .unwrap();
         }
         lossy_d.wait_for("lossy echoes", |c| c.msgs.lock().len() == 50);
         lossless_d.wait_for("lossless echoes", |c| c.msgs.lock().len() == 50);
 
         // mid-stream: queue more, kill the peer while it flows
-        for i in 50..400u64 {
-            let _ = lc.send_message(Message::new(1, vec![1u8; 1000]).with_tid(i));
-            nc.send_message(Message::new(1, vec![2u8; 1000]).with_tid(i)).unwrap();
-            if i == 60 {
-                child.kill().unwrap();
-                child.wait().unwrap();
+        let send = |range: std::ops::Range<u64>| {
+            for i in range {
+                let _ = lc.send_message(Message::new(1, vec![1u8; 1000]).with_tid(i));
+                nc.send_message(Message::new(1, vec![2u8; 1000]).with_tid(i))
+                    .unwrap();
             }
-        }
+        };
+        send(50..60);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        send(60..400);
         lossy_d.wait_for("lossy reset", |c| *c.resets.lock() >= 1);
-        assert!(lc.send_message(Message::new(1, "x")).is_err(), "a reset lossy connection must refuse sends");
+        assert!(
+            lc.send_message(Message::new(1, "x")).is_err(),
+            "a reset lossy connection must refuse sends"
+        );
         lossless_d.wait_for("lossless fault", |c| *c.faults.lock() >= 1);
-        assert_eq!(*lossless_d.resets.lock(), 0, "a lossless session must survive the peer's death");
+        assert_eq!(
+            *lossless_d.resets.lock(),
+            0,
+            "a lossless session must survive the peer's death"
+        );
 
         // the peer comes back at the same address: the lossless connection recovers by itself
         // The peer comes back at the same address with no memory of us: the lossless
         // connection reconnects by itself, and learns (RESETSESSION) that what it had queued is
         // gone: reported as a remote reset, never silently dropped.
         let mut child = spawn_peer(port);
-        lossless_d.wait_for("remote reset from the restarted peer", |c| *c.remote_resets.lock() >= 1);
+        lossless_d.wait_for("remote reset from the restarted peer", |c| {
+            *c.remote_resets.lock() >= 1
+        });
         lossless_d.wait_for("reconnected", |_| nc.is_connected());
-        nc.send_message(Message::new(1, "after restart").with_tid(9999)).unwrap();
-        lossless_d.wait_for("echo after the restart", |c| c.msgs.lock().iter().any(|m| m.tid == 9999));
+        nc.send_message(Message::new(1, "after restart").with_tid(9999))
+            .unwrap();
+        lossless_d.wait_for("echo after the restart", |c| {
+            c.msgs.lock().iter().any(|m| m.tid == 9999)
+        });
         assert!(nc.counters().faults >= 1, "{:?}", nc.counters());
         child.kill().unwrap();
         child.wait().unwrap();

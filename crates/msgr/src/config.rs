@@ -11,14 +11,26 @@ use msgr_core::policy::{Policy, PolicySet};
 use msgr_core::wire::{DecodeLimits, EntityName, EntityType};
 use msgr_tcp::TcpConfig;
 
-/// A configuration problem: `{file}: key "{key}": {what}`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: key \"{key}\": {message}")]
+/// A configuration problem: `{file}: key "{key}": {what}` (`{file}: {what}` when it is about
+/// the file as a whole, e.g. it cannot be read or is not TOML).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: String,
     pub key: String,
     pub message: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: key \"{}\": {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     pub fn new(file: &str, key: &str, message: impl Into<String>) -> Self {
@@ -212,7 +224,7 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: origin.clone(),
-            key: "-".into(),
+            key: String::new(),
             message: format!("cannot read the file: {e}"),
         })?;
         Self::from_toml_str(&text, &origin)
@@ -260,7 +272,7 @@ fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let key = e
         .span()
         .map(|span| key_at(text, span.start))
-        .unwrap_or_else(|| "-".into());
+        .unwrap_or_default();
     // serde names an unknown key in the message; prefer it over the span's line.
     let key = match message.strip_prefix("unknown field `") {
         Some(rest) => {

@@ -33,6 +33,7 @@ use msgr::{
     Config, ConnectionRef, Dispatcher, EntityAddr, EntityName, EntityType, Message, Messenger,
     MessengerCounters,
 };
+use msgr_core::node::ErrorClass;
 use msgr_core::session::SessionError;
 
 #[derive(Parser)]
@@ -260,6 +261,7 @@ struct DriverState {
     sent_at: VecDeque<Instant>,
     latencies_ns: Vec<u64>,
     errors: u64,
+    fatal: Option<String>,
 }
 
 impl Driver {
@@ -293,6 +295,9 @@ impl Driver {
     fn wait_done(&self) -> Result<(), AnyError> {
         let mut s = self.state.lock();
         while s.received < s.total {
+            if let Some(why) = &s.fatal {
+                return Err(format!("cannot talk to the peer: {why}").into());
+            }
             if s.errors > 0 {
                 return Err("sending failed (see the log above)".into());
             }
@@ -339,6 +344,17 @@ impl Dispatcher for Driver {
     }
     fn ms_handle_fault(&self, conn: &ConnectionRef, error: &SessionError) {
         tracing::info!(peer = %conn.peer_addr(), %error, "link fault");
+        // A peer that is not the one we asked for (wrong nonce, not msgr1 ...) will not
+        // become it by retrying: stop with the reason.
+        if ErrorClass::of(error) == ErrorClass::Protocol {
+            let hint = if matches!(error, SessionError::AddressMismatch { .. }) {
+                " (give --peer exactly as `msgrd serve` printed it: IP:PORT/NONCE)"
+            } else {
+                ""
+            };
+            self.state.lock().fatal = Some(format!("{error}{hint}"));
+            self.done.notify_all();
+        }
     }
 }
 
@@ -396,6 +412,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
                 sent_at: VecDeque::new(),
                 latencies_ns: Vec::new(),
                 errors: 0,
+                fatal: None,
             }),
             done: Condvar::new(),
             front: front.clone(),
@@ -417,6 +434,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
                 sent_at: VecDeque::with_capacity(a.concurrency as usize),
                 latencies_ns: Vec::with_capacity(share as usize),
                 errors: 0,
+                fatal: None,
             };
         }
         nodes.push((m, driver, conn));

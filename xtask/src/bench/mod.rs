@@ -5,7 +5,12 @@
 //! run in the same invocation on the same path: `tcp-baseline` (echo with the cell's shape,
 //! and a one-way stream) for TCP on loopback; perftest's `ib_send_lat`, `ib_send_bw` and
 //! `ib_write_bw` for RDMA, in the same VM boot as the RDMA cells when the host has no device.
-//! Every cell is shown with its ratio to its baseline.
+//! Every cell is shown with its ratio to its baseline; the 64 B cell with 16 in flight also with
+//! its ratio to ZeroMQ's PUSH/PULL (`zmq-baseline`, libzmq) on the same loopback.
+//!
+//! Memory rows (TCP): the peak RSS (VmHWM) of a `msgrd serve` holding [`IDLE_CONNECTIONS`] idle
+//! sessions (opened by `msgr-idle`), and of one serving [`STRESS_CONNECTIONS`] connections under
+//! the stress load (`msgrd ping`, 64 KiB messages, [`STRESS_IN_FLIGHT`] in flight on each).
 
 pub mod chart;
 pub mod machine;
@@ -28,6 +33,22 @@ pub const IN_FLIGHT: [u64; 2] = [1, 16];
 pub const TCP_CONFIG: &str = "config/tcp.toml";
 pub const RDMA_CONFIG: &str = "config/rdma.toml";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Rows besides the plain `msgrd` cells and their tcp-baseline / perftest baselines.
+pub const ZMQ_ECHO: &str = "zmq push/pull echo";
+pub const ZMQ_STREAM: &str = "zmq push/pull stream";
+pub const MSGRD_IDLE: &str = "msgrd idle";
+pub const MSGRD_STRESS: &str = "msgrd stress";
+/// The ZeroMQ comparison is made for this size and number in flight (the target).
+pub const ZMQ_SIZE: u64 = 64;
+pub const ZMQ_IN_FLIGHT: u64 = 16;
+/// Idle sessions the memory row holds open, and how long once all are open.
+pub const IDLE_CONNECTIONS: u64 = 1000;
+const IDLE_HOLD_MS: u64 = 1000;
+/// The stress load of the second memory row.
+pub const STRESS_CONNECTIONS: u64 = 128;
+pub const STRESS_IN_FLIGHT: u64 = 64;
+pub const STRESS_SIZE: u64 = 64 << 10;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -90,6 +111,13 @@ pub struct Cell {
     pub baseline: Option<String>,
     pub ratio_p50: Option<f64>,
     pub ratio_msgs_per_s: Option<f64>,
+    /// Further message-rate comparisons (the ZeroMQ rows for the 64 B x16 cell).
+    pub other_ratios: Vec<OtherRatio>,
+    /// Server peak resident set (VmHWM) before the client started and after it ended, bytes.
+    pub server_rss_start_bytes: Option<u64>,
+    pub server_rss_peak_bytes: Option<u64>,
+    /// Memory rows: (peak - start) / connections.
+    pub server_bytes_per_connection: Option<f64>,
     pub config_file: Option<String>,
     pub config: Option<String>,
     pub machine: Machine,
@@ -114,6 +142,10 @@ impl Cell {
             baseline: None,
             ratio_p50: None,
             ratio_msgs_per_s: None,
+            other_ratios: Vec::new(),
+            server_rss_start_bytes: None,
+            server_rss_peak_bytes: None,
+            server_bytes_per_connection: None,
             config_file: None,
             config: None,
             machine: machine.clone(),
@@ -136,6 +168,11 @@ impl Cell {
             s.concurrency,
             s.connections
         )
+    }
+
+    /// Whether this is one of the memory rows (judged by server RSS, not by a baseline).
+    pub fn is_memory(&self) -> bool {
+        self.spec.implementation == MSGRD_IDLE || self.spec.implementation == MSGRD_STRESS
     }
 
     /// Fills the measurements from a client's JSON line (msgrd / tcp-baseline schema).
@@ -172,6 +209,25 @@ pub fn count_for(size: u64, quick: bool, in_vm: bool) -> u64 {
     (budget / size.max(1)).clamp(min, max)
 }
 
+/// A message-rate comparison with a row other than the cell's own baseline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OtherRatio {
+    pub baseline: String,
+    /// cell msgs/s / baseline msgs/s.
+    pub ratio_msgs_per_s: f64,
+}
+
+/// Messages of a ZeroMQ row: libzmq moves small messages far faster than one per round trip,
+/// so these rows need many more than a msgrd cell for a stable rate (still well under a second).
+fn zmq_count(implementation: &str, quick: bool) -> u64 {
+    match (implementation, quick) {
+        (ZMQ_STREAM, true) => 1_000_000,
+        (ZMQ_STREAM, false) => 4_000_000,
+        (_, true) => 100_000,
+        (_, false) => 400_000,
+    }
+}
+
 /// The rows to run for one transport.
 pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: bool) -> Vec<Spec> {
     let mut v = Vec::new();
@@ -196,10 +252,38 @@ pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: b
         }
         if transport == "tcp" {
             v.push(spec("tcp-baseline stream", Role::Baseline, size, 1, 1));
+            if size == ZMQ_SIZE {
+                for (imp, c) in [(ZMQ_ECHO, ZMQ_IN_FLIGHT), (ZMQ_STREAM, 1)] {
+                    let mut z = spec(imp, Role::Baseline, size, c, 1);
+                    z.count = zmq_count(imp, quick);
+                    v.push(z);
+                }
+            }
         } else {
             for p in rdma::PERFTESTS {
                 v.push(spec(p, Role::Baseline, size, 1, 1));
             }
+        }
+    }
+    if transport == "tcp" {
+        // Memory: idle sessions (a few seconds, so in --quick too), then the stress load (tens of
+        // seconds and half a GiB in flight: the full matrix only).
+        v.push(Spec {
+            count: 0,
+            ..spec(MSGRD_IDLE, Role::Cell, 0, 0, IDLE_CONNECTIONS)
+        });
+        if !quick {
+            v.push(Spec {
+                // Four windows' worth per connection: long enough at the full in-flight depth.
+                count: 4 * STRESS_CONNECTIONS * STRESS_IN_FLIGHT,
+                ..spec(
+                    MSGRD_STRESS,
+                    Role::Cell,
+                    STRESS_SIZE,
+                    STRESS_IN_FLIGHT,
+                    STRESS_CONNECTIONS,
+                )
+            });
         }
     }
     v
@@ -211,6 +295,9 @@ pub struct Bins {
     /// Err: why msgrd cannot run (its cells say so).
     pub msgrd: Result<PathBuf, String>,
     pub tcp_baseline: PathBuf,
+    /// Err: why the ZeroMQ baseline / the idle-session client cannot run.
+    pub zmq_baseline: Result<PathBuf, String>,
+    pub msgr_idle: Result<PathBuf, String>,
     /// Harness self-check: tcp-baseline stands in for msgrd.
     pub self_test: bool,
 }
@@ -244,21 +331,66 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
         a
     };
     let baseline_server = vec![bins.tcp_baseline.display().to_string(), "serve".into()];
+    let zmq = |mode: &str| -> Result<(Vec<String>, Vec<String>), String> {
+        let z = bins.zmq_baseline.clone()?.display().to_string();
+        let mut client = vec![z.clone(), "ping".into(), "--peer".into(), "{ADDR}".into()];
+        client.extend(
+            [
+                "--size",
+                &n(spec.size),
+                "--count",
+                &n(spec.count),
+                "--concurrency",
+                &n(spec.concurrency),
+                "--mode",
+                mode,
+                "--json",
+            ]
+            .map(String::from),
+        );
+        Ok((vec![z, "serve".into()], client))
+    };
+    let msgrd_server = || -> Result<(String, Vec<String>), String> {
+        let msgrd = bins.msgrd.clone()?.display().to_string();
+        if !Path::new(config).exists() {
+            return Err(format!("{config} does not exist"));
+        }
+        let server = vec![
+            msgrd.clone(),
+            "serve".into(),
+            "--config".into(),
+            config.into(),
+        ];
+        Ok((msgrd, server))
+    };
     let (server, client) = match spec.implementation.as_str() {
         "tcp-baseline echo" => (baseline_server, baseline_args("echo")),
         "tcp-baseline stream" => (baseline_server, baseline_args("stream")),
+        ZMQ_ECHO => zmq("echo")?,
+        ZMQ_STREAM => zmq("stream")?,
         "msgrd" if bins.self_test => (baseline_server, baseline_args("echo")),
-        "msgrd" => {
-            let msgrd = bins.msgrd.clone()?.display().to_string();
-            if !Path::new(config).exists() {
-                return Err(format!("{config} does not exist"));
-            }
-            let server = vec![
-                msgrd.clone(),
-                "serve".into(),
-                "--config".into(),
-                config.into(),
-            ];
+        MSGRD_IDLE | MSGRD_STRESS if bins.self_test => {
+            return Err("self-test: no msgrd to measure".into())
+        }
+        MSGRD_IDLE => {
+            let (_, server) = msgrd_server()?;
+            let idle = bins.msgr_idle.clone()?.display().to_string();
+            let client = [
+                idle.as_str(),
+                "--peer",
+                "{ADDR}",
+                "--connections",
+                &n(spec.connections),
+                "--hold-ms",
+                &n(IDLE_HOLD_MS),
+                "--json",
+            ]
+            .map(String::from)
+            .to_vec();
+            (server, client)
+        }
+        "msgrd" | MSGRD_STRESS => {
+            let (msgrd, server) = msgrd_server()?;
             let mut client = vec![msgrd, "ping".into(), "--config".into(), config.into()];
             client.extend(
                 [
@@ -333,17 +465,35 @@ pub fn run_pair_row(
     machine: &Machine,
 ) -> Cell {
     let mut cell = Cell::new(spec.clone(), device, machine);
-    if spec.implementation == "msgrd" && bins.self_test {
+    let is_msgrd = spec.implementation.starts_with("msgrd");
+    if is_msgrd && bins.self_test {
         cell.device = format!("{device} [self-test: tcp-baseline stands in for msgrd]");
-    } else if spec.implementation == "msgrd" {
+    } else if is_msgrd {
         cell.config_file = Some(config.to_string());
         cell.config = std::fs::read_to_string(config).ok();
     }
     match pair_for(spec, bins, config).and_then(|p| pair::run(&p)) {
-        Ok(m) => cell.fill_from_client(&m.client, m.cpu_s_server),
+        Ok(m) => {
+            cell.fill_from_client(&m.client, m.server.cpu_s);
+            cell.fill_memory(m.server.hwm_before, m.server.hwm_after);
+        }
         Err(e) => cell.status = format!("not available: {e}"),
     }
     cell
+}
+
+impl Cell {
+    /// Records the server's peak RSS before and after the client; memory rows also get the
+    /// growth per connection (the idle client's JSON has no count, so that comes from the spec).
+    pub fn fill_memory(&mut self, before: Option<u64>, after: Option<u64>) {
+        self.server_rss_start_bytes = before;
+        self.server_rss_peak_bytes = after;
+        if self.is_memory() && self.spec.connections > 0 {
+            self.server_bytes_per_connection = before
+                .zip(after)
+                .map(|(b, a)| a.saturating_sub(b) as f64 / self.spec.connections as f64);
+        }
+    }
 }
 
 fn build(self_test: bool) -> Result<Bins, String> {
@@ -358,6 +508,17 @@ fn build(self_test: bool) -> Result<Bins, String> {
     ]))
     .map_err(|e| format!("the tcp-baseline baseline does not build: {e}"))?;
     let release = target_dir().join("release");
+    // These two only cost their own rows when they do not build.
+    let bench_bin = |name: &str, why: &str| -> Result<PathBuf, String> {
+        run_status(cargo().args(["build", "--release", "-p", "msgr-benches", "--bin", name]))
+            .map_err(|e| format!("{name} does not build ({e}){why}"))?;
+        Ok(release.join(name))
+    };
+    let zmq_baseline = bench_bin(
+        "zmq-baseline",
+        "; it compiles libzmq from source and needs a C++ compiler (g++)",
+    );
+    let msgr_idle = bench_bin("msgr-idle", "");
     let msgrd = if self_test {
         Err("self-test: tcp-baseline stands in for msgrd".to_string())
     } else {
@@ -378,6 +539,8 @@ fn build(self_test: bool) -> Result<Bins, String> {
     Ok(Bins {
         msgrd,
         tcp_baseline: release.join("tcp-baseline"),
+        zmq_baseline,
+        msgr_idle,
         self_test,
     })
 }

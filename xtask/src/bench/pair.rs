@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use msgr_benches::report::proc_cpu_seconds;
+use msgr_benches::report::{proc_cpu_seconds, proc_status_bytes};
 
 /// How long a server may take to announce its address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,8 +38,18 @@ pub struct Pair {
 pub struct Measured {
     /// The client's JSON object.
     pub client: serde_json::Value,
-    /// Server CPU seconds (user + system) spent while the client ran; None if it exited.
-    pub cpu_s_server: Option<f64>,
+    pub server: ServerStats,
+}
+
+/// The server process's side of a run (each None when the server had exited by then).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerStats {
+    /// CPU seconds (user + system) spent while the client ran.
+    pub cpu_s: Option<f64>,
+    /// Peak resident set (VmHWM) when the client started: the server's own start-up cost.
+    pub hwm_before: Option<u64>,
+    /// Peak resident set after the client ended: the high-water mark of the whole run.
+    pub hwm_after: Option<u64>,
 }
 
 /// A child that is killed when dropped, and the last lines of its stderr.
@@ -180,14 +190,15 @@ pub fn last_json_line(stdout: &str, what: &str) -> Result<serde_json::Value, Str
     Ok(v)
 }
 
-/// Runs one server + client pair; returns the client's stdout and the server's CPU seconds
-/// while the client ran (None when the server had exited by then, as perftest servers do).
-pub fn run_raw(p: &Pair) -> Result<(String, Option<f64>), String> {
+/// Runs one server + client pair; returns the client's stdout and what the server spent while
+/// the client ran (None when the server had exited by then, as perftest servers do).
+pub fn run_raw(p: &Pair) -> Result<(String, ServerStats), String> {
     let mut server = spawn(&p.server, "server")?;
     let addr = wait_ready(&mut server, &p.ready_prefix, "server")?;
     thread::sleep(p.settle);
     let pid = server.child.id().to_string();
     let cpu0 = proc_cpu_seconds(&pid).ok();
+    let hwm_before = proc_status_bytes(&pid, "VmHWM").ok();
     let client: Vec<String> = p
         .client
         .iter()
@@ -196,19 +207,27 @@ pub fn run_raw(p: &Pair) -> Result<(String, Option<f64>), String> {
     let stdout = run_client(&client, p.client_timeout, "client")
         .map_err(|e| format!("{e} [server: {}]", server.tail()))?;
     let exited = server.child.try_wait().ok().flatten().is_some();
-    let cpu1 = if exited {
-        None
+    let (cpu1, hwm_after) = if exited {
+        (None, None)
     } else {
-        proc_cpu_seconds(&pid).ok()
+        (
+            proc_cpu_seconds(&pid).ok(),
+            proc_status_bytes(&pid, "VmHWM").ok(),
+        )
     };
-    Ok((stdout, cpu0.zip(cpu1).map(|(a, b)| b - a)))
+    let stats = ServerStats {
+        cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        hwm_before,
+        hwm_after,
+    };
+    Ok((stdout, stats))
 }
 
 /// Runs one server + client pair whose client prints a JSON line.
 pub fn run(p: &Pair) -> Result<Measured, String> {
-    let (stdout, cpu) = run_raw(p)?;
+    let (stdout, server) = run_raw(p)?;
     Ok(Measured {
         client: last_json_line(&stdout, "client")?,
-        cpu_s_server: cpu,
+        server,
     })
 }

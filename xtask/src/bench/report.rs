@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::machine::Machine;
-use super::{Cell, Role};
+use super::{Cell, OtherRatio, Role, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE, ZMQ_STREAM};
 
 pub const README_START: &str = "<!-- bench:start -->";
 pub const README_END: &str = "<!-- bench:end -->";
@@ -30,6 +30,10 @@ pub fn size_label(size: u64) -> String {
 
 /// The name of the baseline row a cell is compared with, as `implementation size`.
 fn baseline_for(cell: &Cell) -> Vec<(&'static str, bool, bool)> {
+    if cell.is_memory() {
+        // Judged by server memory; tcp-baseline has no shape like theirs.
+        return vec![];
+    }
     // (implementation, compare p50, compare msgs/s)
     match (cell.spec.transport.as_str(), cell.spec.concurrency) {
         ("tcp", _) => vec![("tcp-baseline echo", true, true)],
@@ -72,6 +76,57 @@ pub fn link_baselines(cells: &mut [Cell]) {
                 cell.ratio_msgs_per_s = ratio(cell.msgs_per_s, base.msgs_per_s);
             }
         }
+        link_zmq(cell, &snapshot);
+    }
+}
+
+/// The issue's ZeroMQ target: msgr's 64 B message rate with 16 in flight (one connection) against
+/// libzmq PUSH/PULL on the same loopback, both with 16 in flight (echo) and unbounded (stream).
+fn link_zmq(cell: &mut Cell, rows: &[Cell]) {
+    let s = &cell.spec;
+    if !(s.transport == "tcp"
+        && s.implementation == "msgrd"
+        && s.size == ZMQ_SIZE
+        && s.concurrency == ZMQ_IN_FLIGHT
+        && s.connections == 1
+        && cell.ok())
+    {
+        return;
+    }
+    let Some(rate) = cell.msgs_per_s else { return };
+    for imp in [ZMQ_ECHO, ZMQ_STREAM] {
+        let base = rows.iter().find(|b| {
+            b.spec.implementation == imp && b.spec.transport == "tcp" && b.spec.size == ZMQ_SIZE
+        });
+        if let Some(b) = base.filter(|b| b.ok()) {
+            if let Some(r) = b.msgs_per_s.filter(|r| *r > 0.0) {
+                cell.other_ratios.push(OtherRatio {
+                    baseline: b.label(),
+                    ratio_msgs_per_s: rate / r,
+                });
+            }
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// The last column of a memory row: what the server's resident set did.
+fn memory_note(c: &Cell) -> String {
+    match (c.server_rss_start_bytes, c.server_rss_peak_bytes) {
+        (Some(start), Some(peak)) => {
+            let per = c
+                .server_bytes_per_connection
+                .map_or(String::new(), |b| format!(", {:.1} KiB/conn", b / 1024.0));
+            format!(
+                "server peak RSS {} (start {}){per}",
+                mib(peak),
+                mib(start)
+            )
+        }
+        _ => "server RSS not read (server exited?)".into(),
     }
 }
 
@@ -120,11 +175,12 @@ pub fn table(cells: &[Cell]) -> String {
     let mut notes: Vec<String> = Vec::new();
     for c in cells {
         let s = &c.spec;
+        let dash_if_0 = |v: u64, text: String| if v == 0 { "-".into() } else { text };
         let mut row = vec![
             s.transport.clone(),
             s.implementation.clone(),
-            size_label(s.size),
-            s.concurrency.to_string(),
+            dash_if_0(s.size, size_label(s.size)),
+            dash_if_0(s.concurrency, s.concurrency.to_string()),
             s.connections.to_string(),
         ];
         if c.ok() {
@@ -146,12 +202,23 @@ pub fn table(cells: &[Cell]) -> String {
             if let Some(r) = c.ratio_msgs_per_s {
                 vs.push(format!("rate {r:.2}x"));
             }
-            if let (Some(b), false) = (&c.baseline, vs.is_empty()) {
+            if c.is_memory() {
+                vs.push(memory_note(c));
+            } else if let (Some(b), false) = (&c.baseline, vs.is_empty()) {
                 vs.push(format!("of {}", b.split(' ').next().unwrap_or(b)));
             } else if c.spec.role == Role::Cell {
                 vs.push("no baseline result".into());
             }
-            row.push(vs.join(" "));
+            for o in &c.other_ratios {
+                // `zmq push/pull echo tcp 64B x16 c1` -> `zmq echo x16`
+                let words: Vec<&str> = o.baseline.split(' ').collect();
+                let short = match words.as_slice() {
+                    [a, _, mode, _, _, inflight, _] => format!("{a} {mode} {inflight}"),
+                    _ => o.baseline.clone(),
+                };
+                vs.push(format!("; rate {:.2}x of {short}", o.ratio_msgs_per_s));
+            }
+            row.push(vs.join(" ").replace(" ;", ";"));
         } else {
             let reason = c.status.clone();
             let n = match notes.iter().position(|r| *r == reason) {
@@ -211,6 +278,22 @@ pub fn table(cells: &[Cell]) -> String {
          bytes one way; CPU times come from /proc in 10 ms ticks, so short rows are coarse. vs baseline: p50 ratio \
          (lower is better) and msgs/s ratio (higher is better).\n",
     );
+    if cells
+        .iter()
+        .any(|c| c.spec.implementation == ZMQ_ECHO || c.spec.implementation == ZMQ_STREAM)
+    {
+        out.push_str(
+            "ZeroMQ: libzmq PUSH/PULL over loopback; echo keeps 16 messages unanswered (the server \
+             PUSHes each back on a second pipe), stream sends one way as fast as libzmq takes them.\n",
+        );
+    }
+    if cells.iter().any(|c| c.is_memory()) {
+        out.push_str(
+            "Memory rows: msgrd serve's peak RSS (VmHWM) before and after the client; idle: sessions \
+             opened by msgr-idle and held 1 s; stress: msgrd ping with that many connections and \
+             messages in flight on each. KiB/conn = (peak - start) / connections.\n",
+        );
+    }
     if cells.iter().any(|c| c.spec.transport == "rdma") {
         out.push_str(
             "RDMA baselines: ib_send_lat p50 / p99 are its typical / 99% one-way figures doubled \

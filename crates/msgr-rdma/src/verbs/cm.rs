@@ -413,6 +413,41 @@ impl CmId {
         Some(c_str(unsafe { ibv_get_device_name((*ctx).device) }))
     }
 
+    /// The source GID rdma_cm chose for this id (after bind / resolve / on a request).
+    pub fn sgid(&self) -> Option<[u8; 16]> {
+        if self.verbs_ctx().is_null() {
+            return None;
+        }
+        // SAFETY: live id; for RC ids on IB and RoCE librdmacm fills route.addr.addr.ibaddr
+        // when it binds / resolves, and `raw` is plain bytes.
+        Some(unsafe { self.raw.as_ref().route.addr.addr.ibaddr.sgid.raw })
+    }
+
+    /// Entry `index` of the GID table of this id's port.
+    pub fn query_gid(&self, index: u8) -> Result<[u8; 16], RdmaError> {
+        let ctx = self.verbs_ctx();
+        if ctx.is_null() {
+            return Err(RdmaError::NoDevice {
+                detail: "rdma_cm id is not bound to a device".into(),
+            });
+        }
+        let mut gid = ibv_gid { raw: [0; 16] };
+        // SAFETY: live context of a bound id; `gid` is ours to write.
+        let rc = unsafe { ibv_query_gid(ctx, self.port_num(), index as i32, &mut gid) };
+        if rc != 0 {
+            return Err(RdmaError::BadOption {
+                key: "gid_index",
+                detail: format!(
+                    "GID {index} of port {} cannot be read: {}",
+                    self.port_num(),
+                    last_error()
+                ),
+            });
+        }
+        // SAFETY: the union is plain bytes either way.
+        Ok(unsafe { gid.raw })
+    }
+
     pub fn port_num(&self) -> u8 {
         // SAFETY: live id; reading a plain field.
         unsafe { self.raw.as_ref().port_num }

@@ -23,7 +23,7 @@ mod qp;
 pub use cm::{CmEvent, CmEventKind, CmId, ConnParam, EventChannel};
 pub use device::{list_devices, port_state};
 pub use ib::{CompChannel, Cq, Device, WcKind, WorkCompletion};
-pub use qp::{BufferPool, Qp, QpCaps};
+pub use qp::{BufferPool, Qp, QpCaps, Retired};
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

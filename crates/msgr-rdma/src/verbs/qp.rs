@@ -5,6 +5,7 @@
 //! deregistered only after the QP is destroyed.
 
 use std::alloc::Layout;
+use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -153,6 +154,16 @@ pub struct QpCaps {
     pub max_inline_data: u32,
 }
 
+/// What a completion gave back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retired {
+    Recv(usize),
+    /// The completed send and the unsignaled ones posted before it, oldest first.
+    Sends(Vec<usize>),
+    /// Not a posted work request (a duplicate flush, or a stale id).
+    Unknown,
+}
+
 /// wr_id tag bit of send work requests (receives have it clear).
 pub const WR_SEND: u64 = 1 << 63;
 
@@ -162,6 +173,9 @@ pub struct Qp {
     raw: NonNull<ibv_qp>,
     send: BufferPool,
     recv: BufferPool,
+    /// Posted send slots in posting order: a signaled completion retires every send posted
+    /// before it too (a send queue completes in order).
+    send_order: VecDeque<usize>,
     max_inline: u32,
     _cq: Arc<Cq>,
     _device: Arc<Device>,
@@ -215,6 +229,7 @@ impl Qp {
             raw,
             send,
             recv,
+            send_order: VecDeque::new(),
             max_inline: attr.cap.max_inline_data,
             _cq: Arc::clone(cq),
             _device: Arc::clone(device),
@@ -268,8 +283,16 @@ impl Qp {
     }
 
     /// Post a SEND_WITH_IMM of the first `len` bytes of send slot `slot` (len may be 0).
-    /// wr_id = WR_SEND | slot. Signaled, so the slot comes back through the CQ.
-    pub fn post_send(&mut self, slot: usize, len: usize, imm: u32) -> Result<(), RdmaError> {
+    /// wr_id = WR_SEND | slot. An unsignaled send's slot comes back with the next signaled
+    /// send's completion, so the caller must signal at least the last send it posts while it
+    /// has no free slot left.
+    pub fn post_send(
+        &mut self,
+        slot: usize,
+        len: usize,
+        imm: u32,
+        signaled: bool,
+    ) -> Result<(), RdmaError> {
         if slot >= self.send.count || self.send.posted[slot] || len > self.send.slot_size {
             return Err(RdmaError::verbs(
                 "ibv_post_send",
@@ -290,7 +313,11 @@ impl Qp {
         };
         wr.num_sge = if len == 0 { 0 } else { 1 };
         wr.opcode = ibv_wr_opcode::IBV_WR_SEND_WITH_IMM;
-        let mut flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
+        let mut flags = if signaled {
+            ibv_send_flags::IBV_SEND_SIGNALED.0
+        } else {
+            0
+        };
         if len > 0 && len as u32 <= self.max_inline {
             flags |= ibv_send_flags::IBV_SEND_INLINE.0;
         }
@@ -308,24 +335,34 @@ impl Qp {
             ));
         }
         self.send.posted[slot] = true;
+        self.send_order.push_back(slot);
         Ok(())
     }
 
     /// The device is done with the work request `wr_id` (its completion was polled, success or
-    /// not): the slot may be borrowed again. Returns (is_send, slot), or None for an unknown id.
-    pub fn complete(&mut self, wr_id: u64) -> Option<(bool, usize)> {
-        let is_send = wr_id & WR_SEND != 0;
-        let slot = (wr_id & !WR_SEND) as usize;
-        let pool = if is_send {
-            &mut self.send
-        } else {
-            &mut self.recv
-        };
-        if slot >= pool.count || !pool.posted[slot] {
-            return None;
+    /// not): its slot, and for a send every slot posted before it, may be borrowed again.
+    pub fn complete(&mut self, wr_id: u64) -> Retired {
+        if wr_id & WR_SEND == 0 {
+            let slot = wr_id as usize;
+            if slot >= self.recv.count || !self.recv.posted[slot] {
+                return Retired::Unknown;
+            }
+            self.recv.posted[slot] = false;
+            return Retired::Recv(slot);
         }
-        pool.posted[slot] = false;
-        Some((is_send, slot))
+        let slot = (wr_id & !WR_SEND) as usize;
+        if slot >= self.send.count || !self.send.posted[slot] {
+            return Retired::Unknown;
+        }
+        let mut freed = Vec::new();
+        while let Some(s) = self.send_order.pop_front() {
+            self.send.posted[s] = false;
+            freed.push(s);
+            if s == slot {
+                break;
+            }
+        }
+        Retired::Sends(freed)
     }
 
     /// Bytes of a completed receive.
