@@ -45,6 +45,8 @@ pub struct Seen {
     pub accepts: u64,
     pub resets: u64,
     pub remote_resets: u64,
+    /// Messages handed back by `ms_handle_remote_reset_undelivered`.
+    pub remote_reset_undelivered: Vec<Message>,
     pub faults: u64,
     pub undelivered: Vec<Message>,
     pub refused: u64,
@@ -170,6 +172,9 @@ impl Dispatcher for Recorder {
     }
     fn ms_handle_remote_reset(&self, _conn: &ConnectionRef) {
         self.update(|s| s.remote_resets += 1);
+    }
+    fn ms_handle_remote_reset_undelivered(&self, _conn: &ConnectionRef, undelivered: Vec<Message>) {
+        self.update(|s| s.remote_reset_undelivered.extend(undelivered));
     }
     fn ms_handle_fault(&self, _conn: &ConnectionRef, _error: &SessionError) {
         self.update(|s| s.faults += 1);

@@ -186,6 +186,48 @@ pub fn stateful_server_resetcheck(t: &str) {
     assert!(conn.counters().reconnects >= 1);
 }
 
+/// StatefulTest with messages in flight: the server drops the client's session as the first
+/// message arrives (before acknowledging anything; it does not echo, as an echo would carry an
+/// ACK). On reconnect the server answers RESETSESSION and the client gets every message it
+/// had not seen acknowledged back through `ms_handle_remote_reset_undelivered`, in order; the
+/// same connection then carries new messages.
+pub fn remote_reset_reports_undelivered(t: &str) {
+    let server = node(t, "osd.0", |c| {
+        policy(c, EntityType::CLIENT, Policy::stateful_server())
+    });
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = dropped.clone();
+    *server.rec.on_message.lock() = Some(Box::new(move |conn, _m| {
+        if !d.swap(true, Ordering::SeqCst) {
+            conn.mark_down();
+        }
+    }));
+    let client = node(t, "client.1", |c| {
+        policy(c, EntityType::OSD, Policy::lossless_client())
+    });
+    let conn = client
+        .msgr
+        .connect_to(EntityType::OSD, &server.addr())
+        .unwrap();
+    for tid in 0..5 {
+        conn.send_message(numbered(tid, 32, 100)).unwrap();
+    }
+    client
+        .rec
+        .wait("undelivered handed back", |s| s.remote_reset_undelivered.len() >= 5);
+    {
+        let seen = client.rec.seen.lock();
+        assert_eq!(seen.remote_resets, 1);
+        let tids: Vec<u64> = seen.remote_reset_undelivered.iter().map(|m| m.tid).collect();
+        assert_eq!(tids, [0, 1, 2, 3, 4]);
+        assert!(seen.remote_reset_undelivered.iter().all(check_payload));
+    }
+    assert!(dropped.load(Ordering::SeqCst));
+    // Numbering restarted on the same connection: new messages get through and come back.
+    server.rec.echo.store(true, Ordering::Relaxed);
+    exchange(&client, &conn, 10, 13);
+}
+
 /// StatelessTest: a lossy client of a stateless server sees a reset when the server drops it,
 /// and must connect again.
 pub fn stateless_server(t: &str) {

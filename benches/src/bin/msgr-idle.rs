@@ -174,7 +174,12 @@ fn open(peer: EntityAddr, peer_type: EntityType, i: usize) -> Result<(TcpStream,
         let n = match s.read(&mut chunk) {
             Ok(0) => return Err("the server closed the connection during the handshake".into()),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue
             }
             Err(e) => return Err(format!("read: {e}")),
@@ -194,7 +199,9 @@ mod tests {
         let a = parse_peer("127.0.0.1:6800/42").unwrap();
         assert_eq!(a.nonce, 42);
         assert_eq!(a.addr, Some("127.0.0.1:6800".parse().unwrap()));
-        assert!(parse_peer("127.0.0.1:6800").unwrap_err().contains("IP:PORT/NONCE"));
+        assert!(parse_peer("127.0.0.1:6800")
+            .unwrap_err()
+            .contains("IP:PORT/NONCE"));
         assert!(parse_peer("x:1/2").unwrap_err().contains("not IP:PORT"));
         assert!(parse_peer("127.0.0.1:1/n").unwrap_err().contains("nonce"));
         assert!(entity_type("rgw").is_err());

@@ -198,7 +198,9 @@ fn parse_hello(m: &[u8]) -> Option<(ModeArg, u64)> {
 
 fn ping(peer: &str, size: usize, count: u64, window: usize, mode: ModeArg) -> Res<RunResult> {
     let (to, from) = peer.split_once(',').ok_or_else(|| {
-        format!("--peer {peer}: expected `<pull addr>,<push addr>` as `zmq-baseline serve` printed it")
+        format!(
+            "--peer {peer}: expected `<pull addr>,<push addr>` as `zmq-baseline serve` printed it"
+        )
     })?;
     if size > MAX_MSG {
         return Err(format!("--size {size} is above the limit {MAX_MSG}"));
@@ -241,14 +243,24 @@ fn ping(peer: &str, size: usize, count: u64, window: usize, mode: ModeArg) -> Re
                     push.send(&payload[..], 0).map_err(zerr("send"))?;
                     sent += 1;
                 }
-                pull.recv(&mut reply, 0).map_err(zerr("receive"))?;
-                if reply.len() != size {
-                    return Err("echo has a different length than the message".into());
+                // Wait for one echo, then take every other one already here before refilling
+                // the window, so the refill goes to libzmq's I/O thread as one batch.
+                let mut flags = 0;
+                loop {
+                    match pull.recv(&mut reply, flags) {
+                        Ok(()) => {}
+                        Err(zmq::Error::EAGAIN) => break,
+                        Err(e) => return Err(format!("receive: {e}")),
+                    }
+                    if reply.len() != size {
+                        return Err("echo has a different length than the message".into());
+                    }
+                    let t0 = in_flight
+                        .pop_front()
+                        .ok_or("echo arrived for a message never sent")?;
+                    lat.push(t0.elapsed());
+                    flags = zmq::DONTWAIT;
                 }
-                let t0 = in_flight
-                    .pop_front()
-                    .ok_or("echo arrived for a message never sent")?;
-                lat.push(t0.elapsed());
             }
         }
     }

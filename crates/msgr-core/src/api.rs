@@ -116,9 +116,19 @@ pub trait Dispatcher: Send + Sync {
     fn ms_handle_reset(&self, conn: &ConnectionRef, undelivered: Vec<Message>) {
         let _ = (conn, undelivered);
     }
-    /// The peer lost its session state with us.
+    /// The peer lost its session state with us (it restarted, or dropped our session). Our side
+    /// of the session was reset too: message numbering restarts on the same connection, and
+    /// what was queued or sent but not acknowledged is dropped; those messages follow in
+    /// [`Dispatcher::ms_handle_remote_reset_undelivered`].
     fn ms_handle_remote_reset(&self, conn: &ConnectionRef) {
         let _ = conn;
+    }
+    /// Called right after [`Dispatcher::ms_handle_remote_reset`] when the reset dropped
+    /// messages: `undelivered` (sent-but-unacknowledged in sequence order, then never-sent in
+    /// queue order) will not be sent again; the peer may or may not have received the ones
+    /// already sent. Resend what still matters on `conn`. Default: ignore them, as Ceph does.
+    fn ms_handle_remote_reset_undelivered(&self, conn: &ConnectionRef, undelivered: Vec<Message>) {
+        let _ = (conn, undelivered);
     }
     /// A link failed; a lossless session will reconnect and replay.
     fn ms_handle_fault(&self, conn: &ConnectionRef, error: &SessionError) {

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -15,7 +15,8 @@ use parking_lot::{Mutex, MutexGuard};
 use msgr_core::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
 use msgr_core::message::Message;
 use msgr_core::node::counters::CounterPair;
-use msgr_core::node::Backoff;
+use msgr_core::node::{Backoff, PolicyThrottle};
+use msgr_core::policy::Policy;
 use msgr_core::session::{ConnectRequest, Session, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
@@ -53,6 +54,12 @@ pub struct RdmaConnection {
     inbox: Mutex<VecDeque<SessionEvent>>,
     dispatching: Mutex<()>,
     pub(crate) drive_pending: AtomicBool,
+    throttle: OnceLock<Option<Arc<PolicyThrottle>>>,
+    /// A message waits for throttle budget: the reactor stops consuming this peer's receive
+    /// buffers, so its credits run out (back-pressure down to the sender).
+    paused: AtomicBool,
+    /// Payload bytes accepted by send_message and not yet in a send buffer.
+    queued_bytes: AtomicU64,
     connected: AtomicBool,
     closed: AtomicBool,
     features: AtomicU64,
@@ -96,6 +103,9 @@ impl RdmaConnection {
             inbox: Mutex::new(VecDeque::new()),
             dispatching: Mutex::new(()),
             drive_pending: AtomicBool::new(false),
+            throttle: OnceLock::new(),
+            paused: AtomicBool::new(false),
+            queued_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             features: AtomicU64::new(0),
@@ -114,6 +124,43 @@ impl RdmaConnection {
 
     pub(crate) fn set_peer_addr(&self, addr: EntityAddr) {
         *self.peer_addr.lock() = addr;
+    }
+
+    pub(crate) fn init_throttle(&self, peer_type: EntityType, policy: &Policy) {
+        let _ = self
+            .throttle
+            .set(self.shared.throttles.for_peer(peer_type, policy));
+    }
+
+    fn throttle(&self) -> Option<&Arc<PolicyThrottle>> {
+        self.throttle.get().and_then(|t| t.as_ref())
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Throttle budget came back: dispatch again and let the reactor consume receives.
+    fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.shared.send(Cmd::Dispatch(self.arc()));
+        if let Some(t) = self.inner.lock().link {
+            self.shared.send(Cmd::Drive(t));
+        }
+    }
+
+    /// Bytes of the session's output went into send buffers.
+    pub(crate) fn note_written(&self, n: u64) {
+        let _ = self
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(n))
+            });
+    }
+
+    /// Payload bytes accepted by `send_message` and not yet handed to the queue pair.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -213,10 +260,39 @@ impl RdmaConnection {
                 return;
             };
             loop {
-                let Some(ev) = self.inbox.lock().pop_front() else {
-                    break;
+                if self.is_paused() {
+                    return;
+                }
+                let ev = {
+                    let mut inbox = self.inbox.lock();
+                    let Some(front) = inbox.front() else { break };
+                    if let (SessionEvent::Message(m), Some(t)) = (front, self.throttle()) {
+                        // paused first, so a release racing with us always resumes
+                        self.paused.store(true, Ordering::Release);
+                        let me = self.arc();
+                        if t.try_acquire_or_wait(m.payload_len() as u64, move || me.resume()) {
+                            self.paused.store(false, Ordering::Release);
+                        } else {
+                            self.counters.add_throttle_waits(1);
+                            return;
+                        }
+                    }
+                    inbox.pop_front().expect("front was Some")
                 };
-                dispatchers.deliver(&conn_ref, ev);
+                match ev {
+                    SessionEvent::Message(m) => {
+                        let len = m.payload_len() as u64;
+                        dispatchers.dispatch(&conn_ref, m);
+                        if let Some(t) = self.throttle() {
+                            if !dispatchers.defer_release() {
+                                t.release(len);
+                            }
+                        }
+                    }
+                    other => {
+                        dispatchers.deliver(&conn_ref, other);
+                    }
+                }
             }
             drop(order);
             if self.inbox.lock().is_empty() {
@@ -269,13 +345,24 @@ impl Connection for RdmaConnection {
     fn features(&self) -> u64 {
         self.features.load(Ordering::Relaxed)
     }
-    /// Queues without a byte limit: back-pressure comes from the peer's credits (data waits
-    /// in the session until the queue pair may post it).
+    /// Returns `QueueFull` at once when `send_queue_bytes` of payload already wait for the
+    /// queue pair (a message larger than the limit is accepted into an empty queue).
     fn send_message(&self, msg: Message) -> Result<(), MessengerError> {
+        let len = msg.payload_len() as u64;
+        let limit = self.shared.cfg.send_queue_bytes;
         let mut g = self.inner.lock();
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        let queued = self.queued_bytes.load(Ordering::Acquire);
+        if queued > 0 && queued.saturating_add(len) > limit {
+            return Err(MessengerError::QueueFull {
+                peer: format!("{:?}", self.peer_addr_now()),
+                queued_bytes: queued,
+                limit,
+            });
+        }
+        self.queued_bytes.fetch_add(len, Ordering::AcqRel);
         self.counters.add_messages_out(1);
         g.session.send_message(msg);
         let link = g.link;
@@ -321,6 +408,11 @@ impl Connection for RdmaConnection {
     }
     fn counters(&self) -> ConnectionCounters {
         self.counters.conn.snapshot()
+    }
+    fn release(&self, msg_len: usize) {
+        if let Some(t) = self.throttle() {
+            t.release(msg_len as u64);
+        }
     }
 }
 

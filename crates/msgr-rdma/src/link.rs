@@ -317,7 +317,7 @@ impl Link {
     /// takes the last free slot, so some completion is always coming to give slots back.
     fn want_signal(&mut self) -> bool {
         self.unsignaled += 1;
-        if self.free_send.is_empty() || self.unsignaled >= (self.send_slots / 2).max(1) {
+        if std::env::var_os("DBG_SIGNAL_ALL").is_some() || self.free_send.is_empty() || self.unsignaled >= (self.send_slots / 2).max(1) {
             self.unsignaled = 0;
             true
         } else {

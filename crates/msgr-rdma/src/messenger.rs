@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
-use msgr_core::node::{Dispatchers, MessengerCounterCells, Registry};
+use msgr_core::node::counters::CounterPair;
+use msgr_core::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
 use msgr_core::policy::{Policy, PolicySet};
 use msgr_core::session::{Session, SessionConfig};
 use msgr_core::wire::{DecodeLimits, EntityAddr, EntityName, EntityType};
@@ -35,6 +36,8 @@ pub struct RdmaConfig {
     pub idle_timeout: Option<Duration>,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    /// Payload bytes a connection accepts before `send_message` returns `QueueFull`.
+    pub send_queue_bytes: u64,
     /// The `[rdma]` settings.
     pub rdma: RdmaOptions,
 }
@@ -52,6 +55,7 @@ impl RdmaConfig {
             idle_timeout: Some(Duration::from_secs(900)),
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(15),
+            send_queue_bytes: 256 << 20,
             rdma: RdmaOptions::default(),
         }
     }
@@ -63,6 +67,8 @@ pub(crate) enum Cmd {
     Drive(u64),
     Close(u64),
     Dispatch(Arc<RdmaConnection>),
+    /// Deliver loopback messages.
+    Loopback,
     /// Fault injection: move the link's QP to the error state.
     FaultQp(Arc<RdmaConnection>),
     Shutdown,
@@ -101,6 +107,8 @@ pub(crate) struct Shared {
     pub dispatchers: Dispatchers,
     pub registry: Registry<Arc<RdmaConnection>>,
     pub counters: Arc<MessengerCounterCells>,
+    pub throttles: Throttles,
+    pub loopback: OnceLock<Arc<Loopback>>,
     pub rdma_counters: Mutex<RdmaCounters>,
     pub session_cfg: OnceLock<Arc<SessionConfig>>,
     my_addr: RwLock<EntityAddr>,
@@ -137,6 +145,7 @@ impl Shared {
         };
         // The reactor drains its queue before it polls again: no wake-up for itself.
         let on_reactor = REACTOR_OF_THREAD.with(|r| r.get() == self as *const Shared as usize);
+        let on_reactor = on_reactor && std::env::var_os("DBG_SELF_WAKE").is_none();
         if was_empty && !on_reactor {
             if let Some(w) = self.waker.get() {
                 let _ = w.wake();
@@ -193,6 +202,8 @@ impl RdmaMessenger {
                 dispatchers: Dispatchers::default(),
                 registry: Registry::default(),
                 counters: Arc::new(MessengerCounterCells::default()),
+                throttles: Throttles::default(),
+                loopback: OnceLock::new(),
                 rdma_counters: Mutex::new(RdmaCounters::default()),
                 session_cfg: OnceLock::new(),
                 my_addr: RwLock::new(my_addr),
@@ -241,8 +252,15 @@ impl RdmaMessenger {
                 return Ok(c.clone());
             }
         }
-        let session = Session::connect(s.session_cfg(), *addr, peer_type, policy, Instant::now());
+        let session = Session::connect(
+            s.session_cfg(),
+            *addr,
+            peer_type,
+            policy.clone(),
+            Instant::now(),
+        );
         let conn = RdmaConnection::new(s, session, *addr, peer_type, true);
+        conn.init_throttle(peer_type, &policy);
         conn.inner.lock().reconnect_pending = true;
         reg.insert(*addr, conn.clone());
         drop(reg);
@@ -300,6 +318,19 @@ impl Messenger for RdmaMessenger {
         scfg.keepalive_interval = s.cfg.keepalive_interval;
         scfg.idle_timeout = s.cfg.idle_timeout;
         let _ = s.session_cfg.set(Arc::new(scfg));
+        let lb_shared = Arc::downgrade(s);
+        let lb = Loopback::new(
+            s.cfg.name,
+            my_addr,
+            s.session_cfg().features_supported,
+            CounterPair::new(s.counters.clone()),
+            move || {
+                if let Some(s) = lb_shared.upgrade() {
+                    s.send(Cmd::Loopback);
+                }
+            },
+        );
+        let _ = s.loopback.set(lb);
         let reactor = Reactor::new(s.clone(), ep).map_err(|e| fail(MessengerError::Io(e)))?;
         let t = std::thread::Builder::new()
             .name("msgr-rdma".into())
@@ -323,9 +354,8 @@ impl Messenger for RdmaMessenger {
             return Err(MessengerError::ShutDown);
         }
         if *addr == s.my_addr() {
-            return Err(MessengerError::Transport(
-                "connect_to our own address is not supported over RDMA yet".into(),
-            ));
+            let lb: ConnectionRef = s.loopback.get().expect("started").clone();
+            return Ok(lb);
         }
         Ok(self.connect_rdma(peer_type, addr)?)
     }
@@ -356,6 +386,10 @@ impl Messenger for RdmaMessenger {
         for c in s.registry.take_all() {
             let _ = c.mark_down_now();
             c.run_dispatch();
+        }
+        if let Some(lb) = s.loopback.get() {
+            lb.deliver_pending(&s.dispatchers);
+            let _ = lb.take_pending();
         }
     }
 

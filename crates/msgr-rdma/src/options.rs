@@ -13,8 +13,9 @@ pub struct RdmaOptions {
     pub device: Option<String>,
     /// Port of the device (1-based), checked to be ACTIVE.
     pub port: u8,
-    /// GID table index. None: rdma_cm picks the GID that matches the address (recommended);
-    /// Some(i) is checked against what rdma_cm picked and reported if it differs.
+    /// GID table index. rdma_cm always uses the GID that matches the address; Some(i) is
+    /// checked against it when a device is first used, and a mismatch is logged (warn) with
+    /// both GIDs, so a wrong setting is visible rather than silently ignored.
     pub gid_index: Option<u8>,
     /// Size of each registered send / receive buffer: the largest chunk one SEND carries.
     pub buffer_size: usize,
@@ -67,17 +68,17 @@ impl RdmaOptions {
                 format!("{} is outside 64 ..= 1073741824 bytes", self.buffer_size),
             );
         }
-        if !(2..=4096).contains(&self.send_buffers) {
+        if !(2..=65536).contains(&self.send_buffers) {
             return bad(
                 "send_buffers",
-                format!("{} is outside 2 ..= 4096", self.send_buffers),
+                format!("{} is outside 2 ..= 65536", self.send_buffers),
             );
         }
-        if !(4..=4096).contains(&self.recv_buffers) {
+        if !(4..=65536).contains(&self.recv_buffers) {
             return bad(
                 "recv_buffers",
                 format!(
-                    "{} is outside 4 ..= 4096 (credit-based flow control needs at least 4)",
+                    "{} is outside 4 ..= 65536 (credit-based flow control needs at least 4)",
                     self.recv_buffers
                 ),
             );

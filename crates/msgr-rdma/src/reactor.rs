@@ -123,6 +123,11 @@ impl Reactor {
                     Cmd::Drive(t) => ready.push(t),
                     Cmd::Close(t) => self.close_link(t),
                     Cmd::Dispatch(conn) => conn.run_dispatch(),
+                    Cmd::Loopback => {
+                        if let Some(lb) = self.shared.loopback.get() {
+                            lb.deliver_pending(&self.shared.dispatchers);
+                        }
+                    }
                     Cmd::FaultQp(conn) => {
                         let t = conn.inner.lock().link;
                         if let Some(slot) = t.and_then(|t| self.links.get_mut(&t)) {
@@ -346,10 +351,15 @@ impl Reactor {
         let conn = slot.conn.clone();
         conn.drive_pending
             .store(false, std::sync::atomic::Ordering::Release);
-        let got: usize = slot
-            .link
-            .read_into(&mut slot.rbuf, usize::MAX)
-            .unwrap_or_default();
+        // A paused connection (throttle full) leaves its receive buffers with the link: they
+        // are not re-posted, so the peer runs out of credits.
+        let got: usize = if conn.is_paused() {
+            0
+        } else {
+            slot.link
+                .read_into(&mut slot.rbuf, usize::MAX)
+                .unwrap_or_default()
+        };
         conn.counters.add_bytes_in(got as u64);
         let mut g = conn.inner.lock();
         if g.link != Some(token) {
@@ -378,6 +388,7 @@ impl Reactor {
             g.session.handle_timeout(now);
         }
         let before = slot.link.counters.bytes_out + slot.link.queued_bytes() as u64;
+        let before_out = slot.link.counters.bytes_out;
         if !dead || g.session.has_link() {
             while g.session.poll_transmit(&mut self.chunks) > 0 {
                 for c in self.chunks.drain(..) {
@@ -399,6 +410,7 @@ impl Reactor {
         let flushed = slot.link.flush();
         let after = slot.link.counters.bytes_out + slot.link.queued_bytes() as u64;
         conn.counters.add_bytes_out(after.saturating_sub(before));
+        conn.note_written(slot.link.counters.bytes_out - before_out);
         if wanted && flushed.is_ok() {
             if let Some(d) = deadline {
                 if slot.armed.is_none_or(|a| a > d) {
@@ -503,6 +515,7 @@ impl Reactor {
                     let follow = ex.absorb_events(&mut ge);
                     lossy_replaced = Some((ex.clone(), follow));
                     temp.set_peer_addr(req.peer_addr);
+                    temp.init_throttle(req.peer_type, &policy);
                     gn.peer_type = req.peer_type;
                     gn.announced = true;
                     reg.insert(req.peer_addr, temp.clone());
@@ -521,6 +534,7 @@ impl Reactor {
                 }
                 (AcceptDecision::New, _, _) | (AcceptDecision::Replace, None, _) => {
                     temp.set_peer_addr(req.peer_addr);
+                    temp.init_throttle(req.peer_type, &policy);
                     gn.peer_type = req.peer_type;
                     gn.announced = true;
                     reg.insert(req.peer_addr, temp.clone());

@@ -872,4 +872,134 @@ mod messenger {
         lossy.shutdown();
         lossless.shutdown();
     }
+
+    /// Keeps throttle budget until the test releases it.
+    #[derive(Default)]
+    struct Deferring {
+        inner: Collect,
+        conn: Mutex<Option<ConnectionRef>>,
+    }
+    impl Dispatcher for Deferring {
+        fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
+            *self.conn.lock() = Some(conn.clone());
+            self.inner.ms_dispatch(conn, msg);
+        }
+        fn defer_release(&self) -> bool {
+            true
+        }
+    }
+
+    /// A full policy throttle stops the reader; the receive buffers it holds run the sender out
+    /// of credits (back-pressure reaches the other host); releasing resumes, nothing is lost.
+    #[test]
+    fn throttle_holds_receive_buffers_and_stalls_the_sender() {
+        let sd = Arc::new(Deferring::default());
+        let cd = Arc::new(Collect::default());
+        let ip = rdma_ip();
+        let mut scfg = RdmaConfig::new(
+            EntityName {
+                kind: EntityType::OSD,
+                num: 0,
+            },
+            SocketAddr::new(ip, 0),
+        );
+        scfg.rdma = small_opts();
+        let server = RdmaMessenger::new(scfg);
+        let mut sp = Policy::stateful_server();
+        sp.throttle_messages = Some(4);
+        server.set_policy(EntityType::CLIENT, sp);
+        server.add_dispatcher(sd.clone());
+        server.start().unwrap();
+        let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
+        client.set_policy(EntityType::OSD, Policy::lossless_client());
+        client.start().unwrap();
+        let conn = client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap();
+        for tid in 0..64u64 {
+            conn.send_message(Message::new(1, vec![tid as u8; 20_000]).with_tid(tid))
+                .unwrap();
+        }
+        sd.inner
+            .wait_for("4 messages", |s| s.msgs.lock().len() >= 4);
+        // paused reader -> receive buffers held -> the sender waits for credits
+        sd.inner
+            .wait_for("throttle wait, held buffers, sender out of credits", |_| {
+                server.counters().connections.throttle_waits >= 1
+                    && server.rdma_counters().recv_buffers_held > 0
+                    && client.rdma_counters().links_waiting_for_credits == 1
+            });
+        assert_eq!(
+            sd.inner.msgs.lock().len(),
+            4,
+            "nothing beyond the throttle is dispatched"
+        );
+        let mut released = 0;
+        while released < 64 {
+            sd.inner
+                .wait_for("more after release", |s| s.msgs.lock().len() > released);
+            let n = sd.inner.msgs.lock().len();
+            let c = sd.conn.lock().clone().unwrap();
+            for _ in released..n {
+                c.release(20_000);
+            }
+            released = n;
+        }
+        let tids: Vec<u64> = sd.inner.msgs.lock().iter().map(|m| m.tid).collect();
+        assert_eq!(tids, (0..64).collect::<Vec<_>>());
+        let rc = client.rdma_counters();
+        assert!(rc.credit_stalls >= 1, "{rc:?}");
+        assert_eq!(rc.rnr_events, 0, "{rc:?}");
+        client.shutdown();
+        server.shutdown();
+    }
+
+    /// send_queue_bytes: a full queue is refused with QueueFull, and shutdown reports what
+    /// never left (nobody listens at the peer address).
+    #[test]
+    fn send_queue_limit_and_loopback() {
+        let cd = Arc::new(Collect::default());
+        let ip = rdma_ip();
+        let mut cfg = RdmaConfig::new(
+            EntityName {
+                kind: EntityType::CLIENT,
+                num: 1,
+            },
+            SocketAddr::new(ip, 0),
+        );
+        cfg.rdma = small_opts();
+        cfg.send_queue_bytes = 64 << 10;
+        let m = RdmaMessenger::new(cfg);
+        m.set_policy(EntityType::OSD, Policy::lossless_client());
+        m.add_dispatcher(cd.clone());
+        m.start().unwrap();
+        // loopback: our own address is delivered locally
+        let me = m.connect_to(EntityType::CLIENT, &m.my_addr()).unwrap();
+        me.send_message(Message::new(3, "to myself")).unwrap();
+        cd.wait_for("loopback message", |c| c.msgs.lock().len() == 1);
+        // a port nobody listens on
+        let port = {
+            let mut tmp = Side::new(test_opts());
+            tmp.ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
+        };
+        let nowhere = msgr_core::wire::EntityAddr {
+            kind: 0,
+            nonce: 1,
+            addr: Some(SocketAddr::new(ip, port)),
+        };
+        let conn = m.connect_to(EntityType::OSD, &nowhere).unwrap();
+        conn.send_message(Message::new(1, vec![0u8; 60 << 10]).with_tid(0))
+            .unwrap();
+        match conn.send_message(Message::new(1, vec![0u8; 60 << 10]).with_tid(1)) {
+            Err(msgr_core::api::MessengerError::QueueFull { limit, .. }) => {
+                assert_eq!(limit, 64 << 10)
+            }
+            other => panic!("expected QueueFull, got {other:?}"),
+        }
+        m.shutdown();
+        assert!(
+            *cd.resets.lock() >= 1,
+            "shutdown must report the undelivered message"
+        );
+    }
 }

@@ -29,6 +29,9 @@ pub struct TcpConfig {
     pub reconnect_max: Duration,
     /// Payload bytes a connection accepts before `send_message` returns `QueueFull`.
     pub send_queue_bytes: u64,
+    /// Checksum the data section of sent messages (Ceph `ms_crc_data`); see
+    /// `SessionConfig::crc_data`.
+    pub crc_data: bool,
     /// TCP_NODELAY on every socket.
     pub nodelay: bool,
     /// SO_SNDBUF / SO_RCVBUF (None: the kernel's default, auto-tuned).
@@ -58,6 +61,7 @@ impl TcpConfig {
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(15),
             send_queue_bytes: 256 << 20,
+            crc_data: true,
             nodelay: true,
             send_buffer: None,
             recv_buffer: None,

@@ -311,6 +311,7 @@ impl Messenger for TcpMessenger {
         scfg.handshake_timeout = s.cfg.handshake_timeout;
         scfg.keepalive_interval = s.cfg.keepalive_interval;
         scfg.idle_timeout = s.cfg.idle_timeout;
+        scfg.crc_data = s.cfg.crc_data;
         let _ = s.session_cfg.set(Arc::new(scfg));
 
         let n = s.cfg.workers.max(1);

@@ -77,6 +77,19 @@ pub struct TimeoutsSection {
     pub shutdown_flush: Duration,
 }
 
+/// `[protocol]`: wire-protocol options (Ceph's `ms_*` names in the docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolSection {
+    /// Ceph `ms_crc_data`: checksum the data section of sent messages (default true).
+    pub crc_data: bool,
+}
+
+impl Default for ProtocolSection {
+    fn default() -> Self {
+        ProtocolSection { crc_data: true }
+    }
+}
+
 /// `[tcp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSection {
@@ -119,6 +132,7 @@ pub struct Config {
     pub policies: PolicySet,
     pub limits: LimitsSection,
     pub timeouts: TimeoutsSection,
+    pub protocol: ProtocolSection,
     pub tcp: TcpSection,
     pub rdma: RdmaSection,
     pub fault: FaultSection,
@@ -140,6 +154,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     timeouts: RawTimeouts,
+    #[serde(default)]
+    protocol: RawProtocol,
     #[serde(default)]
     tcp: RawTcp,
     #[serde(default)]
@@ -186,6 +202,12 @@ struct RawTimeouts {
     reconnect_initial_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
     shutdown_flush_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProtocol {
+    crc_data: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -257,6 +279,7 @@ impl Config {
         t.reconnect_max = self.timeouts.reconnect_max;
         t.shutdown_flush = self.timeouts.shutdown_flush;
         t.send_queue_bytes = self.limits.send_queue_bytes;
+        t.crc_data = self.protocol.crc_data;
         t.nodelay = self.tcp.nodelay;
         t.busy_poll = self.tcp.busy_poll;
         t.send_buffer = self.tcp.send_buffer;
@@ -584,6 +607,9 @@ fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             send_queue_bytes,
         },
         timeouts,
+        protocol: ProtocolSection {
+            crc_data: raw.protocol.crc_data.unwrap_or(true),
+        },
         tcp,
         rdma,
         fault: FaultSection {
@@ -666,6 +692,20 @@ mod tests {
         let c = parse("transport = \"rdma\"\n[rdma]\ndevice = \"mlx5_0\"\n").unwrap();
         assert_eq!(c.rdma.device, "mlx5_0");
         assert_eq!(c.transport, Transport::Rdma);
+    }
+
+    #[test]
+    fn crc_data_defaults_on_and_reaches_the_transport() {
+        let c = parse("").unwrap();
+        assert!(c.protocol.crc_data);
+        assert!(c.tcp_config().crc_data);
+        let c = parse("[protocol]\ncrc_data = false\n").unwrap();
+        assert!(!c.protocol.crc_data);
+        assert!(!c.tcp_config().crc_data);
+        let e = parse("[protocol]\ncrc_data = 0\n").unwrap_err();
+        assert_eq!(e.key, "protocol.crc_data", "{e}");
+        let e = parse("[protocol]\nms_crc_data = false\n").unwrap_err();
+        assert_eq!(e.key, "protocol.ms_crc_data", "{e}");
     }
 
     #[test]

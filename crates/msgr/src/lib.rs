@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use config::{
     entity_type as config_entity_type, parse_entity_name, Config, ConfigError, FaultSection,
-    LimitsSection, RdmaSection, TcpSection, TimeoutsSection, Transport,
+    LimitsSection, ProtocolSection, RdmaSection, TcpSection, TimeoutsSection, Transport,
 };
 pub use msgr_core::api::{
     Connection, ConnectionCounters, ConnectionRef, Dispatcher, Messenger, MessengerCounters,

@@ -1,8 +1,11 @@
 //! msgrd: run a msgr node from a TOML file.
 //!
-//!     msgrd serve --config FILE
+//!     msgrd serve --config FILE [--no-crc-data]
 //!     msgrd ping  --config FILE --peer ADDR [--size BYTES] [--count N] [--concurrency N]
-//!                 [--connections N] [--peer-type TYPE] [--json]
+//!                 [--connections N] [--peer-type TYPE] [--json] [--no-crc-data]
+//!
+//! `--no-crc-data` overrides the file's `[protocol] crc_data` (Ceph `ms_crc_data`) with false:
+//! sent messages carry no data crc (FLAG_NOCRC).
 //!
 //! `serve` is an echo server: every message it receives goes back on the same connection with
 //! the same type, priority, tid, front, middle and data. Once bound it prints
@@ -52,6 +55,9 @@ enum Cmd {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// Send messages without a data crc (sets `[protocol] crc_data = false`).
+        #[arg(long)]
+        no_crc_data: bool,
     },
     /// Send messages to a server and report latency and throughput.
     Ping {
@@ -79,6 +85,9 @@ enum Cmd {
         /// Print one JSON line instead of a human summary.
         #[arg(long)]
         json: bool,
+        /// Send messages without a data crc (sets `[protocol] crc_data = false`).
+        #[arg(long)]
+        no_crc_data: bool,
     },
 }
 
@@ -92,7 +101,10 @@ fn main() -> ExitCode {
         .try_init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Serve { config } => serve(&config),
+        Cmd::Serve {
+            config,
+            no_crc_data,
+        } => serve(&config, no_crc_data),
         Cmd::Ping {
             config,
             peer,
@@ -102,6 +114,7 @@ fn main() -> ExitCode {
             connections,
             peer_type,
             json,
+            no_crc_data,
         } => ping(PingArgs {
             config,
             peer,
@@ -111,6 +124,7 @@ fn main() -> ExitCode {
             connections: connections.max(1),
             peer_type,
             json,
+            no_crc_data,
         }),
     };
     match result {
@@ -203,13 +217,26 @@ impl Dispatcher for Echo {
     fn ms_handle_remote_reset(&self, conn: &ConnectionRef) {
         log_event("peer reset the session", conn);
     }
+    fn ms_handle_remote_reset_undelivered(&self, conn: &ConnectionRef, undelivered: Vec<Message>) {
+        // An echo server has nothing to resend: the peer that reset will not wait for them.
+        tracing::info!(peer = %conn.peer_addr(), dropped = undelivered.len(), "echoes dropped by the peer's reset");
+    }
     fn ms_handle_fault(&self, conn: &ConnectionRef, error: &SessionError) {
         tracing::info!(peer = %conn.peer_addr(), %error, "link fault");
     }
 }
 
-fn serve(path: &PathBuf) -> Result<(), AnyError> {
-    let cfg = Config::from_file(path)?;
+/// The file's configuration, with command-line overrides applied.
+fn load_config(path: &PathBuf, no_crc_data: bool) -> Result<Config, AnyError> {
+    let mut cfg = Config::from_file(path)?;
+    if no_crc_data {
+        cfg.protocol.crc_data = false;
+    }
+    Ok(cfg)
+}
+
+fn serve(path: &PathBuf, no_crc_data: bool) -> Result<(), AnyError> {
+    let cfg = load_config(path, no_crc_data)?;
     let m = msgr::from_config(&cfg)?;
     m.add_dispatcher(Arc::new(Echo));
     m.start()?;
@@ -223,7 +250,7 @@ fn serve(path: &PathBuf) -> Result<(), AnyError> {
         writeln!(out, "LISTENING {}", format_addr(&m.my_addr()))?;
         out.flush()?;
     }
-    tracing::info!(name = %m.my_name(), addr = %m.my_addr(), transport = cfg.transport.name(), "serving (echo)");
+    tracing::info!(name = %m.my_name(), addr = %m.my_addr(), transport = cfg.transport.name(), crc_data = cfg.protocol.crc_data, "serving (echo)");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -244,6 +271,7 @@ struct PingArgs {
     connections: u64,
     peer_type: String,
     json: bool,
+    no_crc_data: bool,
 }
 
 /// One connection's closed loop: the next message leaves when an echo arrives.
@@ -378,7 +406,7 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
 }
 
 fn ping(a: PingArgs) -> Result<(), AnyError> {
-    let base = Config::from_file(&a.config)?;
+    let base = load_config(&a.config, a.no_crc_data)?;
     let peer = parse_addr(&a.peer)?;
     let peer_type = match msgr::config_entity_type(&a.peer_type) {
         Some(t) => t,
@@ -521,6 +549,15 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_crc_data_overrides_the_file() {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tcp.toml"));
+        assert!(load_config(&path, false).unwrap().protocol.crc_data);
+        let cfg = load_config(&path, true).unwrap();
+        assert!(!cfg.protocol.crc_data);
+        assert!(!cfg.tcp_config().crc_data);
+    }
 
     #[test]
     fn peer_addresses_parse() {

@@ -266,25 +266,23 @@ pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: b
         }
     }
     if transport == "tcp" {
-        // Memory: idle sessions (a few seconds, so in --quick too), then the stress load (tens of
-        // seconds and half a GiB in flight: the full matrix only).
+        // Memory: idle sessions (a few seconds), then the stress load (512 MiB in flight; a few
+        // seconds with two windows' worth of messages per connection, four in the full run).
         v.push(Spec {
             count: 0,
             ..spec(MSGRD_IDLE, Role::Cell, 0, 0, IDLE_CONNECTIONS)
         });
-        if !quick {
-            v.push(Spec {
-                // Four windows' worth per connection: long enough at the full in-flight depth.
-                count: 4 * STRESS_CONNECTIONS * STRESS_IN_FLIGHT,
-                ..spec(
-                    MSGRD_STRESS,
-                    Role::Cell,
-                    STRESS_SIZE,
-                    STRESS_IN_FLIGHT,
-                    STRESS_CONNECTIONS,
-                )
-            });
-        }
+        let windows = if quick { 2 } else { 4 };
+        v.push(Spec {
+            count: windows * STRESS_CONNECTIONS * STRESS_IN_FLIGHT,
+            ..spec(
+                MSGRD_STRESS,
+                Role::Cell,
+                STRESS_SIZE,
+                STRESS_IN_FLIGHT,
+                STRESS_CONNECTIONS,
+            )
+        });
     }
     v
 }
@@ -498,27 +496,38 @@ impl Cell {
 
 fn build(self_test: bool) -> Result<Bins, String> {
     println!("==> building release binaries");
-    run_status(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "msgr-benches",
-        "--bin",
-        "tcp-baseline",
-    ]))
-    .map_err(|e| format!("the tcp-baseline baseline does not build: {e}"))?;
     let release = target_dir().join("release");
-    // These two only cost their own rows when they do not build.
-    let bench_bin = |name: &str, why: &str| -> Result<PathBuf, String> {
-        run_status(cargo().args(["build", "--release", "-p", "msgr-benches", "--bin", name]))
-            .map_err(|e| format!("{name} does not build ({e}){why}"))?;
-        Ok(release.join(name))
+    let bench_bins = ["tcp-baseline", "zmq-baseline", "msgr-idle"];
+    let build_bins = |names: &[&str]| {
+        let mut c = cargo();
+        c.args(["build", "--release", "-p", "msgr-benches"]);
+        for n in names {
+            c.args(["--bin", n]);
+        }
+        run_status(&mut c)
     };
-    let zmq_baseline = bench_bin(
-        "zmq-baseline",
-        "; it compiles libzmq from source and needs a C++ compiler (g++)",
-    );
-    let msgr_idle = bench_bin("msgr-idle", "");
+    // One cargo run for all three; if it fails, one each, so a baseline that does not build
+    // costs only its own rows (tcp-baseline is needed by every TCP cell, so it is fatal).
+    let (zmq_baseline, msgr_idle) = if build_bins(&bench_bins).is_ok() {
+        (
+            Ok(release.join("zmq-baseline")),
+            Ok(release.join("msgr-idle")),
+        )
+    } else {
+        build_bins(&["tcp-baseline"])
+            .map_err(|e| format!("the tcp-baseline baseline does not build: {e}"))?;
+        let one = |name: &str, why: &str| -> Result<PathBuf, String> {
+            build_bins(&[name]).map_err(|e| format!("{name} does not build ({e}){why}"))?;
+            Ok(release.join(name))
+        };
+        (
+            one(
+                "zmq-baseline",
+                "; it compiles libzmq from source and needs a C++ compiler (g++)",
+            ),
+            one("msgr-idle", ""),
+        )
+    };
     let msgrd = if self_test {
         Err("self-test: tcp-baseline stands in for msgrd".to_string())
     } else {
@@ -736,5 +745,102 @@ mod tests {
         );
         assert_eq!(same, cfg.to_str().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn quick_plan_has_the_zmq_and_memory_rows() {
+        let quick = plan("tcp", &SIZES_QUICK, &[1], true, false);
+        let find = |v: &[Spec], imp: &str| v.iter().filter(|s| s.implementation == imp).count();
+        assert_eq!(find(&quick, ZMQ_ECHO), 1);
+        assert_eq!(find(&quick, ZMQ_STREAM), 1);
+        assert_eq!(find(&quick, MSGRD_IDLE), 1);
+        assert_eq!(find(&quick, MSGRD_STRESS), 1);
+        let z = quick.iter().find(|s| s.implementation == ZMQ_ECHO).unwrap();
+        assert_eq!((z.size, z.concurrency, z.connections), (64, 16, 1));
+        let idle = quick
+            .iter()
+            .find(|s| s.implementation == MSGRD_IDLE)
+            .unwrap();
+        assert_eq!(idle.connections, IDLE_CONNECTIONS);
+
+        let full = plan("tcp", &SIZES_FULL, &[1, 8], false, false);
+        let st = full
+            .iter()
+            .find(|s| s.implementation == MSGRD_STRESS)
+            .unwrap();
+        assert_eq!(
+            (st.size, st.concurrency, st.connections),
+            (64 << 10, STRESS_IN_FLIGHT, STRESS_CONNECTIONS)
+        );
+        // More messages than one full window, or the load never reaches its depth.
+        assert!(st.count > STRESS_CONNECTIONS * STRESS_IN_FLIGHT);
+        // Neither the ZeroMQ nor the memory rows belong to RDMA.
+        let rdma = plan("rdma", &SIZES_FULL, &[1], false, true);
+        assert!(rdma
+            .iter()
+            .all(|s| s.implementation == "msgrd" || s.implementation.starts_with("ib_")));
+    }
+
+    fn bins() -> Bins {
+        Bins {
+            msgrd: Ok("/bin/msgrd".into()),
+            tcp_baseline: "/bin/tcp-baseline".into(),
+            zmq_baseline: Err("no C++ compiler".into()),
+            msgr_idle: Ok("/bin/msgr-idle".into()),
+            self_test: false,
+        }
+    }
+
+    #[test]
+    fn memory_rows_run_msgrd_serve_with_the_idle_client_or_the_stress_ping() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-pair-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("tcp.toml");
+        std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\n").unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let specs = plan("tcp", &SIZES_FULL, &[1], false, false);
+        let get = |imp: &str| specs.iter().find(|s| s.implementation == imp).unwrap();
+
+        let p = pair_for(get(MSGRD_IDLE), &bins(), cfg).unwrap();
+        assert_eq!(p.server, ["/bin/msgrd", "serve", "--config", cfg]);
+        assert_eq!(p.client[0], "/bin/msgr-idle");
+        let c = p.client.join(" ");
+        assert!(c.contains("--peer {ADDR} --connections 1000"), "{c}");
+
+        let p = pair_for(get(MSGRD_STRESS), &bins(), cfg).unwrap();
+        let c = p.client.join(" ");
+        assert!(c.starts_with("/bin/msgrd ping --config"), "{c}");
+        assert!(
+            c.contains("--size 65536") && c.contains("--concurrency 64"),
+            "{c}"
+        );
+        assert!(c.contains("--connections 128"), "{c}");
+
+        // A baseline that did not build costs its own rows, with the reason.
+        let err = pair_for(get(ZMQ_ECHO), &bins(), cfg).unwrap_err();
+        assert_eq!(err, "no C++ compiler");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_rows_get_bytes_per_connection_and_other_rows_only_the_peaks() {
+        let specs = plan("tcp", &SIZES_QUICK, &[1], true, false);
+        let idle = specs
+            .iter()
+            .find(|s| s.implementation == MSGRD_IDLE)
+            .unwrap();
+        let mut c = Cell::new(idle.clone(), "lo", &Machine::default());
+        c.fill_memory(Some(10 << 20), Some((10 << 20) + 1000 * 4096));
+        assert_eq!(c.server_bytes_per_connection, Some(4096.0));
+        assert_eq!(c.server_rss_peak_bytes, Some((10 << 20) + 1000 * 4096));
+
+        let mut c = Cell::new(specs[0].clone(), "lo", &Machine::default());
+        c.fill_memory(Some(1), Some(2));
+        assert_eq!(c.server_bytes_per_connection, None);
+        assert_eq!(c.server_rss_start_bytes, Some(1));
+        // The server had exited: nothing to say per connection.
+        let mut c = Cell::new(idle.clone(), "lo", &Machine::default());
+        c.fill_memory(Some(1), None);
+        assert_eq!(c.server_bytes_per_connection, None);
     }
 }

@@ -120,11 +120,7 @@ fn memory_note(c: &Cell) -> String {
             let per = c
                 .server_bytes_per_connection
                 .map_or(String::new(), |b| format!(", {:.1} KiB/conn", b / 1024.0));
-            format!(
-                "server peak RSS {} (start {}){per}",
-                mib(peak),
-                mib(start)
-            )
+            format!("server peak RSS {} (start {}){per}", mib(peak), mib(start))
         }
         _ => "server RSS not read (server exited?)".into(),
     }
@@ -413,5 +409,56 @@ mod tests {
         assert!(out.ends_with(&format!("{README_END}\nrest\n")));
         assert!(out.contains("TABLE") && !out.contains("old"));
         assert!(splice("no markers", &meta, "T").is_none());
+    }
+
+    #[test]
+    fn the_64b_x16_cell_is_compared_with_both_zmq_rows() {
+        let mut msgr = cell("msgrd", Role::Cell, 100.0, 90_000.0);
+        msgr.spec.concurrency = 16;
+        let mut echo = cell("tcp-baseline echo", Role::Baseline, 80.0, 100_000.0);
+        echo.spec.concurrency = 16;
+        let mut zecho = cell(ZMQ_ECHO, Role::Baseline, 50.0, 180_000.0);
+        zecho.spec.concurrency = 16;
+        let zstream = cell(ZMQ_STREAM, Role::Baseline, 0.0, 900_000.0);
+        // A 1-in-flight cell is not the ZeroMQ target's shape.
+        let single = cell("msgrd", Role::Cell, 30.0, 9_000.0);
+        let mut cells = vec![msgr, echo, zecho, zstream, single];
+        link_baselines(&mut cells);
+        let r = &cells[0].other_ratios;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].baseline, "zmq push/pull echo tcp 64B x16 c1");
+        assert_eq!(r[0].ratio_msgs_per_s, 0.5);
+        assert_eq!(r[1].ratio_msgs_per_s, 0.1);
+        assert_eq!(cells[0].ratio_msgs_per_s, Some(0.9));
+        assert!(cells[4].other_ratios.is_empty());
+        // The ZeroMQ rows are baselines themselves: they get no ratio.
+        assert!(cells[2].other_ratios.is_empty() && cells[2].ratio_msgs_per_s.is_none());
+        let t = table(&cells);
+        assert!(
+            t.contains("rate 0.90x of tcp-baseline; rate 0.50x of zmq echo x16; rate 0.10x of zmq stream x1"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn memory_rows_show_the_server_peak_and_the_cost_per_connection() {
+        let mut c = cell(super::super::MSGRD_IDLE, Role::Cell, 0.0, 0.0);
+        c.spec.size = 0;
+        c.spec.concurrency = 0;
+        c.spec.connections = 1000;
+        c.p50_us = None;
+        c.msgs_per_s = None;
+        c.fill_memory(Some(8 << 20), Some((8 << 20) + 1000 * 10240));
+        let mut cells = vec![c];
+        link_baselines(&mut cells);
+        assert!(cells[0].baseline.is_none());
+        let t = table(&cells);
+        let row = t.lines().nth(2).unwrap();
+        assert!(row.contains("msgrd idle"), "{t}");
+        assert!(
+            row.ends_with("server peak RSS 17.8 MiB (start 8.0 MiB), 10.0 KiB/conn"),
+            "{t}"
+        );
+        assert!(!row.contains("no baseline"), "{t}");
     }
 }

@@ -4,7 +4,8 @@
 //! - a message goes to the first registered dispatcher only (it consumes the message);
 //! - connect / accept / fault / reset / remote-reset notifications go to every dispatcher, in
 //!   registration order; on a reset every dispatcher gets the same undelivered list (clones of
-//!   `Bytes` are cheap);
+//!   `Bytes` are cheap); a remote reset that dropped messages is followed, per dispatcher, by
+//!   `ms_handle_remote_reset_undelivered` with them;
 //! - the accept hook admits a peer only if every dispatcher admits it;
 //! - `AcceptRequest` is not for the application: [`Dispatchers::deliver`] hands it back to the
 //!   transport, which resolves it (see [`super::registry::resolve_accept`]).
@@ -93,12 +94,109 @@ impl Dispatchers {
                     d.ms_handle_reset(conn, undelivered.clone());
                 }
             }
-            SessionEvent::RemoteReset { .. } => {
-                all.iter().for_each(|d| d.ms_handle_remote_reset(conn))
+            SessionEvent::RemoteReset { undelivered } => {
+                for d in all.iter() {
+                    d.ms_handle_remote_reset(conn);
+                    if !undelivered.is_empty() {
+                        d.ms_handle_remote_reset_undelivered(conn, undelivered.clone());
+                    }
+                }
             }
             // Driver-level events (link handling, replaced session, learned address).
             SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {}
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Connection, ConnectionCounters, MessengerError};
+    use crate::wire::{EntityName, EntityType};
+
+    struct NoConn;
+    impl Connection for NoConn {
+        fn peer_addr(&self) -> EntityAddr {
+            EntityAddr::blank()
+        }
+        fn peer_type(&self) -> EntityType {
+            EntityType::OSD
+        }
+        fn peer_name(&self) -> Option<EntityName> {
+            None
+        }
+        fn features(&self) -> u64 {
+            0
+        }
+        fn send_message(&self, _msg: Message) -> Result<(), MessengerError> {
+            Ok(())
+        }
+        fn send_keepalive(&self) -> Result<(), MessengerError> {
+            Ok(())
+        }
+        fn is_connected(&self) -> bool {
+            true
+        }
+        fn mark_down(&self) {}
+        fn counters(&self) -> ConnectionCounters {
+            ConnectionCounters::default()
+        }
+    }
+
+    /// Records the callbacks it gets, in order.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+    impl Dispatcher for Log {
+        fn ms_dispatch(&self, _conn: &ConnectionRef, msg: Message) {
+            self.0.lock().push(format!("msg {}", msg.tid));
+        }
+        fn ms_handle_remote_reset(&self, _conn: &ConnectionRef) {
+            self.0.lock().push("remote_reset".into());
+        }
+        fn ms_handle_remote_reset_undelivered(&self, _conn: &ConnectionRef, u: Vec<Message>) {
+            let tids: Vec<_> = u.iter().map(|m| m.tid.to_string()).collect();
+            self.0.lock().push(format!("undelivered {}", tids.join(",")));
+        }
+    }
+
+    /// Implements only `ms_dispatch`: the defaults must swallow every other event.
+    struct Minimal;
+    impl Dispatcher for Minimal {
+        fn ms_dispatch(&self, _conn: &ConnectionRef, _msg: Message) {}
+    }
+
+    #[test]
+    fn remote_reset_hands_undelivered_messages_to_every_dispatcher() {
+        let ds = Dispatchers::default();
+        let (a, b) = (Arc::new(Log::default()), Arc::new(Log::default()));
+        ds.add(a.clone());
+        ds.add(b.clone());
+        ds.add(Arc::new(Minimal));
+        let conn: ConnectionRef = Arc::new(NoConn);
+        let undelivered = vec![
+            Message::new(1, &b"x"[..]).with_tid(7),
+            Message::new(1, &b"y"[..]).with_tid(8),
+        ];
+        assert!(ds
+            .deliver(&conn, SessionEvent::RemoteReset { undelivered })
+            .is_none());
+        // A reset that dropped nothing is announced without an empty list.
+        ds.deliver(
+            &conn,
+            SessionEvent::RemoteReset {
+                undelivered: Vec::new(),
+            },
+        );
+        let want = ["remote_reset", "undelivered 7,8", "remote_reset"];
+        assert_eq!(*a.0.lock(), want);
+        assert_eq!(*b.0.lock(), want);
+        // Messages still go to the first dispatcher only.
+        ds.deliver(
+            &conn,
+            SessionEvent::Message(Message::new(1, &b"z"[..]).with_tid(9)),
+        );
+        assert_eq!(a.0.lock().last().map(String::as_str), Some("msg 9"));
+        assert_eq!(b.0.lock().len(), 3);
     }
 }

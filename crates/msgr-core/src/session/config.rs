@@ -137,11 +137,16 @@ pub struct SessionConfig {
     /// A lossy session keeps at most this many sent-but-unacked messages to report on reset
     /// (a Ceph lossy server never ACKs, so this bounds memory); older ones are forgotten.
     pub lossy_unacked_limit: usize,
+    /// Checksum the data section of the messages we send (Ceph `ms_crc_data`, default true).
+    /// When false the footer carries `FLAG_NOCRC` and a zero data crc, and the peer skips the
+    /// check; front and middle crcs are always sent. Received messages are checked as their
+    /// footer says either way.
+    pub crc_data: bool,
 }
 
 impl SessionConfig {
     /// Defaults: Ceph's advertised features, no extra required ones, default limits and
-    /// policies, 30 s handshake timeout, no keepalive, no idle timeout, auth-none.
+    /// policies, 30 s handshake timeout, no keepalive, no idle timeout, auth-none, data crcs on.
     pub fn new(my_name: EntityName, my_addr: EntityAddr) -> Self {
         SessionConfig {
             my_name,
@@ -161,6 +166,7 @@ impl SessionConfig {
             wait_retry: Duration::from_secs(15),
             transmit_batch_bytes: 4 << 20,
             lossy_unacked_limit: 4096,
+            crc_data: true,
         }
     }
 }

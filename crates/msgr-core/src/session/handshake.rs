@@ -71,6 +71,18 @@ fn same_endpoint(a: &EntityAddr, b: &EntityAddr) -> bool {
     a.nonce == b.nonce && a.addr == b.addr
 }
 
+/// Fails as soon as the bytes received so far (up to the banner's length) differ from the
+/// banner, so a peer speaking another protocol (say a short HTTP request) is dropped at once
+/// instead of holding the link until the handshake timeout while we wait for a full banner
+/// and address.
+fn check_banner_prefix(buf: &[u8]) -> Result<(), SessionError> {
+    let n = buf.len().min(BANNER.len());
+    if buf[..n] != BANNER[..n] {
+        return Err(WireError::BadBanner(buf[..n].to_vec()).into());
+    }
+    Ok(())
+}
+
 /// Takes `n` bytes off the front of `buf` if they are all there.
 fn take(buf: &mut BytesMut, n: usize) -> Option<BytesMut> {
     if buf.len() < n {
@@ -155,12 +167,10 @@ impl Session {
         };
         match step {
             ClientStep::Banner => {
+                check_banner_prefix(buf)?;
                 let Some(b) = take(buf, BANNER.len() + 2 * ADDR_LEN) else {
                     return Ok(false);
                 };
-                if &b[..BANNER.len()] != BANNER {
-                    return Err(WireError::BadBanner(b[..BANNER.len()].to_vec()).into());
-                }
                 let theirs = EntityAddr::decode_legacy(&b[BANNER.len()..])?;
                 let mine_as_seen = EntityAddr::decode_legacy(&b[BANNER.len() + ADDR_LEN..])?;
                 self.check_server_addr(&theirs)?;
@@ -365,12 +375,10 @@ impl Session {
         match step {
             ServerStep::AwaitLink | ServerStep::Decision { .. } => return Ok(false),
             ServerStep::Banner => {
+                check_banner_prefix(buf)?;
                 let Some(b) = take(buf, BANNER.len() + ADDR_LEN) else {
                     return Ok(false);
                 };
-                if &b[..BANNER.len()] != BANNER {
-                    return Err(WireError::BadBanner(b[..BANNER.len()].to_vec()).into());
-                }
                 let mut peer = EntityAddr::decode_legacy(&b[BANNER.len()..])?;
                 if is_blank_ip(&peer) {
                     // The peer does not know its IP: it is the one its socket comes from.

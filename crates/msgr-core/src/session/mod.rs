@@ -422,7 +422,8 @@ impl Session {
                 m.seq = self.out_seq;
             }
             m.src = self.config.my_name;
-            frame::encode_message(&m, m.seq, self.config.my_name, msg_auth, out);
+            let crc_data = self.config.crc_data;
+            frame::encode_message_crc(&m, m.seq, self.config.my_name, msg_auth, crc_data, out);
             budget = budget.saturating_sub(m.payload_len().max(1));
             self.sent.push(m);
             wrote_msgs = true;

@@ -10,7 +10,7 @@ use super::*;
 use crate::message::Priority;
 use crate::policy::PolicySet;
 use crate::wire::features::DEFAULT_SUPPORTED;
-use crate::wire::ConnectMsg;
+use crate::wire::{ConnectMsg, BANNER};
 
 fn addr(port: u16, nonce: u32) -> EntityAddr {
     EntityAddr::new(SocketAddr::from(([127, 0, 0, 1], port)), nonce)
@@ -188,6 +188,66 @@ fn priority_order_seq_numbers_and_ack_trim() {
     // The server acknowledged everything: nothing left to replay.
     assert_eq!(p.a.s.pending_messages(), 0);
     assert_eq!(p.b.s.in_seq(), 5);
+}
+
+/// The footer of the one MSG frame `s` transmits next (after the handshake is done).
+fn next_footer(s: &mut Session) -> (crate::wire::MsgFooter, BytesMut) {
+    let mut out = Vec::new();
+    while s.poll_transmit(&mut out) > 0 {}
+    let mut wire = BytesMut::new();
+    for c in &out {
+        wire.put_slice(c);
+    }
+    assert_eq!(wire[0], crate::wire::Tag::Msg as u8);
+    let f = crate::wire::MsgFooter::decode(&wire[wire.len() - 21..], true).unwrap();
+    (f, wire)
+}
+
+#[test]
+fn crc_data_default_on_and_nocrc_flag_when_off() {
+    use crate::wire::crc::ceph_crc32c;
+    use crate::wire::MsgFooter;
+    let data = Bytes::from(vec![0xa5u8; 3000]);
+
+    // Default (what a Ceph monitor expects): data crc computed, no NOCRC flag.
+    assert!(SessionConfig::new(EntityName::new(EntityType::MON, 0), addr(1, 0)).crc_data);
+    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
+    p.link_up();
+    p.exchange();
+    p.a.s.send_message(msg(127, 1, 10).with_data(data.clone()));
+    let (f, _) = next_footer(&mut p.a.s);
+    assert_eq!(f.flags, MsgFooter::FLAG_COMPLETE);
+    assert_eq!(f.data_crc, ceph_crc32c(0, &data));
+
+    // crc_data = false: NOCRC set, data crc 0, front crc still there; the peer accepts it.
+    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
+    let mut c = SessionConfig::new(EntityName::new(EntityType::OSD, 6800), addr(6800, 42));
+    c.policies = PolicySet::new(Policy::lossless_peer());
+    c.ack_delay = Duration::ZERO;
+    c.crc_data = false;
+    p.a.s = Session::connect(
+        Arc::new(c),
+        addr(6900, 42),
+        EntityType::OSD,
+        Policy::lossless_peer(),
+        p.now,
+    );
+    p.link_up();
+    p.exchange();
+    assert_eq!(p.a.s.state(), SessionState::Open);
+    let m = msg(127, 2, 10).with_data(data.clone());
+    let front_crc = ceph_crc32c(0, &m.front);
+    p.a.s.send_message(m);
+    let (f, wire) = next_footer(&mut p.a.s);
+    assert_eq!(f.flags, MsgFooter::FLAG_COMPLETE | MsgFooter::FLAG_NOCRC);
+    assert_eq!(f.data_crc, 0);
+    assert_eq!(f.front_crc, front_crc);
+    p.b.inbox.put_slice(&wire);
+    p.b.s.handle_input(&mut p.b.inbox, p.now).unwrap();
+    p.b.drain_events();
+    let got = p.b.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, data);
 }
 
 #[test]
@@ -391,6 +451,48 @@ fn bad_banner_is_an_error_and_closes_the_link() {
     // Whatever else arrives is ignored without panicking.
     let mut more = BytesMut::from(&[0xffu8; 64][..]);
     assert!(p.b.s.handle_input(&mut more, p.now).is_ok());
+}
+
+#[test]
+fn short_wrong_banner_is_refused_without_waiting_for_more() {
+    // A whole (short) HTTP request is less than banner + address: the server must not wait for
+    // the rest, the first mismatching byte decides.
+    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
+    p.link_up();
+    let mut req = BytesMut::from(&b"GET / HTTP/1.0\r\n\r\n"[..]);
+    let e = p.b.s.handle_input(&mut req, p.now).unwrap_err();
+    assert!(
+        matches!(&e, SessionError::Wire(WireError::BadBanner(got)) if got == b"GET / HTT"),
+        "{e}"
+    );
+    p.b.drain_events();
+    assert!(p.b.has(|e| matches!(e, SessionEvent::CloseLink)));
+    assert!(!p.b.s.has_link());
+
+    // A single wrong byte is enough; a correct prefix waits for the rest.
+    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
+    p.link_up();
+    let mut ok = BytesMut::from(&BANNER[..5]);
+    p.b.s.handle_input(&mut ok, p.now).unwrap();
+    assert!(p.b.s.has_link(), "a correct banner prefix must wait");
+    assert_eq!(ok.len(), 5, "nothing consumed yet");
+    ok.extend_from_slice(b"X");
+    let e = p.b.s.handle_input(&mut ok, p.now).unwrap_err();
+    assert!(
+        matches!(&e, SessionError::Wire(WireError::BadBanner(got)) if got == b"ceph X"),
+        "{e}"
+    );
+
+    // The connecting side checks the server's banner the same way.
+    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
+    p.link_up();
+    let mut reply = BytesMut::from(&b"HTTP/1.0 400"[..]);
+    let e = p.a.s.handle_input(&mut reply, p.now).unwrap_err();
+    assert!(
+        matches!(e, SessionError::Wire(WireError::BadBanner(_))),
+        "{e}"
+    );
+    assert!(!p.a.s.has_link());
 }
 
 #[test]

@@ -329,8 +329,30 @@ pub fn encode_message(
     msg_auth: bool,
     out: &mut Vec<Bytes>,
 ) {
+    encode_message_crc(msg, seq, src, msg_auth, true, out);
+}
+
+/// [`encode_message`], with the data crc optional (Ceph's `ms_crc_data`): when `crc_data` is
+/// false the data section is not checksummed, the footer's data crc is 0 and its
+/// `FLAG_NOCRC` tells the receiver not to check it. Front and middle crcs are always sent.
+pub fn encode_message_crc(
+    msg: &Message,
+    seq: u64,
+    src: EntityName,
+    msg_auth: bool,
+    crc_data: bool,
+    out: &mut Vec<Bytes>,
+) {
     let header = MsgHeader::for_message(msg, seq, src);
-    let footer = MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data);
+    let footer = if crc_data {
+        MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data)
+    } else {
+        MsgFooter {
+            data_crc: 0,
+            flags: MsgFooter::FLAG_COMPLETE | MsgFooter::FLAG_NOCRC,
+            ..MsgFooter::for_payload(&msg.front, &msg.middle, &[])
+        }
+    };
     // One allocation for both small chunks.
     let mut fixed = BytesMut::with_capacity(1 + MsgHeader::LEN + MsgFooter::len(msg_auth));
     fixed.put_u8(Tag::Msg as u8);
