@@ -4,13 +4,23 @@
 
 use std::process::Command;
 
-use msgr::{Config, EntityName, EntityType};
+use msgr::{Config, ConnectionRef, Dispatcher, EntityName, EntityType, Message};
+
+/// The sessions stay idle: a message arriving would be a bug worth seeing.
+struct NoMessages;
+
+impl Dispatcher for NoMessages {
+    fn ms_dispatch(&self, _conn: &ConnectionRef, msg: Message) {
+        panic!("msgr-idle sent a message: {msg:?}");
+    }
+}
 
 fn server() -> (std::sync::Arc<dyn msgr::Messenger>, String) {
     let mut cfg = Config::default_tcp(EntityName::new(EntityType::OSD, 0));
     cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.workers = 1;
     let m = msgr::from_config(&cfg).expect("build messenger");
+    m.add_dispatcher(std::sync::Arc::new(NoMessages));
     m.start().expect("start messenger");
     let a = m.my_addr();
     let peer = format!("{}/{}", a.addr.expect("bound address"), a.nonce);

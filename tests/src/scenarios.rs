@@ -212,13 +212,17 @@ pub fn remote_reset_reports_undelivered(t: &str) {
     for tid in 0..5 {
         conn.send_message(numbered(tid, 32, 100)).unwrap();
     }
-    client
-        .rec
-        .wait("undelivered handed back", |s| s.remote_reset_undelivered.len() >= 5);
+    client.rec.wait("undelivered handed back", |s| {
+        s.remote_reset_undelivered.len() >= 5
+    });
     {
         let seen = client.rec.seen.lock();
         assert_eq!(seen.remote_resets, 1);
-        let tids: Vec<u64> = seen.remote_reset_undelivered.iter().map(|m| m.tid).collect();
+        let tids: Vec<u64> = seen
+            .remote_reset_undelivered
+            .iter()
+            .map(|m| m.tid)
+            .collect();
         assert_eq!(tids, [0, 1, 2, 3, 4]);
         assert!(seen.remote_reset_undelivered.iter().all(check_payload));
     }

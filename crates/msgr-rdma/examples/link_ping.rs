@@ -12,7 +12,10 @@ use msgr_rdma::link::{Hello, Link};
 use msgr_rdma::RdmaOptions;
 
 fn main() {
-    let ip: std::net::IpAddr = std::env::var("RDMA_IP").expect("set RDMA_IP").parse().unwrap();
+    let ip: std::net::IpAddr = std::env::var("RDMA_IP")
+        .expect("set RDMA_IP")
+        .parse()
+        .unwrap();
     let opts = RdmaOptions::default();
     let server_opts = opts.clone();
     let (tx, rx) = std::sync::mpsc::channel();

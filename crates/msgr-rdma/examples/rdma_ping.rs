@@ -117,7 +117,10 @@ fn main() {
         total.as_secs_f64() * 1e6 / rounds as f64 / 2.0,
     );
 
-    for (size, count) in [(65536usize, 1000u64), (1 << 20, 64)].into_iter().filter(|_| std::env::var_os("NO_STREAM").is_none()) {
+    for (size, count) in [(65536usize, 1000u64), (1 << 20, 64)]
+        .into_iter()
+        .filter(|_| std::env::var_os("NO_STREAM").is_none())
+    {
         let base = sd.bytes.load(Ordering::Relaxed);
         let want = base + size as u64 * count;
         let payload = bytes::Bytes::from(vec![7u8; size]);

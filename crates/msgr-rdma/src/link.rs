@@ -179,7 +179,7 @@ pub fn prepare(
         max_inline_data: 0,
     };
     Qp::create(id, device, &cq, caps, send, recv)?;
-    let qp = id.qp_mut().expect("qp just created");
+    let mut qp = id.qp_mut().expect("qp just created");
     for slot in 0..opts.recv_buffers {
         qp.post_recv(slot)?;
     }
@@ -317,7 +317,7 @@ impl Link {
     /// takes the last free slot, so some completion is always coming to give slots back.
     fn want_signal(&mut self) -> bool {
         self.unsignaled += 1;
-        if std::env::var_os("DBG_SIGNAL_ALL").is_some() || self.free_send.is_empty() || self.unsignaled >= (self.send_slots / 2).max(1) {
+        if self.free_send.is_empty() || self.unsignaled >= (self.send_slots / 2).max(1) {
             self.unsignaled = 0;
             true
         } else {
@@ -342,8 +342,8 @@ impl Link {
                 break;
             };
             self.stalled = false;
-            let qp = self.id.qp_mut().expect("link has a qp");
-            let buf = qp.send_pool_mut().slot_mut(slot).expect("free send slot");
+            let mut qp = self.id.qp_mut().expect("link has a qp");
+            let buf = qp.send_slot_mut(slot).expect("free send slot");
             let mut n = 0;
             while n < self.chunk {
                 let Some(front) = self.out.front_mut() else {
@@ -360,7 +360,7 @@ impl Link {
             self.out_bytes -= n;
             let imm = self.credits.on_send();
             let signaled = self.want_signal();
-            let qp = self.id.qp_mut().expect("link has a qp");
+            let mut qp = self.id.qp_mut().expect("link has a qp");
             if let Err(e) = qp.post_send(slot, n, imm, signaled) {
                 self.free_send.push(slot);
                 self.fail(e.to_string());
@@ -373,7 +373,7 @@ impl Link {
             if let Some(slot) = self.free_send.pop() {
                 let imm = self.credits.on_send();
                 let signaled = self.want_signal();
-                let qp = self.id.qp_mut().expect("link has a qp");
+                let mut qp = self.id.qp_mut().expect("link has a qp");
                 if let Err(e) = qp.post_send(slot, 0, imm, signaled) {
                     self.free_send.push(slot);
                     self.fail(e.to_string());
@@ -410,7 +410,7 @@ impl Link {
     }
 
     fn on_completion(&mut self, wc: WorkCompletion) {
-        let qp = self.id.qp_mut().expect("link has a qp");
+        let mut qp = self.id.qp_mut().expect("link has a qp");
         let slot = match qp.complete(wc.wr_id) {
             Retired::Unknown => return,
             Retired::Sends(slots) => {
@@ -472,7 +472,7 @@ impl Link {
             let Some(&mut (slot, ref mut off, end)) = self.ready_in.front_mut() else {
                 break;
             };
-            let qp = self.id.qp_mut().expect("link has a qp");
+            let mut qp = self.id.qp_mut().expect("link has a qp");
             let take = (end - *off).min(max - copied);
             let data = qp.recv_data(slot, end).expect("completed receive slot");
             buf.extend_from_slice(&data[*off..*off + take]);

@@ -38,6 +38,9 @@ pub struct RdmaConfig {
     pub reconnect_max: Duration,
     /// Payload bytes a connection accepts before `send_message` returns `QueueFull`.
     pub send_queue_bytes: u64,
+    /// Force a link's QP into the error state on about one in N reactor steps of that link
+    /// (0: never). The RDMA counterpart of TCP's `inject_socket_failures`; for tests.
+    pub inject_qp_failures: u64,
     /// The `[rdma]` settings.
     pub rdma: RdmaOptions,
 }
@@ -56,6 +59,7 @@ impl RdmaConfig {
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(15),
             send_queue_bytes: 256 << 20,
+            inject_qp_failures: 0,
             rdma: RdmaOptions::default(),
         }
     }
@@ -145,7 +149,6 @@ impl Shared {
         };
         // The reactor drains its queue before it polls again: no wake-up for itself.
         let on_reactor = REACTOR_OF_THREAD.with(|r| r.get() == self as *const Shared as usize);
-        let on_reactor = on_reactor && std::env::var_os("DBG_SELF_WAKE").is_none();
         if was_empty && !on_reactor {
             if let Some(w) = self.waker.get() {
                 let _ = w.wake();

@@ -50,10 +50,13 @@ pub(crate) struct Reactor {
     past: RdmaCounters,
     stopping: bool,
     busy_until: Option<Instant>,
+    /// xorshift state for `inject_qp_failures`.
+    fault_rng: u64,
 }
 
 impl Reactor {
     pub fn new(shared: Arc<Shared>, ep: Endpoint) -> std::io::Result<Reactor> {
+        let fault_rng = 0x9e37_79b9_7f4a_7c15 ^ u64::from(shared.my_addr().nonce);
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let _ = shared.waker.set(waker);
@@ -71,6 +74,7 @@ impl Reactor {
             past: RdmaCounters::default(),
             stopping: false,
             busy_until: None,
+            fault_rng,
         })
     }
 
@@ -343,7 +347,26 @@ impl Reactor {
         }
     }
 
+    /// Fault injection: true on about one call in `inject_qp_failures`.
+    fn inject_now(&mut self) -> bool {
+        let n = self.shared.cfg.inject_qp_failures;
+        if n == 0 {
+            return false;
+        }
+        self.fault_rng ^= self.fault_rng << 13;
+        self.fault_rng ^= self.fault_rng >> 7;
+        self.fault_rng ^= self.fault_rng << 17;
+        self.fault_rng % n == n - 1
+    }
+
     fn drive(&mut self, token: u64) {
+        if self.links.contains_key(&token) && self.inject_now() {
+            if let Some(slot) = self.links.get_mut(&token) {
+                tracing::debug!(target: "msgr_rdma", token, "injecting a QP error");
+                let _ = slot.link.force_error();
+                let _ = slot.link.poll_completions();
+            }
+        }
         let Some(mut slot) = self.links.remove(&token) else {
             return;
         };

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{IoSlice, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,16 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// Receive allocations adapt between these: small for request/response traffic and idle
 /// links, large for streams.
 const MIN_READ: usize = 4 << 10;
-const MAX_READ: usize = 1 << 20;
+const MAX_READ: usize = 256 << 10;
+/// From this read size on, reads go into fresh uninitialised memory through std's
+/// `read_to_end` (no zeroing; see [`read_large`]); below it, into zeroed spare space.
+const LARGE_READ: usize = 64 << 10;
 /// Bytes read from one link before others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 /// Bytes collected from a session for writing before the socket is written.
 const WRITE_BATCH: usize = 4 << 20;
+/// Large receive buffers a link keeps watching for reuse (see [`read_large`]).
+const RECYCLE: usize = 16;
 /// Chunks per vectored write.
 const MAX_IOV: usize = 64;
 /// Queued chunks totalling at most this many bytes are copied into one write.
@@ -51,6 +57,9 @@ enum Timer {
 /// A socket and what the worker keeps for it.
 struct Link {
     sock: TcpStream,
+    /// The same socket as a std stream (a duplicated descriptor), for large reads: std's
+    /// `read_to_end` reads a std socket into a `Vec`'s spare capacity without zeroing it.
+    std_sock: std::net::TcpStream,
     conn: Arc<TcpConnection>,
     gen: u64,
     /// Received bytes not yet consumed by the session.
@@ -59,8 +68,14 @@ struct Link {
     /// to `rbuf` without a copy; each byte is zeroed once (safe Rust cannot read into
     /// uninitialised memory).
     spare: BytesMut,
-    /// Size of the next receive allocation (grows while reads fill it).
+    /// Size of the next receive allocation: grows while reads fill it, shrinks while large
+    /// reads find little.
     read_size: usize,
+    /// Large receive buffers handed to the session, oldest first, each as an empty handle at
+    /// the end of its allocation: once the messages sliced from one are all dropped the handle
+    /// is its only owner and the allocation is read into again (already paged in: no page
+    /// faults, no trip through the allocator).
+    recycle: VecDeque<BytesMut>,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
     armed: Option<Instant>,
@@ -285,6 +300,7 @@ impl Worker {
         conn: &Arc<TcpConnection>,
     ) -> std::io::Result<LinkRef> {
         self.tune(&sock);
+        let std_sock = std::net::TcpStream::from(sock.as_fd().try_clone_to_owned()?);
         let token = self.alloc_token();
         self.poll.registry().register(
             &mut sock,
@@ -296,11 +312,13 @@ impl Worker {
             token,
             Link {
                 sock,
+                std_sock,
                 conn: conn.clone(),
                 gen,
                 rbuf: BytesMut::new(),
                 spare: BytesMut::new(),
                 read_size: MIN_READ,
+                recycle: VecDeque::new(),
                 wq: VecDeque::new(),
                 wq_bytes: 0,
                 armed: None,
@@ -763,6 +781,68 @@ fn ensure_spare(link: &mut Link) {
     link.rbuf = buf;
 }
 
+/// One large read burst: the unconsumed bytes and up to `read_size` new ones go into a fresh
+/// `Vec`, read through the std socket's `read_to_end`, which fills spare capacity without
+/// zeroing it first (std reads sockets into uninitialised memory; safe code cannot). Costs
+/// one copy of the unconsumed tail (a partial frame) per burst instead of zeroing every byte.
+/// The `Vec` becomes `rbuf` without a copy; its unused capacity is where the decoder's
+/// reservation for the rest of a partial frame lands.
+fn read_large(link: &mut Link) -> (usize, ReadEnd) {
+    let keep = link.rbuf.len();
+    let mut v = large_buffer(&mut link.recycle, keep, link.read_size);
+    let limit = v.capacity() - keep;
+    v.extend_from_slice(&link.rbuf);
+    let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
+    let n = v.len() - keep;
+    link.spare = BytesMut::new();
+    // Both conversions keep the allocation (and its spare capacity): the Vec is unique.
+    let mut rbuf = BytesMut::from(Bytes::from(v));
+    let end_handle = rbuf.split_off(rbuf.capacity());
+    link.recycle.push_back(end_handle);
+    link.rbuf = rbuf;
+    let end = match result {
+        // The limit was reached: more may be waiting, and larger reads would pay.
+        Ok(_) if n == limit => {
+            link.read_size = (limit * 2).min(MAX_READ);
+            ReadEnd::More
+        }
+        Ok(_) => ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
+        Err(e) => match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
+                if n < limit / 4 {
+                    // Little traffic: smaller allocations (and back to zeroed reads below
+                    // LARGE_READ, which stop at the first short read).
+                    link.read_size = (link.read_size / 2).max(MIN_READ);
+                    if link.read_size < LARGE_READ {
+                        link.recycle.clear();
+                    }
+                }
+                ReadEnd::Drained
+            }
+            _ => ReadEnd::Failed(link_error("read", &e)),
+        },
+    };
+    (n, end)
+}
+
+/// A buffer with room for `keep` bytes and about `size` more: the oldest recycled allocation
+/// if nothing references it any more and it is big enough, else a new one. A recycled buffer
+/// still in use by messages is given up on once `RECYCLE` newer ones wait behind it.
+fn large_buffer(recycle: &mut VecDeque<BytesMut>, keep: usize, size: usize) -> Vec<u8> {
+    if let Some(oldest) = recycle.front_mut() {
+        // True only when this handle is the allocation's sole owner and it is big enough.
+        if oldest.try_reclaim(keep + size / 2) {
+            let v: Vec<u8> = recycle.pop_front().expect("front exists").into();
+            if v.capacity() >= keep + size / 2 {
+                return v;
+            }
+        } else if recycle.len() >= RECYCLE {
+            recycle.pop_front();
+        }
+    }
+    Vec::with_capacity(keep + size)
+}
+
 /// Read until the socket is drained or the budget is spent. Returns bytes read and why it
 /// stopped.
 fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
@@ -776,6 +856,12 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
                     "injected socket failure on read".into(),
                 )),
             );
+        }
+        if link.read_size >= LARGE_READ {
+            // One burst per drive: the session consumes it before the next burst, which would
+            // otherwise copy it again as "unconsumed".
+            let (n, end) = read_large(link);
+            return (total + n, end);
         }
         ensure_spare(link);
         let want = link.spare.len();

@@ -552,7 +552,10 @@ mod tests {
 
     #[test]
     fn no_crc_data_overrides_the_file() {
-        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tcp.toml"));
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/tcp.toml"
+        ));
         assert!(load_config(&path, false).unwrap().protocol.crc_data);
         let cfg = load_config(&path, true).unwrap();
         assert!(!cfg.protocol.crc_data);

@@ -156,7 +156,9 @@ mod tests {
         }
         fn ms_handle_remote_reset_undelivered(&self, _conn: &ConnectionRef, u: Vec<Message>) {
             let tids: Vec<_> = u.iter().map(|m| m.tid.to_string()).collect();
-            self.0.lock().push(format!("undelivered {}", tids.join(",")));
+            self.0
+                .lock()
+                .push(format!("undelivered {}", tids.join(",")));
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rdma_sys::*;
 
-use super::qp::Qp;
+use super::qp::{Qp, Retired};
 use super::{c_str, from_sockaddr, last_error, set_nonblocking, to_sockaddr};
 use crate::error::RdmaError;
 
@@ -478,13 +478,50 @@ impl CmId {
         self.qp.as_ref()
     }
 
-    pub fn qp_mut(&mut self) -> Option<&mut Qp> {
-        self.qp.as_mut()
+    /// Operations on the QP. A handle, not `&mut Qp`: a `Qp` must never leave the id it was
+    /// created on (swapping two ids' QPs would destroy a QP through the wrong id and free
+    /// buffers the device still writes into).
+    pub fn qp_mut(&mut self) -> Option<QpHandle<'_>> {
+        self.qp.as_mut().map(QpHandle)
     }
 
     /// Destroy the QP now (and the buffers it owned); the id stays usable for events.
     pub fn destroy_qp(&mut self) {
         self.qp = None;
+    }
+}
+
+/// Mutable access to the operations of an id's QP (see [`CmId::qp_mut`]).
+pub struct QpHandle<'a>(&'a mut Qp);
+
+impl QpHandle<'_> {
+    pub fn qp_num(&self) -> u32 {
+        self.0.qp_num()
+    }
+    pub fn post_recv(&mut self, slot: usize) -> Result<(), RdmaError> {
+        self.0.post_recv(slot)
+    }
+    pub fn post_send(
+        &mut self,
+        slot: usize,
+        len: usize,
+        imm: u32,
+        signaled: bool,
+    ) -> Result<(), RdmaError> {
+        self.0.post_send(slot, len, imm, signaled)
+    }
+    /// A send slot the device does not own, to fill before `post_send`.
+    pub fn send_slot_mut(&mut self, slot: usize) -> Option<&mut [u8]> {
+        self.0.send_pool_mut().slot_mut(slot)
+    }
+    pub fn complete(&mut self, wr_id: u64) -> Retired {
+        self.0.complete(wr_id)
+    }
+    pub fn recv_data(&self, slot: usize, len: usize) -> Option<&[u8]> {
+        self.0.recv_data(slot, len)
+    }
+    pub fn force_error(&mut self) -> Result<(), RdmaError> {
+        self.0.force_error()
     }
 }
 

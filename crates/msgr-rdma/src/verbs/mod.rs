@@ -20,7 +20,7 @@ mod device;
 mod ib;
 mod qp;
 
-pub use cm::{CmEvent, CmEventKind, CmId, ConnParam, EventChannel};
+pub use cm::{CmEvent, CmEventKind, CmId, ConnParam, EventChannel, QpHandle};
 pub use device::{list_devices, port_state};
 pub use ib::{CompChannel, Cq, Device, WcKind, WorkCompletion};
 pub use qp::{BufferPool, Qp, QpCaps, Retired};

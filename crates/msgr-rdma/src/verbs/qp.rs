@@ -241,7 +241,7 @@ impl Qp {
     pub fn send_pool(&self) -> &BufferPool {
         &self.send
     }
-    pub fn send_pool_mut(&mut self) -> &mut BufferPool {
+    pub(super) fn send_pool_mut(&mut self) -> &mut BufferPool {
         &mut self.send
     }
     pub fn recv_pool(&self) -> &BufferPool {
