@@ -32,7 +32,7 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// Receive allocations adapt between these: small for request/response traffic and idle
 /// links, large for streams.
 const MIN_READ: usize = 4 << 10;
-const MAX_READ: usize = 256 << 10;
+const MAX_READ: usize = 1 << 20;
 /// From this read size on, reads go into fresh uninitialised memory through std's
 /// `read_to_end` (no zeroing; see [`read_large`]); below it, into zeroed spare space.
 const LARGE_READ: usize = 64 << 10;
@@ -40,8 +40,11 @@ const LARGE_READ: usize = 64 << 10;
 const READ_BUDGET: usize = 1 << 20;
 /// Bytes collected from a session for writing before the socket is written.
 const WRITE_BATCH: usize = 4 << 20;
-/// Large receive buffers a link keeps watching for reuse (see [`read_large`]).
-const RECYCLE: usize = 16;
+/// Large receive buffers a link keeps watching for reuse (see [`read_large`]): enough for
+/// `MAX_READ`-sized buffers to cover what a busy peer keeps referenced (a few MiB).
+const RECYCLE: usize = 8;
+/// Large reads in a row that find under an eighth of their room before the read size halves.
+const SHRINK_AFTER: u8 = 16;
 /// Chunks per vectored write.
 const MAX_IOV: usize = 64;
 /// Queued chunks totalling at most this many bytes are copied into one write.
@@ -76,6 +79,8 @@ struct Link {
     /// is its only owner and the allocation is read into again (already paged in: no page
     /// faults, no trip through the allocator).
     recycle: VecDeque<BytesMut>,
+    /// Large reads in a row that found little (see [`read_large`]).
+    small_bursts: u8,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
     armed: Option<Instant>,
@@ -319,6 +324,7 @@ impl Worker {
                 spare: BytesMut::new(),
                 read_size: MIN_READ,
                 recycle: VecDeque::new(),
+                small_bursts: 0,
                 wq: VecDeque::new(),
                 wq_bytes: 0,
                 armed: None,
@@ -809,9 +815,15 @@ fn read_large(link: &mut Link) -> (usize, ReadEnd) {
         Ok(_) => ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
         Err(e) => match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
-                if n < limit / 4 {
-                    // Little traffic: smaller allocations (and back to zeroed reads below
-                    // LARGE_READ, which stop at the first short read).
+                if n < limit / 8 {
+                    link.small_bursts += 1;
+                } else {
+                    link.small_bursts = 0;
+                }
+                if link.small_bursts >= SHRINK_AFTER {
+                    // The stream has become little traffic: smaller allocations (and, below
+                    // LARGE_READ, back to zeroed reads, which stop at the first short read).
+                    link.small_bursts = 0;
                     link.read_size = (link.read_size / 2).max(MIN_READ);
                     if link.read_size < LARGE_READ {
                         link.recycle.clear();
@@ -826,19 +838,19 @@ fn read_large(link: &mut Link) -> (usize, ReadEnd) {
 }
 
 /// A buffer with room for `keep` bytes and about `size` more: the oldest recycled allocation
-/// if nothing references it any more and it is big enough, else a new one. A recycled buffer
-/// still in use by messages is given up on once `RECYCLE` newer ones wait behind it.
+/// that nothing references any more and is big enough, else a new one. When `RECYCLE`
+/// buffers are all still in use, the oldest is given up on (freed when its messages go).
 fn large_buffer(recycle: &mut VecDeque<BytesMut>, keep: usize, size: usize) -> Vec<u8> {
-    if let Some(oldest) = recycle.front_mut() {
-        // True only when this handle is the allocation's sole owner and it is big enough.
-        if oldest.try_reclaim(keep + size / 2) {
-            let v: Vec<u8> = recycle.pop_front().expect("front exists").into();
-            if v.capacity() >= keep + size / 2 {
-                return v;
-            }
-        } else if recycle.len() >= RECYCLE {
-            recycle.pop_front();
+    let need = keep + size / 2;
+    // `try_reclaim` is true only for a handle that is its allocation's sole owner (every
+    // message sliced from it was dropped) and big enough; for others it is one atomic load.
+    if let Some(i) = recycle.iter_mut().position(|h| h.try_reclaim(need)) {
+        let v: Vec<u8> = recycle.remove(i).expect("position is in range").into();
+        if v.capacity() >= need {
+            return v;
         }
+    } else if recycle.len() >= RECYCLE {
+        recycle.pop_front();
     }
     Vec::with_capacity(keep + size)
 }
