@@ -19,6 +19,7 @@ scenarios! {
     scenarios::client_standby,
     scenarios::reconnect_counts,
     scenarios::large_messages,
+    scenarios::streaming_large_messages,
     scenarios::throttle_backpressure,
     scenarios::send_queue_limit,
     scenarios::accept_hook_refuses,

@@ -15,15 +15,44 @@ use msgr_core::session::SessionError;
 /// Safety-net deadline for every wait (never asserted on; a hang becomes a failure).
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// A configuration for tests: `transport`, an ephemeral port on 127.0.0.1, one worker, quick
+/// The IP test nodes bind to: `$MSGR_TEST_BIND_IP`, else for RDMA `$RDMA_IP` (the address of
+/// the netdev under the RDMA device, set inside the Soft-RoCE VM; 127.0.0.1 does not work over
+/// rdma_cm), else 127.0.0.1.
+pub fn bind_ip(transport: &str) -> std::net::IpAddr {
+    let from = |var: &str| {
+        let v = std::env::var(var).ok()?;
+        Some(
+            v.parse()
+                .unwrap_or_else(|_| panic!("{var}={v:?} is not an IP address")),
+        )
+    };
+    from("MSGR_TEST_BIND_IP")
+        .or_else(|| (transport == "rdma").then(|| from("RDMA_IP")).flatten())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
+/// A configuration for tests: `transport`, an ephemeral port on [`bind_ip`], one worker, quick
 /// reconnects, no keepalive, a short handshake timeout.
 pub fn test_config(transport: &str, name: &str) -> Config {
+    let bind = std::net::SocketAddr::new(bind_ip(transport), 0);
     let text = format!(
-        "name = \"{name}\"\ntransport = \"{transport}\"\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+        "name = \"{name}\"\ntransport = \"{transport}\"\nbind = \"{bind}\"\nworkers = 1\n\
          [timeouts]\nhandshake_ms = 5000\nkeepalive_ms = 0\nidle_ms = 0\n\
          reconnect_initial_ms = 5\nreconnect_max_ms = 100\nshutdown_flush_ms = 1000\n"
     );
-    Config::from_toml_str(&text, &format!("<test {name}>")).expect("test config is valid")
+    let mut cfg =
+        Config::from_toml_str(&text, &format!("<test {name}>")).expect("test config is valid");
+    if cfg.transport == msgr::Transport::Rdma {
+        // Small registered pools: the stress scenario's 256 connection ends must fit the
+        // Soft-RoCE VM's memory, and messages then span many buffers (more paths exercised).
+        cfg.rdma.buffer_size = 16 << 10;
+        cfg.rdma.send_buffers = 8;
+        cfg.rdma.recv_buffers = 8;
+        if let Ok(dev) = std::env::var("RDMA_DEV") {
+            cfg.rdma.device = dev;
+        }
+    }
+    cfg
 }
 
 /// Make tracing output visible with RUST_LOG (once per process).

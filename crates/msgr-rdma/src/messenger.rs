@@ -41,6 +41,9 @@ pub struct RdmaConfig {
     /// Force a link's QP into the error state on about one in N reactor steps of that link
     /// (0: never). The RDMA counterpart of TCP's `inject_socket_failures`; for tests.
     pub inject_qp_failures: u64,
+    /// Checksum the data section of sent messages (Ceph `ms_crc_data`); see
+    /// `SessionConfig::crc_data`.
+    pub crc_data: bool,
     /// The `[rdma]` settings.
     pub rdma: RdmaOptions,
 }
@@ -60,6 +63,7 @@ impl RdmaConfig {
             reconnect_max: Duration::from_secs(15),
             send_queue_bytes: 256 << 20,
             inject_qp_failures: 0,
+            crc_data: true,
             rdma: RdmaOptions::default(),
         }
     }
@@ -320,6 +324,7 @@ impl Messenger for RdmaMessenger {
         scfg.handshake_timeout = s.cfg.handshake_timeout;
         scfg.keepalive_interval = s.cfg.keepalive_interval;
         scfg.idle_timeout = s.cfg.idle_timeout;
+        scfg.crc_data = s.cfg.crc_data;
         let _ = s.session_cfg.set(Arc::new(scfg));
         let lb_shared = Arc::downgrade(s);
         let lb = Loopback::new(

@@ -81,6 +81,9 @@ struct Link {
     recycle: VecDeque<BytesMut>,
     /// Large reads in a row that found little (see [`read_large`]).
     small_bursts: u8,
+    /// What the session said it needs in `rbuf` to complete the message body it is receiving
+    /// (0: no body in progress); see [`read_body`].
+    body_wanted: usize,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
     armed: Option<Instant>,
@@ -325,6 +328,7 @@ impl Worker {
                 read_size: MIN_READ,
                 recycle: VecDeque::new(),
                 small_bursts: 0,
+                body_wanted: 0,
                 wq: VecDeque::new(),
                 wq_bytes: 0,
                 armed: None,
@@ -510,6 +514,7 @@ impl Worker {
             if let Err(e) = g.session.handle_input(&mut link.rbuf, now) {
                 input_err = Some(e);
             }
+            link.body_wanted = g.session.input_wanted();
         }
         let mut dead = input_err.is_some();
         if !dead {
@@ -787,12 +792,13 @@ fn ensure_spare(link: &mut Link) {
     link.rbuf = buf;
 }
 
-/// One large read burst: the unconsumed bytes and up to `read_size` new ones go into a fresh
-/// `Vec`, read through the std socket's `read_to_end`, which fills spare capacity without
-/// zeroing it first (std reads sockets into uninitialised memory; safe code cannot). Costs
-/// one copy of the unconsumed tail (a partial frame) per burst instead of zeroing every byte.
-/// The `Vec` becomes `rbuf` without a copy; its unused capacity is where the decoder's
-/// reservation for the rest of a partial frame lands.
+/// One large read burst: the unconsumed bytes and up to about `read_size` new ones go into a
+/// `Vec` (recycled when one is free, see [`large_buffer`]), read through the std socket's
+/// `read_to_end`, which fills spare capacity without zeroing it first (std reads sockets into
+/// uninitialised memory; safe code cannot). Costs one copy of the unconsumed tail (a partial
+/// frame) per burst instead of zeroing every byte, and a few more `recv` calls (std starts each
+/// `read_to_end` at 8 KiB and doubles). The `Vec` becomes `rbuf` without a copy; its unused
+/// capacity is where the decoder's reservation for the rest of a partial frame lands.
 fn read_large(link: &mut Link) -> (usize, ReadEnd) {
     let keep = link.rbuf.len();
     let mut v = large_buffer(&mut link.recycle, keep, link.read_size);
@@ -837,6 +843,35 @@ fn read_large(link: &mut Link) -> (usize, ReadEnd) {
     (n, end)
 }
 
+/// The rest of a large message body: `rbuf` becomes a `Vec` with room for the whole body (and
+/// a little more), read through the std socket's `read_to_end` (no zeroing, as in
+/// [`read_large`]), and goes back to the session as the same allocation. The first burst of a
+/// body copies what was received of it once (or, if nothing else references the allocation,
+/// nothing); later bursts find `rbuf` unique and unshared (the session takes nothing from it
+/// until the body is complete), so the conversions copy nothing. At most `MAX_READ` bytes per
+/// call: one large message does not keep the worker from other links.
+fn read_body(link: &mut Link) -> (usize, ReadEnd) {
+    let keep = link.rbuf.len();
+    let mut v: Vec<u8> = std::mem::take(&mut link.rbuf).into();
+    // Room for the body and the start of what follows (so the next frame's header does not
+    // force a copy of a completed body's tail).
+    v.reserve((link.body_wanted - keep) + MIN_READ);
+    let limit = (v.capacity() - keep).min(MAX_READ);
+    let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
+    let n = v.len() - keep;
+    link.spare = BytesMut::new();
+    link.rbuf = BytesMut::from(Bytes::from(v));
+    let end = match result {
+        Ok(_) if n == limit => ReadEnd::More,
+        Ok(_) => ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
+        Err(e) => match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => ReadEnd::Drained,
+            _ => ReadEnd::Failed(link_error("read", &e)),
+        },
+    };
+    (n, end)
+}
+
 /// A buffer with room for `keep` bytes and about `size` more: the oldest recycled allocation
 /// that nothing references any more and is big enough, else a new one. When `RECYCLE`
 /// buffers are all still in use, the oldest is given up on (freed when its messages go).
@@ -847,6 +882,7 @@ fn large_buffer(recycle: &mut VecDeque<BytesMut>, keep: usize, size: usize) -> V
     if let Some(i) = recycle.iter_mut().position(|h| h.try_reclaim(need)) {
         let v: Vec<u8> = recycle.remove(i).expect("position is in range").into();
         if v.capacity() >= need {
+            tracing::trace!(capacity = v.capacity(), "receive buffer reused");
             return v;
         }
     } else if recycle.len() >= RECYCLE {
@@ -869,9 +905,16 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
                 )),
             );
         }
-        if link.read_size >= LARGE_READ {
+        if link.body_wanted >= link.rbuf.len() + LARGE_READ {
+            // The rest of a large message: straight into the buffer that will hold it.
+            let (n, end) = read_body(link);
+            return (total + n, end);
+        }
+        if link.read_size >= LARGE_READ && link.rbuf.len() <= link.read_size / 2 {
             // One burst per drive: the session consumes it before the next burst, which would
-            // otherwise copy it again as "unconsumed".
+            // otherwise copy it again as "unconsumed". A frame larger than half a read in
+            // progress takes the zeroed path below instead, whose allocations double with it
+            // (each burst here copies the unconsumed bytes once).
             let (n, end) = read_large(link);
             return (total + n, end);
         }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use msgr_core::policy::{Policy, PolicySet};
 use msgr_core::wire::{DecodeLimits, EntityName, EntityType};
+use msgr_rdma::{RdmaConfig, RdmaError, RdmaOptions};
 use msgr_tcp::TcpConfig;
 
 /// A configuration problem: `{file}: key "{key}": {what}` (`{file}: {what}` when it is about
@@ -287,6 +288,46 @@ impl Config {
         t.inject_socket_failures = self.fault.inject_socket_failures;
         t
     }
+
+    /// The RDMA transport's settings: the common keys plus `[rdma]`. Errors (a value
+    /// msgr-rdma refuses) name the file and the `rdma.*` key.
+    ///
+    /// `workers` does not apply (one reactor thread per RDMA messenger); `[fault]
+    /// inject_socket_failures` becomes the RDMA counterpart, QP failures on about one in N
+    /// reactor steps of a link.
+    pub fn rdma_config(&self) -> Result<RdmaConfig, ConfigError> {
+        let mut r = RdmaConfig::new(self.name, self.bind);
+        r.nonce = self.nonce;
+        r.policies = self.policies.clone();
+        r.limits = self.limits.decode;
+        r.handshake_timeout = self.timeouts.handshake;
+        r.keepalive_interval = self.timeouts.keepalive;
+        r.idle_timeout = self.timeouts.idle;
+        r.reconnect_initial = self.timeouts.reconnect_initial;
+        r.reconnect_max = self.timeouts.reconnect_max;
+        r.send_queue_bytes = self.limits.send_queue_bytes;
+        r.crc_data = self.protocol.crc_data;
+        r.inject_qp_failures = self.fault.inject_socket_failures;
+        let s = &self.rdma;
+        r.rdma = RdmaOptions {
+            device: Some(s.device.clone()),
+            port: s.port,
+            // Checked to be at most 255 when the file was loaded.
+            gid_index: Some(u8::try_from(s.gid_index).unwrap_or(u8::MAX)),
+            buffer_size: s.buffer_size,
+            send_buffers: s.send_buffers,
+            recv_buffers: s.recv_buffers,
+            poll_us: s.poll_us,
+            ..RdmaOptions::default()
+        };
+        r.rdma.validate().map_err(|e| match e {
+            RdmaError::BadOption { key, detail } => {
+                ConfigError::new(&self.origin, &format!("rdma.{key}"), detail)
+            }
+            other => ConfigError::new(&self.origin, "rdma", other.to_string()),
+        })?;
+        Ok(r)
+    }
 }
 
 /// Turn a toml / serde error into "file: key ...: what", finding the key from the error's span.
@@ -563,16 +604,21 @@ fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
             format!("expected bytes from 4096 to 16777216, got {buffer_size}"),
         ));
     }
+    // Lower bounds as msgr-rdma's `RdmaOptions::validate`: two send buffers keep one SEND in
+    // flight while the next is filled; credit-based flow control needs four receive buffers.
     let mut counts = [0usize; 2];
-    for (i, (k, v)) in [
-        ("rdma.send_buffers", r.send_buffers.unwrap_or(256)),
-        ("rdma.recv_buffers", r.recv_buffers.unwrap_or(256)),
+    for (i, (k, v, min)) in [
+        ("rdma.send_buffers", r.send_buffers.unwrap_or(256), 2),
+        ("rdma.recv_buffers", r.recv_buffers.unwrap_or(256), 4),
     ]
     .into_iter()
     .enumerate()
     {
-        if !(1..=65536).contains(&v) {
-            return Err(err(k, format!("expected a count from 1 to 65536, got {v}")));
+        if !(min..=65536).contains(&v) {
+            return Err(err(
+                k,
+                format!("expected a count from {min} to 65536, got {v}"),
+            ));
         }
         counts[i] = v as usize;
     }
@@ -706,6 +752,67 @@ mod tests {
         assert_eq!(e.key, "protocol.crc_data", "{e}");
         let e = parse("[protocol]\nms_crc_data = false\n").unwrap_err();
         assert_eq!(e.key, "protocol.ms_crc_data", "{e}");
+    }
+
+    #[test]
+    fn rdma_config_maps_common_keys_and_the_rdma_table() {
+        let c = parse(
+            "name = \"osd.7\"\ntransport = \"rdma\"\nbind = \"10.0.2.15:6801\"\nnonce = 99\n\
+             [policy.client]\npreset = \"stateful_server\"\n\
+             [limits]\nmax_front = 1000\nmax_data = 2000\nsend_queue_bytes = 4096\n\
+             [timeouts]\nhandshake_ms = 1500\nkeepalive_ms = 0\nidle_ms = 7000\n\
+             reconnect_initial_ms = 3\nreconnect_max_ms = 40\n\
+             [protocol]\ncrc_data = false\n[fault]\ninject_socket_failures = 50\n\
+             [rdma]\ndevice = \"mlx5_1\"\nport = 2\ngid_index = 3\nbuffer_size = 8192\n\
+             send_buffers = 2\nrecv_buffers = 4\npoll_us = 25\n",
+        )
+        .unwrap();
+        let r = c.rdma_config().unwrap();
+        assert_eq!(r.name, EntityName::new(EntityType::OSD, 7));
+        assert_eq!(r.bind, "10.0.2.15:6801".parse().unwrap());
+        assert_eq!(r.nonce, Some(99));
+        assert!(r.policies.get(EntityType::CLIENT).server);
+        assert_eq!((r.limits.max_front, r.limits.max_data), (1000, 2000));
+        assert_eq!(r.send_queue_bytes, 4096);
+        assert_eq!(r.handshake_timeout, Duration::from_millis(1500));
+        assert_eq!(r.keepalive_interval, None);
+        assert_eq!(r.idle_timeout, Some(Duration::from_millis(7000)));
+        assert_eq!(r.reconnect_initial, Duration::from_millis(3));
+        assert_eq!(r.reconnect_max, Duration::from_millis(40));
+        assert!(!r.crc_data);
+        assert_eq!(r.inject_qp_failures, 50);
+        let o = &r.rdma;
+        assert_eq!(o.device.as_deref(), Some("mlx5_1"));
+        assert_eq!((o.port, o.gid_index), (2, Some(3)));
+        assert_eq!(
+            (o.buffer_size, o.send_buffers, o.recv_buffers),
+            (8192, 2, 4)
+        );
+        assert_eq!(o.poll_us, 25);
+    }
+
+    #[test]
+    fn rdma_buffer_counts_have_the_transports_lower_bounds() {
+        let e = parse("[rdma]\nsend_buffers = 1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config/test.toml: key \"rdma.send_buffers\": expected a count from 2 to 65536, got 1"
+        );
+        let e = parse("[rdma]\nrecv_buffers = 3\n").unwrap_err();
+        assert_eq!(e.key, "rdma.recv_buffers", "{e}");
+        assert!(e.message.contains("from 4 to"), "{e}");
+        // Whatever the loader lets through, the transport accepts.
+        let c =
+            parse("transport = \"rdma\"\n[rdma]\nsend_buffers = 2\nrecv_buffers = 4\n").unwrap();
+        c.rdma_config().unwrap();
+        // A value only the transport checks still names the file and key.
+        let mut c = c;
+        c.rdma.recv_buffers = 3;
+        let e = c.rdma_config().unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("config/test.toml", "rdma.recv_buffers")
+        );
     }
 
     #[test]

@@ -660,6 +660,16 @@ impl Session {
         self.link.is_some()
     }
 
+    /// While a message body is being received: the bytes the receive buffer must hold (from its
+    /// start) to complete it; 0 otherwise. A driver may read that much in one go (the session
+    /// works the same whatever the read sizes).
+    pub fn input_wanted(&self) -> usize {
+        match (&self.state, &self.link) {
+            (State::Open, Some(link)) => link.decoder.body_len_wanted(),
+            _ => 0,
+        }
+    }
+
     /// Received messages dropped because their seq was not above `in_seq` (replays the peer
     /// did not know we had).
     pub fn duplicates_dropped(&self) -> u64 {

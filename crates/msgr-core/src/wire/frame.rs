@@ -159,6 +159,17 @@ impl FrameDecoder {
         self.msg_auth = msg_auth;
     }
 
+    /// While a message body is awaited: the bytes it takes in the buffer, counted from the
+    /// buffer's start (payload and footer); 0 otherwise. Lets a driver size its next read to
+    /// the rest of a large message.
+    pub fn body_len_wanted(&self) -> usize {
+        match &self.state {
+            // Within limits, so it fits usize.
+            State::Body { header } => header.payload_len() as usize + MsgFooter::len(self.msg_auth),
+            _ => 0,
+        }
+    }
+
     /// True between frames (nothing of a frame consumed yet).
     pub fn is_idle(&self) -> bool {
         self.state == State::Tag

@@ -1,0 +1,64 @@
+//! Every transport-independent scenario of `msgr_tests`, over RDMA.
+//!
+//! Needs an RDMA device: without one each test FAILS saying it did not run (never passes
+//! silently). Run it inside the Soft-RoCE VM (`cargo xtask test --only rdma` does all of this):
+//!
+//!   cargo test -p msgr-tests --test rdma --no-run   # prints the binary path
+//!   scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1
+//!
+//! Nodes bind to `$RDMA_IP` (see `msgr_tests::harness::bind_ip`): rdma_cm cannot use 127.0.0.1
+//! over Soft-RoCE.
+//!
+//! Not listed, because they are about TCP: `hostile::*` (raw TCP sockets speaking garbage to a
+//! TCP listener; an RDMA listener is reached only through rdma_cm), and the `stress_inject_*`
+//! runs (their expected fault counts are calibrated for socket-call failure injection; RDMA's
+//! QP failure injection is covered by msgr-rdma's own tests).
+
+const T: &str = "rdma";
+
+/// Panics (the test fails) unless an RDMA device and the address to use on it are present.
+fn require_rdma() {
+    let has_device = std::fs::read_dir("/sys/class/infiniband")
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if !has_device {
+        panic!(
+            "this test needs an RDMA device and none is present (/sys/class/infiniband is empty \
+             or missing). It did NOT run. Run the binary inside the Soft-RoCE VM: \
+             `cargo test -p msgr-tests --test rdma --no-run`, then \
+             `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1` \
+             (or `cargo xtask test --only rdma`)"
+        );
+    }
+    if std::env::var_os("MSGR_TEST_BIND_IP").is_none() && std::env::var_os("RDMA_IP").is_none() {
+        panic!(
+            "an RDMA device exists but neither RDMA_IP nor MSGR_TEST_BIND_IP is set, so the test \
+             did NOT run: export RDMA_IP=<IP of the netdev under the device> (see `rdma link show`)"
+        );
+    }
+}
+
+macro_rules! scenarios {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        $( #[test] fn $name() { require_rdma(); msgr_tests::$module::$name(T) } )*
+    };
+}
+
+scenarios! {
+    scenarios::simple_round_trip,
+    scenarios::loopback_delivery,
+    scenarios::mark_down_and_reconnect,
+    scenarios::racing_connects,
+    scenarios::stateful_server_resetcheck,
+    scenarios::remote_reset_reports_undelivered,
+    scenarios::stateless_server,
+    scenarios::client_standby,
+    scenarios::reconnect_counts,
+    scenarios::large_messages,
+    scenarios::throttle_backpressure,
+    scenarios::send_queue_limit,
+    scenarios::accept_hook_refuses,
+    scenarios::shutdown_reports_undelivered,
+    scenarios::keepalive_keeps_idle_link,
+    stress::stress_plain,
+}
