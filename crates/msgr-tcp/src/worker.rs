@@ -852,10 +852,11 @@ fn read_large(link: &mut Link) -> (usize, ReadEnd) {
 /// call: one large message does not keep the worker from other links.
 fn read_body(link: &mut Link) -> (usize, ReadEnd) {
     let keep = link.rbuf.len();
-    let mut v: Vec<u8> = std::mem::take(&mut link.rbuf).into();
     // Room for the body and the start of what follows (so the next frame's header does not
     // force a copy of a completed body's tail).
-    v.reserve((link.body_wanted - keep) + MIN_READ);
+    let room = (link.body_wanted - keep) + MIN_READ;
+    let mut v: Vec<u8> = std::mem::take(&mut link.rbuf).into();
+    v.reserve(room);
     let limit = (v.capacity() - keep).min(MAX_READ);
     let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
     let n = v.len() - keep;
@@ -912,9 +913,9 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
         }
         if link.read_size >= LARGE_READ && link.rbuf.len() <= link.read_size / 2 {
             // One burst per drive: the session consumes it before the next burst, which would
-            // otherwise copy it again as "unconsumed". A frame larger than half a read in
-            // progress takes the zeroed path below instead, whose allocations double with it
-            // (each burst here copies the unconsumed bytes once).
+            // otherwise copy it again as "unconsumed". Each burst here copies the unconsumed
+            // bytes once, so a large partial frame whose size is not known yet takes the
+            // zeroed path below, whose allocations double with it.
             let (n, end) = read_large(link);
             return (total + n, end);
         }

@@ -47,7 +47,15 @@ use msgr_core::session::SessionError;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Listen on this IP:PORT instead of the file's `bind` (ping: its clients use the IP with
+    /// port 0). E.g. `--bind $RDMA_IP:6800` inside the Soft-RoCE VM, where rdma_cm cannot use
+    /// 127.0.0.1.
+    #[arg(long, global = true)]
+    bind: Option<SocketAddr>,
 }
+
+/// `--bind`, set once in `main` before any config is loaded.
+static BIND_OVERRIDE: std::sync::OnceLock<Option<SocketAddr>> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -100,6 +108,7 @@ fn main() -> ExitCode {
         )
         .try_init();
     let cli = Cli::parse();
+    let _ = BIND_OVERRIDE.set(cli.bind);
     let result = match cli.cmd {
         Cmd::Serve {
             config,
@@ -229,6 +238,9 @@ impl Dispatcher for Echo {
 /// The file's configuration, with command-line overrides applied.
 fn load_config(path: &PathBuf, no_crc_data: bool) -> Result<Config, AnyError> {
     let mut cfg = Config::from_file(path)?;
+    if let Some(bind) = BIND_OVERRIDE.get().copied().flatten() {
+        cfg.bind = bind;
+    }
     if no_crc_data {
         cfg.protocol.crc_data = false;
     }
