@@ -266,7 +266,7 @@ fn interop() -> Outcome {
         }
         Err(e) => return Outcome::Fail(e),
     }
-    tests_outcome(
+    let outcome = tests_outcome(
         run_tee(cargo().args([
             "test",
             "--no-fail-fast",
@@ -276,7 +276,14 @@ fn interop() -> Outcome {
             INTEROP_TARGET,
         ])),
         " against a real ceph-mon",
-    )
+    );
+    // The test leaves its monitor running for quick reruns; the stage does not.
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let _ = Command::new("bash")
+        .arg("scripts/ceph-mon/stop.sh")
+        .env("CEPH_MON_DIR", Path::new(&target).join("ceph-mon-test"))
+        .status();
+    outcome
 }
 
 /// An integration-test target of a workspace package.

@@ -62,7 +62,12 @@ fn find_or_start_monitor() -> SocketAddr {
         )
     });
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ceph-mon-test");
-    let port = std::env::var("MSGR_CEPH_MON_PORT").unwrap_or_else(|_| "16790".into());
+    // A free port unless one is asked for: a monitor already running in `dir` is reused by the
+    // script (with its own port); another checkout's monitor on a fixed port must not clash.
+    let port = std::env::var("MSGR_CEPH_MON_PORT").unwrap_or_else(|_| {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+        probe.local_addr().expect("probe address").port().to_string()
+    });
     let out = Command::new("bash")
         .arg(&script)
         .env("CEPH_MON_DIR", &dir)

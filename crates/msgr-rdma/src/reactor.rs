@@ -145,6 +145,13 @@ impl Reactor {
             ready.sort_unstable();
             ready.dedup();
             active |= !ready.is_empty();
+            if !active && events.is_empty() && self.busy_until.is_some() {
+                // An empty busy-poll round: give the CPU away for a moment. Where the "device"
+                // is the CPU (Soft-RoCE: the kernel's rxe tasks move the packets and write the
+                // completions) or the peer shares the core, spinning without yielding starves
+                // exactly the work being waited for; on an idle core the yield returns at once.
+                std::thread::yield_now();
+            }
             for t in ready {
                 self.drive(t);
             }
