@@ -396,6 +396,12 @@ fn real_monitor() {
     assert!(c.eof);
 }
 
+/// Once its first election is done, a monitor requires SERVER_LUMINOUS from mon peers (it
+/// answers FEATURES without it); before that it does not. Advertise it so the test does not
+/// depend on how long the monitor has been up.
+const MON_PEER_FEATURES: u64 =
+    features::DEFAULT_SUPPORTED | features::CEPH_FEATUREMASK_SERVER_LUMINOUS;
+
 /// As a peer monitor (host_type 1, protocol 13, auth-none authorizer) the session is lossless:
 /// after the link drops, the reconnect (connect_seq bumped) replaces the monitor's session with a
 /// SEQ exchange; a second session object with a stale global_seq gets RETRY_GLOBAL and then
@@ -407,7 +413,7 @@ fn real_monitor_lossless_peer() {
     let nonce = std::process::id().wrapping_mul(7919) | 1;
     let me = EntityAddr::blank().with_nonce(nonce);
     let mut cfg = SessionConfig::new(EntityName::new(EntityType::MON, 1), me);
-    cfg.features_supported = features::DEFAULT_SUPPORTED;
+    cfg.features_supported = MON_PEER_FEATURES;
     let cfg = Arc::new(cfg);
 
     let mut c = Client::with_session(mon, cfg.clone(), Policy::lossless_peer(), born);
@@ -431,7 +437,7 @@ fn real_monitor_lossless_peer() {
     // A new session object for the same address, with a fresh global_seq counter starting
     // below what the monitor saw: RETRY_GLOBAL, then a peer-reset replace.
     let mut cfg2 = SessionConfig::new(EntityName::new(EntityType::MON, 1), me);
-    cfg2.features_supported = features::DEFAULT_SUPPORTED;
+    cfg2.features_supported = MON_PEER_FEATURES;
     cfg2.global_seq = Arc::new(GlobalSeq::default());
     let cfg2 = Arc::new(cfg2);
     let mut c2 = Client::with_session(mon, cfg2.clone(), Policy::lossless_peer(), Instant::now());
