@@ -66,7 +66,11 @@ fn find_or_start_monitor() -> SocketAddr {
     // script (with its own port); another checkout's monitor on a fixed port must not clash.
     let port = std::env::var("MSGR_CEPH_MON_PORT").unwrap_or_else(|_| {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
-        probe.local_addr().expect("probe address").port().to_string()
+        probe
+            .local_addr()
+            .expect("probe address")
+            .port()
+            .to_string()
     });
     let out = Command::new("bash")
         .arg(&script)
