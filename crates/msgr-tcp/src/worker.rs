@@ -852,11 +852,15 @@ fn read_large(link: &mut Link) -> (usize, ReadEnd) {
 /// call: one large message does not keep the worker from other links.
 fn read_body(link: &mut Link) -> (usize, ReadEnd) {
     let keep = link.rbuf.len();
-    // Room for the body and the start of what follows (so the next frame's header does not
-    // force a copy of a completed body's tail).
-    let room = (link.body_wanted - keep) + MIN_READ;
+    let missing = link.body_wanted - keep;
     let mut v: Vec<u8> = std::mem::take(&mut link.rbuf).into();
-    v.reserve(room);
+    // The decoder has usually reserved exactly the body already: reading up to its end and no
+    // further costs nothing (the next burst starts a fresh buffer), whereas asking for more
+    // room here would reallocate and copy the partial body (up to a whole message) again.
+    // Only when the body does not fit, grow once, with room for the start of what follows.
+    if v.capacity() - keep < missing {
+        v.reserve(missing + MIN_READ);
+    }
     let limit = (v.capacity() - keep).min(MAX_READ);
     let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
     let n = v.len() - keep;

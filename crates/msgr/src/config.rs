@@ -608,8 +608,8 @@ fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
     // flight while the next is filled; credit-based flow control needs four receive buffers.
     let mut counts = [0usize; 2];
     for (i, (k, v, min)) in [
-        ("rdma.send_buffers", r.send_buffers.unwrap_or(256), 2),
-        ("rdma.recv_buffers", r.recv_buffers.unwrap_or(256), 4),
+        ("rdma.send_buffers", r.send_buffers.unwrap_or(32), 2),
+        ("rdma.recv_buffers", r.recv_buffers.unwrap_or(32), 4),
     ]
     .into_iter()
     .enumerate()
