@@ -843,13 +843,13 @@ fn read_large(link: &mut Link) -> (usize, ReadEnd) {
     (n, end)
 }
 
-/// The rest of a large message body: `rbuf` becomes a `Vec` with room for the whole body (and
-/// a little more), read through the std socket's `read_to_end` (no zeroing, as in
-/// [`read_large`]), and goes back to the session as the same allocation. The first burst of a
-/// body copies what was received of it once (or, if nothing else references the allocation,
-/// nothing); later bursts find `rbuf` unique and unshared (the session takes nothing from it
-/// until the body is complete), so the conversions copy nothing. At most `MAX_READ` bytes per
-/// call: one large message does not keep the worker from other links.
+/// The rest of a large message body: `rbuf` becomes a `Vec` with room for the whole body, read
+/// through the std socket's `read_to_end` (no zeroing, as in [`read_large`]), and goes back
+/// to the session as the same allocation. The first burst of a body copies what was received
+/// of it once (or, if nothing else references the allocation, nothing); later bursts find
+/// `rbuf` unique and unshared (the session takes nothing from it until the body is complete),
+/// so the conversions copy nothing. At most `MAX_READ` bytes per call: one large message does
+/// not keep the worker from other links.
 fn read_body(link: &mut Link) -> (usize, ReadEnd) {
     let keep = link.rbuf.len();
     let missing = link.body_wanted - keep;
@@ -910,8 +910,9 @@ fn read_link(link: &mut Link, faults: &mut FaultInjector) -> (usize, ReadEnd) {
                 )),
             );
         }
-        if link.body_wanted >= link.rbuf.len() + LARGE_READ {
-            // The rest of a large message: straight into the buffer that will hold it.
+        if link.body_wanted >= LARGE_READ && link.body_wanted > link.rbuf.len() {
+            // The rest of a large message, however little: straight into the buffer that will
+            // hold it (the paths below would copy the whole partial body to a new buffer).
             let (n, end) = read_body(link);
             return (total + n, end);
         }
