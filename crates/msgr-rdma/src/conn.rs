@@ -5,7 +5,6 @@
 //! connection. Session events are moved to an ordered inbox and handed to the dispatcher on the
 //! reactor thread, outside every lock.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use parking_lot::{Mutex, MutexGuard};
 use msgr_core::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
 use msgr_core::message::Message;
 use msgr_core::node::counters::CounterPair;
-use msgr_core::node::{Backoff, PolicyThrottle};
+use msgr_core::node::{Backoff, Inbox, PolicyThrottle};
 use msgr_core::policy::Policy;
 use msgr_core::session::{ConnectRequest, Session, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
@@ -51,13 +50,12 @@ pub struct RdmaConnection {
     pub(crate) shared: Arc<Shared>,
     peer_addr: Mutex<EntityAddr>,
     pub(crate) inner: Mutex<Inner>,
-    inbox: Mutex<VecDeque<SessionEvent>>,
-    dispatching: Mutex<()>,
+    /// Events for the dispatcher. While it is paused (a message waits for throttle budget) the
+    /// reactor stops consuming this peer's receive buffers, so its credits run out (back-pressure
+    /// down to the sender).
+    inbox: Inbox,
     pub(crate) drive_pending: AtomicBool,
     throttle: OnceLock<Option<Arc<PolicyThrottle>>>,
-    /// A message waits for throttle budget: the reactor stops consuming this peer's receive
-    /// buffers, so its credits run out (back-pressure down to the sender).
-    paused: AtomicBool,
     /// Payload bytes accepted by send_message and not yet in a send buffer.
     queued_bytes: AtomicU64,
     connected: AtomicBool,
@@ -100,11 +98,9 @@ impl RdmaConnection {
                 announced,
                 ever_linked: false,
             }),
-            inbox: Mutex::new(VecDeque::new()),
-            dispatching: Mutex::new(()),
+            inbox: Inbox::new(),
             drive_pending: AtomicBool::new(false),
             throttle: OnceLock::new(),
-            paused: AtomicBool::new(false),
             queued_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -137,12 +133,12 @@ impl RdmaConnection {
     }
 
     pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Acquire)
+        self.inbox.is_paused()
     }
 
     /// Throttle budget came back: dispatch again and let the reactor consume receives.
     fn resume(&self) {
-        self.paused.store(false, Ordering::Release);
+        self.inbox.resume();
         self.shared.send(Cmd::Dispatch(self.arc()));
         if let Some(t) = self.inner.lock().link {
             self.shared.send(Cmd::Drive(t));
@@ -245,7 +241,7 @@ impl RdmaConnection {
                 }
             };
             if deliver {
-                self.inbox.lock().push_back(ev);
+                self.inbox.push(ev);
             }
         }
         f
@@ -254,51 +250,16 @@ impl RdmaConnection {
     /// Hand inbox events to the dispatcher, in order, one thread at a time.
     pub(crate) fn run_dispatch(&self) {
         let conn_ref: ConnectionRef = self.arc();
-        let dispatchers = &self.shared.dispatchers;
-        loop {
-            let Some(order) = self.dispatching.try_lock() else {
-                return;
-            };
-            loop {
-                if self.is_paused() {
-                    return;
-                }
-                let ev = {
-                    let mut inbox = self.inbox.lock();
-                    let Some(front) = inbox.front() else { break };
-                    if let (SessionEvent::Message(m), Some(t)) = (front, self.throttle()) {
-                        // paused first, so a release racing with us always resumes
-                        self.paused.store(true, Ordering::Release);
-                        let me = self.arc();
-                        if t.try_acquire_or_wait(m.payload_len() as u64, move || me.resume()) {
-                            self.paused.store(false, Ordering::Release);
-                        } else {
-                            self.counters.add_throttle_waits(1);
-                            return;
-                        }
-                    }
-                    inbox.pop_front().expect("front was Some")
-                };
-                match ev {
-                    SessionEvent::Message(m) => {
-                        let len = m.payload_len() as u64;
-                        dispatchers.dispatch(&conn_ref, m);
-                        if let Some(t) = self.throttle() {
-                            if !dispatchers.defer_release() {
-                                t.release(len);
-                            }
-                        }
-                    }
-                    other => {
-                        dispatchers.deliver(&conn_ref, other);
-                    }
-                }
-            }
-            drop(order);
-            if self.inbox.lock().is_empty() {
-                return;
-            }
-        }
+        self.inbox.drain(
+            &conn_ref,
+            &self.shared.dispatchers,
+            self.throttle().map(|t| &**t),
+            &self.counters,
+            || {
+                let me = self.arc();
+                move || me.resume()
+            },
+        );
     }
 
     /// Drop the session now; returns the link token to close.

@@ -9,7 +9,6 @@
 //! to the dispatcher only when its policy throttle has budget; otherwise the connection is
 //! `paused` (its worker stops reading from the peer) until budget is released.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use msgr_core::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
 use msgr_core::message::Message;
 use msgr_core::node::counters::CounterPair;
-use msgr_core::node::{Backoff, PolicyThrottle};
+use msgr_core::node::{Backoff, Inbox, PolicyThrottle};
 use msgr_core::policy::Policy;
 use msgr_core::session::{ConnectRequest, Session, SessionError, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
@@ -69,10 +68,8 @@ pub struct TcpConnection {
     pub(crate) inner: Mutex<ConnInner>,
     /// Signalled when queued bytes were written (send_message_timeout waits on it).
     space: Condvar,
-    inbox: Mutex<VecDeque<SessionEvent>>,
-    dispatching: Mutex<()>,
+    inbox: Inbox,
     throttle: OnceLock<Option<Arc<PolicyThrottle>>>,
-    paused: AtomicBool,
     pub(crate) flush_pending: AtomicBool,
     queued_bytes: AtomicU64,
     connected: AtomicBool,
@@ -116,10 +113,8 @@ impl TcpConnection {
                 ever_linked: false,
             }),
             space: Condvar::new(),
-            inbox: Mutex::new(VecDeque::new()),
-            dispatching: Mutex::new(()),
+            inbox: Inbox::new(),
             throttle: OnceLock::new(),
-            paused: AtomicBool::new(false),
             flush_pending: AtomicBool::new(false),
             queued_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -153,7 +148,7 @@ impl TcpConnection {
     }
 
     pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Acquire)
+        self.inbox.is_paused()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -247,7 +242,7 @@ impl TcpConnection {
                 }
             };
             if deliver {
-                self.inbox.lock().push_back(ev);
+                self.inbox.push(ev);
             }
         }
         f
@@ -264,7 +259,7 @@ impl TcpConnection {
 
     /// Throttle budget came back: let the worker read and dispatch again.
     fn resume(&self) {
-        self.paused.store(false, Ordering::Release);
+        self.inbox.resume();
         let worker = self
             .inner
             .lock()
@@ -281,53 +276,17 @@ impl TcpConnection {
     /// Hand inbox events to the dispatcher, in order, one thread at a time; stops (paused) when a
     /// message finds its throttle full. Call on a worker thread.
     pub(crate) fn run_dispatch(&self) {
-        let me = self.arc();
-        let conn_ref: ConnectionRef = me.clone();
-        let dispatchers = &self.shared.dispatchers;
-        loop {
-            let Some(order) = self.dispatching.try_lock() else {
-                return;
-            };
-            loop {
-                if self.is_paused() {
-                    return;
-                }
-                let ev = {
-                    let mut inbox = self.inbox.lock();
-                    let Some(front) = inbox.front() else { break };
-                    if let (SessionEvent::Message(m), Some(t)) = (front, self.throttle()) {
-                        // Paused is set before asking, so a wake-up racing with us always wins.
-                        self.paused.store(true, Ordering::Release);
-                        let waker = me.clone();
-                        if t.try_acquire_or_wait(m.payload_len() as u64, move || waker.resume()) {
-                            self.paused.store(false, Ordering::Release);
-                        } else {
-                            self.counters.add_throttle_waits(1);
-                            return;
-                        }
-                    }
-                    inbox.pop_front().expect("front was Some")
-                };
-                match ev {
-                    SessionEvent::Message(m) => {
-                        let len = m.payload_len() as u64;
-                        dispatchers.dispatch(&conn_ref, m);
-                        if let Some(t) = self.throttle() {
-                            if !dispatchers.defer_release() {
-                                t.release(len);
-                            }
-                        }
-                    }
-                    other => {
-                        dispatchers.deliver(&conn_ref, other);
-                    }
-                }
-            }
-            drop(order);
-            if self.inbox.lock().is_empty() {
-                return;
-            }
-        }
+        let conn_ref: ConnectionRef = self.arc();
+        self.inbox.drain(
+            &conn_ref,
+            &self.shared.dispatchers,
+            self.throttle().map(|t| &**t),
+            &self.counters,
+            || {
+                let me = self.arc();
+                move || me.resume()
+            },
+        );
     }
 
     /// Drop the session (local mark-down or shutdown): undelivered messages are reported through

@@ -8,6 +8,8 @@
 //!   applies the answer with [`crate::session::Session::resolve_accept`].
 //! - [`dispatch`]: the registered [`crate::api::Dispatcher`]s, and how each
 //!   [`crate::session::SessionEvent`] maps to a dispatcher callback.
+//! - [`inbox`]: a connection's ordered event queue and the throttled loop that hands it to the
+//!   dispatchers.
 //! - [`local`]: loopback delivery when the destination is our own address (no socket involved).
 //! - [`throttle`]: per-policy throttles on received messages and bytes not yet released by the
 //!   application (Ceph's policy throttlers), with wake-up callbacks for paused readers.
@@ -20,6 +22,7 @@
 pub mod backoff;
 pub mod counters;
 pub mod dispatch;
+pub mod inbox;
 pub mod local;
 pub mod registry;
 pub mod throttle;
@@ -27,6 +30,7 @@ pub mod throttle;
 pub use backoff::Backoff;
 pub use counters::{ConnCounterCells, ErrorClass, MessengerCounterCells};
 pub use dispatch::Dispatchers;
+pub use inbox::Inbox;
 pub use local::Loopback;
 pub use registry::Registry;
 pub use throttle::{PolicyThrottle, Throttles};
