@@ -72,38 +72,41 @@ pub fn run_status(cmd: &mut Command) -> Result<(), String> {
 /// Runs `cmd`, echoing its stdout line by line as it comes (stderr inherited), and returns
 /// the exit success and the captured stdout.
 pub fn run_tee(cmd: &mut Command) -> Result<(bool, String), String> {
-    println!("    $ {}", show(cmd));
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
-    let mut captured = String::new();
-    let out = child.stdout.take().expect("piped");
-    for line in BufReader::new(out).lines() {
-        let line = line.map_err(|e| format!("reading output of `{}`: {e}", show(cmd)))?;
-        println!("{line}");
-        captured.push_str(&line);
-        captured.push('\n');
-    }
-    let st = child
-        .wait()
-        .map_err(|e| format!("waiting for `{}`: {e}", show(cmd)))?;
-    Ok((st.success(), captured))
+    tee(cmd, Stream::Stdout)
 }
 
 /// Runs `cmd`, echoing its stderr line by line as it comes (stdout inherited), and returns
 /// the exit success and the captured stderr (where cargo puts compiler diagnostics).
 pub fn run_tee_stderr(cmd: &mut Command) -> Result<(bool, String), String> {
+    tee(cmd, Stream::Stderr)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+fn tee(cmd: &mut Command, stream: Stream) -> Result<(bool, String), String> {
     println!("    $ {}", show(cmd));
+    match stream {
+        Stream::Stdout => cmd.stdout(Stdio::piped()),
+        Stream::Stderr => cmd.stderr(Stdio::piped()),
+    };
     let mut child = cmd
-        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    let pipe: Box<dyn std::io::Read> = match stream {
+        Stream::Stdout => Box::new(child.stdout.take().expect("piped")),
+        Stream::Stderr => Box::new(child.stderr.take().expect("piped")),
+    };
     let mut captured = String::new();
-    let err = child.stderr.take().expect("piped");
-    for line in BufReader::new(err).lines() {
+    for line in BufReader::new(pipe).lines() {
         let line = line.map_err(|e| format!("reading output of `{}`: {e}", show(cmd)))?;
-        eprintln!("{line}");
+        match stream {
+            Stream::Stdout => println!("{line}"),
+            Stream::Stderr => eprintln!("{line}"),
+        }
         captured.push_str(&line);
         captured.push('\n');
     }
