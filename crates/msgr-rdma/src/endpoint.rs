@@ -63,6 +63,8 @@ pub struct Endpoint {
     hello: Hello,
     channel: Arc<EventChannel>,
     devices: DeviceCache,
+    /// The device the listener is bound to (None for a wildcard address).
+    bound_device: Option<Arc<crate::verbs::Device>>,
     listener: Option<CmId>,
     pending: HashMap<u64, Pending>,
     next_token: u64,
@@ -89,6 +91,7 @@ impl Endpoint {
             hello,
             channel: EventChannel::new()?,
             devices: DeviceCache::default(),
+            bound_device: None,
             listener: None,
             pending: HashMap::new(),
             next_token: 2,
@@ -97,6 +100,12 @@ impl Endpoint {
 
     pub fn options(&self) -> &RdmaOptions {
         &self.opts
+    }
+
+    /// The device the listener is bound to (after [`Endpoint::listen`] on a device's address):
+    /// the one, with its protection domain, that links accepted there use.
+    pub fn bound_device(&self) -> Option<Arc<crate::verbs::Device>> {
+        self.bound_device.clone()
     }
 
     /// The rdma_cm event channel fd (poll for readability, then call [`Endpoint::process`]).
@@ -123,7 +132,7 @@ impl Endpoint {
             }
             // Opens the device now so a wrong device / port down / memlock problem shows at
             // start, not at the first connection.
-            self.devices.for_id(&id, &self.opts)?;
+            self.bound_device = Some(self.devices.for_id(&id, &self.opts)?);
         }
         id.listen(self.opts.backlog)?;
         let bound = id.local_addr().unwrap_or(addr);
@@ -166,8 +175,8 @@ impl Endpoint {
     fn conn_param(&self) -> ConnParam {
         ConnParam {
             private_data: self.hello.encode(),
-            responder_resources: 1,
-            initiator_depth: 1,
+            responder_resources: crate::options::READS_IN_FLIGHT as u8,
+            initiator_depth: crate::options::READS_IN_FLIGHT as u8,
             retry_count: self.opts.retry_count,
             rnr_retry_count: self.opts.rnr_retry,
         }

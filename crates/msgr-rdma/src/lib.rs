@@ -9,8 +9,11 @@
 //!   it (no RNR in normal operation); credits travel in the immediate data of every SEND, or in a
 //!   zero-length credit-only SEND when the peer is running low.
 //! - [`link`]: one connection's QP as an ordered byte stream: what the session writes is copied
-//!   into registered send buffers (at most one peer receive buffer per SEND, so messages larger
-//!   than a buffer span several), received buffers are copied out and re-posted.
+//!   into registered send buffers (at most one peer receive buffer per SEND), received buffers
+//!   are copied out and re-posted. Chunks of `read_threshold` bytes or more (message data
+//!   sections) are not copied at all: the peer fetches them with one RDMA READ from where they
+//!   lie (registered per send, or inside a [`RegisteredBuffer`] registered once) straight into
+//!   the buffer its session decodes from.
 //! - [`endpoint`]: rdma_cm connection management: listen, resolve address / route, connect,
 //!   accept or reject (accept hook, reason in the reject private data), disconnect.
 //! - [`messenger`] / [`conn`] / `reactor`: [`RdmaMessenger`], the `msgr_core::api::Messenger`
@@ -44,3 +47,4 @@ pub use conn::RdmaConnection;
 pub use error::RdmaError;
 pub use messenger::{RdmaConfig, RdmaCounters, RdmaMessenger};
 pub use options::RdmaOptions;
+pub use verbs::RegisteredBuffer;

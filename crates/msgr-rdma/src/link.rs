@@ -2,6 +2,14 @@
 //! control: what the msgr-core session writes is cut into chunks of at most one peer receive
 //! buffer, each carried by a SEND_WITH_IMM whose immediate returns credits (see [`crate::credit`]).
 //!
+//! Large chunks go by RDMA READ instead ("rendezvous"): a chunk of at least `read_threshold`
+//! bytes (a message's data section) is registered where it lies (or found in a
+//! [`crate::verbs::RegisteredBuffer`]) and announced by a READ request at its place in the
+//! stream; the receiver reads it straight into the buffer the session decodes from, splices it
+//! into the stream there, and tells the sender with a READ done so it can deregister. Neither
+//! side copies the payload. Requests and dones are plain SENDs (no immediate) whose last four
+//! bytes carry the credits a data SEND carries in its immediate; they use credits like data.
+//!
 //! Life of a link: [`prepare`] builds the CQ, QP and registered pools on an rdma_cm id and posts
 //! every receive (before connect / accept, so the peer's first SEND finds one); once rdma_cm
 //! reports ESTABLISHED, [`Link::new`] takes the id and the peer's [`Hello`].
@@ -14,9 +22,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::credit::Credits;
 use crate::error::RdmaError;
-use crate::options::RdmaOptions;
+use crate::options::{RdmaOptions, READS_IN_FLIGHT};
 use crate::verbs::{
-    BufferPool, CmId, CompChannel, Cq, Device, Qp, QpCaps, Retired, WcKind, WorkCompletion,
+    BufferPool, CmId, CompChannel, Cq, Device, ExposedRegion, Qp, QpCaps, ReadTarget, Retired,
+    WcKind, WorkCompletion,
 };
 
 /// Private data of connect / accept: who we are and how the peer may send to us.
@@ -170,11 +179,14 @@ pub fn prepare(
     opts: &RdmaOptions,
 ) -> Result<Arc<Cq>, RdmaError> {
     let channel = CompChannel::new(device)?;
-    let cq = Cq::new(&channel, opts.send_buffers + opts.recv_buffers + 1)?;
+    let cq = Cq::new(
+        &channel,
+        opts.send_buffers + opts.recv_buffers + READS_IN_FLIGHT + 1,
+    )?;
     let send = BufferPool::new(device, opts.buffer_size, opts.send_buffers)?;
     let recv = BufferPool::new(device, opts.buffer_size, opts.recv_buffers)?;
     let caps = QpCaps {
-        max_send_wr: opts.send_buffers as u32,
+        max_send_wr: (opts.send_buffers + READS_IN_FLIGHT) as u32,
         max_recv_wr: opts.recv_buffers as u32,
         max_inline_data: 0,
     };
@@ -201,6 +213,122 @@ pub struct LinkCounters {
     pub wc_errors: u64,
     /// Completions that failed with receiver-not-ready retries exceeded.
     pub rnr_errors: u64,
+    /// Large chunks sent as READ requests, and those of them that needed a registration of
+    /// their own (the rest lay in a pre-registered buffer).
+    pub read_requests: u64,
+    pub read_registrations: u64,
+    /// Large chunks copied through send buffers because registering them failed.
+    pub read_fallbacks: u64,
+    /// RDMA READs completed, and their bytes.
+    pub reads: u64,
+    pub read_bytes: u64,
+    /// READ payloads that had to be copied into the session's buffer (more undecoded bytes
+    /// preceded them than the room left for that).
+    pub read_copies: u64,
+}
+
+/// Room kept before a READ's payload for the undecoded stream bytes that precede it (a
+/// message's front and middle), so they are copied instead of the payload.
+const READ_HEAD: usize = 4096;
+/// Room kept after a READ's payload for what follows it (the footer, the next frames).
+const READ_TAIL: usize = 4096;
+
+/// Link-level messages: plain SENDs, told from stream data by having no immediate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    /// "Read `len` bytes at `addr` / `rkey`: they are the next stream bytes."
+    ReadRequest {
+        id: u32,
+        len: u64,
+        addr: u64,
+        rkey: u32,
+    },
+    /// "Every READ up to and including `id` is done: release them."
+    ReadDone { id: u32 },
+}
+
+const CONTROL_READ_REQUEST: u8 = b'R';
+const CONTROL_READ_DONE: u8 = b'D';
+
+impl Control {
+    /// Encode into `buf` with `credits` in the last 4 bytes; returns the length.
+    fn encode(&self, buf: &mut [u8], credits: u32) -> usize {
+        let n = match *self {
+            Control::ReadRequest {
+                id,
+                len,
+                addr,
+                rkey,
+            } => {
+                buf[0] = CONTROL_READ_REQUEST;
+                buf[4..8].copy_from_slice(&id.to_le_bytes());
+                buf[8..16].copy_from_slice(&len.to_le_bytes());
+                buf[16..24].copy_from_slice(&addr.to_le_bytes());
+                buf[24..28].copy_from_slice(&rkey.to_le_bytes());
+                28
+            }
+            Control::ReadDone { id } => {
+                buf[0] = CONTROL_READ_DONE;
+                buf[4..8].copy_from_slice(&id.to_le_bytes());
+                8
+            }
+        };
+        buf[1..4].fill(0);
+        buf[n..n + 4].copy_from_slice(&credits.to_le_bytes());
+        n + 4
+    }
+
+    /// Decode a control SEND: the message and the credits it carries.
+    fn decode(b: &[u8]) -> Result<(Control, u32), String> {
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        match (b.first(), b.len()) {
+            (Some(&CONTROL_READ_REQUEST), 32) => Ok((
+                Control::ReadRequest {
+                    id: u32_at(4),
+                    len: u64_at(8),
+                    addr: u64_at(16),
+                    rkey: u32_at(24),
+                },
+                u32_at(28),
+            )),
+            (Some(&CONTROL_READ_DONE), 12) => Ok((Control::ReadDone { id: u32_at(4) }, u32_at(8))),
+            (kind, len) => Err(format!(
+                "malformed link control message (kind {kind:?}, {len} bytes): not an msgr peer, or a bug"
+            )),
+        }
+    }
+}
+
+/// What the sender queued, in stream order.
+enum Out {
+    /// Copied into send buffers.
+    Stream(Bytes),
+    /// Sent as a READ request (at least `read_threshold` bytes).
+    Read(Bytes),
+}
+
+/// Received stream input, in order.
+enum Input {
+    /// Bytes [off, end) of a completed receive buffer.
+    Data { slot: usize, off: usize, end: usize },
+    /// A READ request; `slot` (the request's receive buffer) is re-posted once the payload is
+    /// consumed, so requests use credits as data does.
+    Read {
+        slot: usize,
+        id: u32,
+        len: usize,
+        addr: u64,
+        rkey: u32,
+        state: ReadState,
+    },
+}
+
+enum ReadState {
+    Waiting,
+    Posted(ReadTarget),
+    /// The buffer (READ_HEAD zeroes, then the payload, then spare room).
+    Done(Vec<u8>, usize),
 }
 
 /// Why a link failed.
@@ -216,11 +344,20 @@ pub struct Link {
     chunk: usize,
     free_send: Vec<usize>,
     send_slots: usize,
-    out: VecDeque<Bytes>,
+    out: VecDeque<Out>,
     out_bytes: usize,
-    /// Completed receives not consumed yet: (slot, offset, end).
-    ready_in: VecDeque<(usize, usize, usize)>,
+    read_threshold: usize,
+    max_read: usize,
+    /// Payloads the peer may be reading, oldest first, until its READ done.
+    exposed: VecDeque<(u32, ExposedRegion)>,
+    next_read_id: u32,
+    /// Completed receives and READ requests not consumed yet.
+    ready_in: VecDeque<Input>,
+    /// Data bytes in `ready_in` (READ payloads not counted).
     ready_bytes: usize,
+    reads_in_flight: usize,
+    /// The newest READ consumed and not yet reported to the peer.
+    done_unreported: Option<u32>,
     failed: Option<LinkFailure>,
     stalled: bool,
     /// Sends posted since the last signaled one.
@@ -243,8 +380,14 @@ impl Link {
             send_slots,
             out: VecDeque::new(),
             out_bytes: 0,
+            read_threshold: opts.read_threshold,
+            max_read: opts.max_read,
+            exposed: VecDeque::new(),
+            next_read_id: 0,
             ready_in: VecDeque::new(),
             ready_bytes: 0,
+            reads_in_flight: 0,
+            done_unreported: None,
             failed: None,
             stalled: false,
             unsignaled: 0,
@@ -261,6 +404,10 @@ impl Link {
 
     pub fn id(&self) -> &CmId {
         &self.id
+    }
+    /// The device (and protection domain) of the link's QP.
+    pub fn device(&self) -> Arc<Device> {
+        Arc::clone(self.id.qp().expect("link has a qp").device())
     }
     pub fn id_mut(&mut self) -> &mut CmId {
         &mut self.id
@@ -292,9 +439,13 @@ impl Link {
     pub fn send_buffers_free(&self) -> usize {
         self.free_send.len()
     }
-    /// Receive buffers holding data not consumed yet.
+    /// Receive buffers holding data (or READ requests) not consumed yet.
     pub fn recv_buffers_held(&self) -> usize {
         self.ready_in.len()
+    }
+    /// Payloads exposed to the peer's RDMA READ and not released yet.
+    pub fn exposed_regions(&self) -> usize {
+        self.exposed.len()
     }
     /// Waiting for credits right now.
     pub fn is_stalled(&self) -> bool {
@@ -304,11 +455,17 @@ impl Link {
         self.credits.available()
     }
 
-    /// Append stream bytes (no copy until they go into a send buffer).
+    /// Append stream bytes (no copy until they go into a send buffer; none at all for chunks
+    /// of `read_threshold` bytes or more, which the peer reads).
     pub fn queue(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.out_bytes += b.len();
-            self.out.push_back(b);
+        if b.is_empty() {
+            return;
+        }
+        self.out_bytes += b.len();
+        if self.read_threshold > 0 && b.len() >= self.read_threshold && b.len() <= self.max_read {
+            self.out.push_back(Out::Read(b));
+        } else {
+            self.out.push_back(Out::Stream(b));
         }
     }
 
@@ -325,14 +482,15 @@ impl Link {
         }
     }
 
-    /// Post as many SENDs as buffers and credits allow, then a credit update if one is due.
+    /// Post as many SENDs as buffers and credits allow (READ dones first, then the stream in
+    /// order), then a credit update if one is due.
     pub fn flush(&mut self) -> Result<(), RdmaError> {
         if self.failed.is_some() {
             return Ok(());
         }
-        while self.out_bytes > 0 {
+        while self.out_bytes > 0 || self.done_unreported.is_some() {
             if !self.credits.can_send_data() {
-                if !self.stalled {
+                if !self.stalled && self.out_bytes > 0 {
                     self.stalled = true;
                     self.counters.credit_stalls += 1;
                 }
@@ -342,11 +500,49 @@ impl Link {
                 break;
             };
             self.stalled = false;
+            if let Some(id) = self.done_unreported.take() {
+                self.post_control(slot, Control::ReadDone { id })?;
+                continue;
+            }
+            if matches!(self.out.front(), Some(Out::Read(_))) {
+                let Some(Out::Read(b)) = self.out.pop_front() else {
+                    unreachable!("checked above")
+                };
+                let device = Arc::clone(self.id.qp_mut().expect("link has a qp").device());
+                match ExposedRegion::new(&device, b.clone()) {
+                    Ok(region) => {
+                        let id = self.next_read_id;
+                        self.next_read_id = id.wrapping_add(1);
+                        let req = Control::ReadRequest {
+                            id,
+                            len: region.len() as u64,
+                            addr: region.addr(),
+                            rkey: region.rkey(),
+                        };
+                        self.counters.read_requests += 1;
+                        self.counters.read_registrations += region.registered_here() as u64;
+                        self.out_bytes -= region.len();
+                        self.counters.bytes_out += region.len() as u64;
+                        self.exposed.push_back((id, region));
+                        self.post_control(slot, req)?;
+                    }
+                    Err(e) => {
+                        // Copy it instead: slower, but the message goes.
+                        if self.counters.read_fallbacks == 0 {
+                            tracing::warn!(target: "msgr_rdma", "cannot register a {}-byte payload for RDMA READ, copying it through send buffers instead: {e}", b.len());
+                        }
+                        self.counters.read_fallbacks += 1;
+                        self.out.push_front(Out::Stream(b));
+                        self.free_send.push(slot);
+                    }
+                }
+                continue;
+            }
             let mut qp = self.id.qp_mut().expect("link has a qp");
             let buf = qp.send_slot_mut(slot).expect("free send slot");
             let mut n = 0;
             while n < self.chunk {
-                let Some(front) = self.out.front_mut() else {
+                let Some(Out::Stream(front)) = self.out.front_mut() else {
                     break;
                 };
                 let take = front.len().min(self.chunk - n);
@@ -361,7 +557,7 @@ impl Link {
             let imm = self.credits.on_send();
             let signaled = self.want_signal();
             let mut qp = self.id.qp_mut().expect("link has a qp");
-            if let Err(e) = qp.post_send(slot, n, imm, signaled) {
+            if let Err(e) = qp.post_send(slot, n, Some(imm), signaled) {
                 self.free_send.push(slot);
                 self.fail(e.to_string());
                 return Err(e);
@@ -374,13 +570,28 @@ impl Link {
                 let imm = self.credits.on_send();
                 let signaled = self.want_signal();
                 let mut qp = self.id.qp_mut().expect("link has a qp");
-                if let Err(e) = qp.post_send(slot, 0, imm, signaled) {
+                if let Err(e) = qp.post_send(slot, 0, Some(imm), signaled) {
                     self.free_send.push(slot);
                     self.fail(e.to_string());
                     return Err(e);
                 }
                 self.counters.credit_sends += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// Post a control message in send slot `slot` (credits ride in it).
+    fn post_control(&mut self, slot: usize, c: Control) -> Result<(), RdmaError> {
+        let credits = self.credits.on_send();
+        let signaled = self.want_signal();
+        let mut qp = self.id.qp_mut().expect("link has a qp");
+        let buf = qp.send_slot_mut(slot).expect("free send slot");
+        let n = c.encode(buf, credits);
+        if let Err(e) = qp.post_send(slot, n, None, signaled) {
+            self.free_send.push(slot);
+            self.fail(e.to_string());
+            return Err(e);
         }
         Ok(())
     }
@@ -406,7 +617,54 @@ impl Link {
                 break;
             }
         }
+        self.start_reads();
         Ok(total)
+    }
+
+    /// Post the READs of waiting requests, oldest first, up to READS_IN_FLIGHT.
+    fn start_reads(&mut self) {
+        if self.failed.is_some() || self.reads_in_flight >= READS_IN_FLIGHT {
+            return;
+        }
+        let mut qp = self.id.qp_mut().expect("link has a qp");
+        let device = Arc::clone(qp.device());
+        let mut error = None;
+        for input in self.ready_in.iter_mut() {
+            if self.reads_in_flight >= READS_IN_FLIGHT {
+                break;
+            }
+            let Input::Read {
+                id,
+                len,
+                addr,
+                rkey,
+                state,
+                ..
+            } = input
+            else {
+                continue;
+            };
+            if !matches!(state, ReadState::Waiting) {
+                continue;
+            }
+            let posted = ReadTarget::new(&device, READ_HEAD, *len, READ_TAIL).and_then(|t| {
+                qp.post_read(u64::from(*id), &t, *addr, *rkey)?;
+                Ok(t)
+            });
+            match posted {
+                Ok(t) => {
+                    *state = ReadState::Posted(t);
+                    self.reads_in_flight += 1;
+                }
+                Err(e) => {
+                    error = Some(format!("cannot start an RDMA READ of {len} bytes: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = error {
+            self.fail(e);
+        }
     }
 
     fn on_completion(&mut self, wc: WorkCompletion) {
@@ -415,6 +673,15 @@ impl Link {
             Retired::Unknown => return,
             Retired::Sends(slots) => {
                 self.free_send.extend(slots);
+                None
+            }
+            Retired::Read { id, sends } => {
+                self.free_send.extend(sends);
+                self.reads_in_flight -= 1;
+                if wc.is_ok() {
+                    self.read_completed(id as u32);
+                    return;
+                }
                 None
             }
             Retired::Recv(slot) => Some(slot),
@@ -441,10 +708,13 @@ impl Link {
             return;
         };
         debug_assert_eq!(wc.kind, WcKind::Recv);
-        if let Some(imm) = wc.imm {
-            self.credits.on_receive(imm);
-        }
         let len = wc.byte_len as usize;
+        let Some(imm) = wc.imm else {
+            self.on_control(slot, len);
+            return;
+        };
+        self.credits.on_receive(imm);
+        let mut qp = self.id.qp_mut().expect("link has a qp");
         if len == 0 {
             // credit-only: the buffer is free again at once
             if let Err(e) = qp.post_recv(slot) {
@@ -454,31 +724,173 @@ impl Link {
             self.credits.on_repost();
         } else {
             self.counters.data_recvs += 1;
-            self.ready_in.push_back((slot, 0, len));
+            self.ready_in.push_back(Input::Data {
+                slot,
+                off: 0,
+                end: len,
+            });
             self.ready_bytes += len;
         }
     }
 
-    /// Received bytes not consumed yet.
+    /// A control SEND arrived in receive buffer `slot`.
+    fn on_control(&mut self, slot: usize, len: usize) {
+        let mut qp = self.id.qp_mut().expect("link has a qp");
+        let data = qp.recv_data(slot, len).expect("completed receive slot");
+        let (control, credits) = match Control::decode(data) {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail(e);
+                return;
+            }
+        };
+        self.credits.on_receive(credits);
+        match control {
+            Control::ReadDone { id } => {
+                // Dones are cumulative and READs complete in order.
+                while self
+                    .exposed
+                    .front()
+                    .is_some_and(|(e, _)| id.wrapping_sub(*e) < u32::MAX / 2)
+                {
+                    self.exposed.pop_front();
+                }
+                if let Err(e) = qp.post_recv(slot) {
+                    self.fail(e.to_string());
+                    return;
+                }
+                self.credits.on_repost();
+            }
+            Control::ReadRequest {
+                id,
+                len,
+                addr,
+                rkey,
+            } => {
+                if len == 0 || len > self.max_read as u64 {
+                    self.fail(format!(
+                        "peer asked us to RDMA READ {len} bytes; the limit is {} (max_data)",
+                        self.max_read
+                    ));
+                    return;
+                }
+                self.ready_in.push_back(Input::Read {
+                    slot,
+                    id,
+                    len: len as usize,
+                    addr,
+                    rkey,
+                    state: ReadState::Waiting,
+                });
+            }
+        }
+    }
+
+    /// The READ `id` completed successfully: its payload is ready to splice into the stream.
+    fn read_completed(&mut self, id: u32) {
+        for input in self.ready_in.iter_mut() {
+            if let Input::Read { id: rid, state, .. } = input {
+                if *rid == id && matches!(state, ReadState::Posted(_)) {
+                    let ReadState::Posted(t) = std::mem::replace(state, ReadState::Waiting) else {
+                        unreachable!("checked above")
+                    };
+                    let len = t.len();
+                    let (buf, head) = t.finish();
+                    *state = ReadState::Done(buf, head);
+                    self.counters.reads += 1;
+                    self.counters.read_bytes += len as u64;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Received bytes not consumed yet (READ payloads not counted).
     pub fn readable_bytes(&self) -> usize {
         self.ready_bytes
     }
 
-    /// Copy up to `max` received bytes into `buf`; each emptied receive buffer is re-posted
-    /// (returning a credit). Call [`Link::flush`] afterwards so the credits travel.
+    /// Whether [`Link::read_into`] would give something now.
+    pub fn has_input(&self) -> bool {
+        match self.ready_in.front() {
+            Some(Input::Data { .. }) => true,
+            Some(Input::Read { state, .. }) => matches!(state, ReadState::Done(..)),
+            None => false,
+        }
+    }
+
+    /// Move up to `max` received bytes into `buf`, in stream order; each emptied receive
+    /// buffer is re-posted (returning a credit). Call [`Link::flush`] afterwards so the
+    /// credits (and READ dones) travel.
+    ///
+    /// A completed READ's payload is spliced in without a copy: `buf` becomes the READ's
+    /// buffer (what `buf` held moves into the room before the payload). A call stops before
+    /// the payload when it appended more than that room holds (decode first, then call again),
+    /// and right after the payload, so the session can decode it before more bytes are
+    /// appended (which could make the buffer grow, and copy). Data receive buffers are copied.
     pub fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> Result<usize, RdmaError> {
         let mut copied = 0;
+        let mut from_data = 0;
         while copied < max {
-            let Some(&mut (slot, ref mut off, end)) = self.ready_in.front_mut() else {
-                break;
-            };
             let mut qp = self.id.qp_mut().expect("link has a qp");
-            let take = (end - *off).min(max - copied);
-            let data = qp.recv_data(slot, end).expect("completed receive slot");
-            buf.extend_from_slice(&data[*off..*off + take]);
-            *off += take;
-            copied += take;
-            if *off == end {
+            let repost = match self.ready_in.front_mut() {
+                None => break,
+                Some(Input::Data { slot, off, end }) => {
+                    let take = (*end - *off).min(max - copied);
+                    let data = qp.recv_data(*slot, *end).expect("completed receive slot");
+                    buf.extend_from_slice(&data[*off..*off + take]);
+                    *off += take;
+                    copied += take;
+                    from_data += take;
+                    (*off == *end).then_some(*slot)
+                }
+                Some(Input::Read {
+                    slot,
+                    id,
+                    len,
+                    state,
+                    ..
+                }) => {
+                    if !matches!(state, ReadState::Done(..)) {
+                        break;
+                    }
+                    let head = match state {
+                        ReadState::Done(_, head) => *head,
+                        _ => unreachable!("checked above"),
+                    };
+                    if copied > 0 && buf.len() > head {
+                        // Let the caller decode what came before (whole frames leave the
+                        // buffer) so the payload can be spliced in, not copied.
+                        break;
+                    }
+                    let ReadState::Done(mut v, head) = std::mem::replace(state, ReadState::Waiting)
+                    else {
+                        unreachable!("checked above")
+                    };
+                    let keep = buf.len();
+                    if keep <= head {
+                        v[head - keep..head].copy_from_slice(buf);
+                        // Same allocation, capacity kept (the Bytes is unique, so no copy).
+                        let mut b = BytesMut::from(Bytes::from(v));
+                        b.advance(head - keep);
+                        *buf = b;
+                    } else {
+                        buf.extend_from_slice(&v[head..]);
+                        self.counters.read_copies += 1;
+                    }
+                    copied += *len;
+                    self.done_unreported = Some(*id);
+                    let slot = *slot;
+                    self.ready_in.pop_front();
+                    if let Err(e) = qp.post_recv(slot) {
+                        self.fail(e.to_string());
+                        return Err(e);
+                    }
+                    self.credits.on_repost();
+                    break;
+                }
+            };
+            if let Some(slot) = repost {
                 self.ready_in.pop_front();
                 if let Err(e) = qp.post_recv(slot) {
                     self.fail(e.to_string());
@@ -487,7 +899,7 @@ impl Link {
                 self.credits.on_repost();
             }
         }
-        self.ready_bytes -= copied;
+        self.ready_bytes -= from_data;
         self.counters.bytes_in += copied as u64;
         Ok(copied)
     }

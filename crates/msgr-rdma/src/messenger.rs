@@ -20,6 +20,8 @@ use crate::endpoint::Endpoint;
 use crate::link::Hello;
 use crate::options::RdmaOptions;
 use crate::reactor::Reactor;
+use crate::verbs::RegisteredBuffer;
+use crate::RdmaError;
 
 /// Everything an [`RdmaMessenger`] needs; [`RdmaConfig::new`] gives working defaults.
 #[derive(Clone, Debug)]
@@ -102,6 +104,19 @@ pub struct RdmaCounters {
     pub data_sends: u64,
     pub data_recvs: u64,
     pub live_links: u64,
+    /// Large payloads sent as READ requests; of those, how many needed a registration of
+    /// their own (the others lay in a `RegisteredBuffer`), and how many were copied through
+    /// send buffers instead because registration failed.
+    pub read_requests: u64,
+    pub read_registrations: u64,
+    pub read_fallbacks: u64,
+    /// RDMA READs this side completed, and their bytes.
+    pub reads: u64,
+    pub read_bytes: u64,
+    /// READ payloads copied into the session's buffer instead of spliced in.
+    pub read_copies: u64,
+    /// Payloads exposed for the peer's READ and not released yet, over live links.
+    pub exposed_regions: u64,
 }
 
 thread_local! {
@@ -119,6 +134,8 @@ pub(crate) struct Shared {
     pub loopback: OnceLock<Arc<Loopback>>,
     pub rdma_counters: Mutex<RdmaCounters>,
     pub session_cfg: OnceLock<Arc<SessionConfig>>,
+    /// The device the messenger is bound to, for `register_buffer`.
+    bound_device: OnceLock<Arc<crate::verbs::Device>>,
     my_addr: RwLock<EntityAddr>,
     cmds: Mutex<Vec<Cmd>>,
     pub waker: OnceLock<mio::Waker>,
@@ -213,6 +230,7 @@ impl RdmaMessenger {
                 loopback: OnceLock::new(),
                 rdma_counters: Mutex::new(RdmaCounters::default()),
                 session_cfg: OnceLock::new(),
+                bound_device: OnceLock::new(),
                 my_addr: RwLock::new(my_addr),
                 cmds: Mutex::new(Vec::new()),
                 waker: OnceLock::new(),
@@ -225,6 +243,21 @@ impl RdmaMessenger {
     }
 
     /// RDMA-level counters (buffers, credits, completion errors, RNR).
+    /// `len` zeroed bytes registered once with the messenger's device, for zero-copy sends:
+    /// fill it, `freeze()` it into `Bytes` and use that (or slices of it) as message data.
+    /// Payloads of at least `read_threshold` bytes inside it are read by the peer straight
+    /// from it, with no registration per message (`RdmaCounters::read_registrations` does not
+    /// grow). Needs a started messenger bound to an RDMA device's address.
+    pub fn register_buffer(&self, len: usize) -> Result<RegisteredBuffer, RdmaError> {
+        let device = self.shared.bound_device.get().ok_or_else(|| RdmaError::NoDevice {
+            detail: format!(
+                "register_buffer needs a started messenger bound to an RDMA device's IP address (bind is {}); start it first, and bind to the IP of the device's netdev rather than a wildcard",
+                self.shared.cfg.bind
+            ),
+        })?;
+        RegisteredBuffer::new(device, len)
+    }
+
     pub fn rdma_counters(&self) -> RdmaCounters {
         self.shared.rdma_counters.lock().clone()
     }
@@ -311,8 +344,14 @@ impl Messenger for RdmaMessenger {
             nonce: s.my_addr().nonce,
             ..Hello::from_options(&s.cfg.rdma)
         };
-        let mut ep = Endpoint::new(s.cfg.rdma.clone(), hello).map_err(|e| fail(tr(e)))?;
+        let mut opts = s.cfg.rdma.clone();
+        // A READ carries one data section: never more than the decoder would accept.
+        opts.max_read = s.cfg.limits.max_data as usize;
+        let mut ep = Endpoint::new(opts, hello).map_err(|e| fail(tr(e)))?;
         let bound = ep.listen(s.cfg.bind).map_err(|e| fail(tr(e)))?;
+        if let Some(d) = ep.bound_device() {
+            let _ = s.bound_device.set(d);
+        }
         let my_addr = EntityAddr {
             addr: Some(bound),
             ..s.my_addr()

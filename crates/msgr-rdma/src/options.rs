@@ -37,7 +37,19 @@ pub struct RdmaOptions {
     pub rnr_retry: u8,
     /// Backlog of the rdma_cm listener.
     pub backlog: i32,
+    /// Stream chunks (in practice a message's data section) of at least this many bytes are
+    /// not copied through send buffers: the sender registers them (or finds them inside a
+    /// [`crate::verbs::RegisteredBuffer`]) and the receiver fetches them with one RDMA READ
+    /// straight into the buffer the message is decoded from. 0 = always copy.
+    pub read_threshold: usize,
+    /// Largest RDMA READ a peer may ask for (a longer request fails the link). The messenger
+    /// sets it from its decode limits (largest data section).
+    pub max_read: usize,
 }
+
+/// RDMA READs a link keeps in flight at once (also the rdma_cm initiator depth / responder
+/// resources asked for).
+pub const READS_IN_FLIGHT: usize = 4;
 
 impl Default for RdmaOptions {
     fn default() -> Self {
@@ -54,6 +66,8 @@ impl Default for RdmaOptions {
             retry_count: 7,
             rnr_retry: 7,
             backlog: 128,
+            read_threshold: 64 * 1024,
+            max_read: 64 << 20,
         }
     }
 }

@@ -23,6 +23,11 @@ use crate::messenger::{Cmd, RdmaCounters, Shared};
 
 const WAKER: Token = Token(0);
 const CM: Token = Token(1);
+/// While busy-polling, epoll is asked once in this many rounds.
+const EPOLL_EVERY: u32 = 32;
+/// Rounds of commands queued by this thread's own dispatchers carried out before the reactor
+/// polls again (a bound, so a dispatcher that always sends cannot starve the others).
+const LOCAL_ROUNDS: usize = 4;
 
 struct Slot {
     link: Link,
@@ -82,31 +87,43 @@ impl Reactor {
         let mut events = Events::with_capacity(256);
         let mut cmds = Vec::new();
         let poll_us = self.ep.options().poll_us;
+        let mut spins: u32 = 0;
         self.shared.enter_reactor();
         loop {
             let now = Instant::now();
-            let next_timer = self.timers.iter().map(|(t, _)| *t).min();
-            let mut timeout = next_timer.map(|t| t.saturating_duration_since(now));
-            if self.busy_until.is_some_and(|b| b > now) || self.shared.has_cmds() {
-                timeout = Some(Duration::ZERO);
-            }
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::error!(target: "msgr_rdma", "poll failed: {e}");
-                    break;
+            let busy = self.busy_until.is_some_and(|b| b > now);
+            // While busy-polling, the CQs are polled directly below and commands are checked
+            // with one lock; epoll (rdma_cm events, channel fds) is asked only every
+            // EPOLL_EVERY rounds, since each round's epoll_wait is a system call.
+            spins = if busy { spins.wrapping_add(1) } else { 0 };
+            let polled = !busy || spins.is_multiple_of(EPOLL_EVERY);
+            if polled {
+                let next_timer = self.timers.iter().map(|(t, _)| *t).min();
+                let mut timeout = next_timer.map(|t| t.saturating_duration_since(now));
+                if busy || self.shared.has_cmds() {
+                    timeout = Some(Duration::ZERO);
+                }
+                if let Err(e) = self.poll.poll(&mut events, timeout) {
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        tracing::error!(target: "msgr_rdma", "poll failed: {e}");
+                        break;
+                    }
                 }
             }
             let mut ready: Vec<u64> = Vec::new();
-            let mut active = false;
-            for ev in events.iter() {
-                match ev.token() {
-                    WAKER => {}
-                    CM => self.cm_events(),
-                    Token(t) => {
-                        let t = t as u64;
-                        if let Some(slot) = self.links.get_mut(&t) {
-                            let _ = slot.link.on_readable();
-                            ready.push(t);
+            let mut had_events = false;
+            if polled {
+                for ev in events.iter() {
+                    had_events = true;
+                    match ev.token() {
+                        WAKER => {}
+                        CM => self.cm_events(),
+                        Token(t) => {
+                            let t = t as u64;
+                            if let Some(slot) = self.links.get_mut(&t) {
+                                let _ = slot.link.on_readable();
+                                ready.push(t);
+                            }
                         }
                     }
                 }
@@ -119,41 +136,24 @@ impl Reactor {
                     }
                 }
             }
-            self.shared.take_cmds(&mut cmds);
-            for c in cmds.drain(..) {
-                active = true;
-                match c {
-                    Cmd::Dial(conn) => self.dial(conn),
-                    Cmd::Drive(t) => ready.push(t),
-                    Cmd::Close(t) => self.close_link(t),
-                    Cmd::Dispatch(conn) => conn.run_dispatch(),
-                    Cmd::Loopback => {
-                        if let Some(lb) = self.shared.loopback.get() {
-                            lb.deliver_pending(&self.shared.dispatchers);
-                        }
-                    }
-                    Cmd::FaultQp(conn) => {
-                        let t = conn.inner.lock().link;
-                        if let Some(slot) = t.and_then(|t| self.links.get_mut(&t)) {
-                            let _ = slot.link.force_error();
-                            ready.push(t.unwrap());
-                        }
-                    }
-                    Cmd::Shutdown => self.stopping = true,
-                }
-            }
-            ready.sort_unstable();
-            ready.dedup();
+            let mut active = self.run_cmds(&mut cmds, &mut ready);
             active |= !ready.is_empty();
-            if !active && events.is_empty() && self.busy_until.is_some() {
+            if !active && !had_events && self.busy_until.is_some() {
                 // An empty busy-poll round: give the CPU away for a moment. Where the "device"
                 // is the CPU (Soft-RoCE: the kernel's rxe tasks move the packets and write the
                 // completions) or the peer shares the core, spinning without yielding starves
                 // exactly the work being waited for; on an idle core the yield returns at once.
                 std::thread::yield_now();
             }
-            for t in ready {
-                self.drive(t);
+            self.drive_all(&mut ready);
+            // Dispatchers ran in those drives and may have queued sends from this thread:
+            // carry them out now, so a reply leaves without another trip through epoll.
+            for _ in 0..LOCAL_ROUNDS {
+                if !self.shared.has_cmds() {
+                    break;
+                }
+                self.run_cmds(&mut cmds, &mut ready);
+                self.drive_all(&mut ready);
             }
             self.fire_timers();
             self.reap_closing();
@@ -162,11 +162,55 @@ impl Reactor {
             } else if self.busy_until.is_some_and(|b| b <= Instant::now()) {
                 self.busy_until = None;
             }
-            self.publish_counters();
+            if !busy || active {
+                // Not on every empty busy-poll round: the snapshot takes a lock and walks
+                // every link.
+                self.publish_counters();
+            }
             if self.stopping {
                 self.finish();
                 return;
             }
+        }
+    }
+
+    /// Carry out the queued commands; links to drive go to `ready`. Returns whether there
+    /// were any.
+    fn run_cmds(&mut self, cmds: &mut Vec<Cmd>, ready: &mut Vec<u64>) -> bool {
+        self.shared.take_cmds(cmds);
+        let any = !cmds.is_empty();
+        for c in cmds.drain(..) {
+            match c {
+                Cmd::Dial(conn) => self.dial(conn),
+                Cmd::Drive(t) => ready.push(t),
+                Cmd::Close(t) => self.close_link(t),
+                Cmd::Dispatch(conn) => conn.run_dispatch(),
+                Cmd::Loopback => {
+                    if let Some(lb) = self.shared.loopback.get() {
+                        lb.deliver_pending(&self.shared.dispatchers);
+                    }
+                }
+                Cmd::FaultQp(conn) => {
+                    let t = conn.inner.lock().link;
+                    if let Some(t) = t {
+                        if let Some(slot) = self.links.get_mut(&t) {
+                            let _ = slot.link.force_error();
+                            ready.push(t);
+                        }
+                    }
+                }
+                Cmd::Shutdown => self.stopping = true,
+            }
+        }
+        any
+    }
+
+    /// Drive each link in `ready` once (duplicates dropped); empties `ready`.
+    fn drive_all(&mut self, ready: &mut Vec<u64>) {
+        ready.sort_unstable();
+        ready.dedup();
+        for t in ready.drain(..) {
+            self.drive(t);
         }
     }
 
@@ -381,16 +425,6 @@ impl Reactor {
         let conn = slot.conn.clone();
         conn.drive_pending
             .store(false, std::sync::atomic::Ordering::Release);
-        // A paused connection (throttle full) leaves its receive buffers with the link: they
-        // are not re-posted, so the peer runs out of credits.
-        let got: usize = if conn.is_paused() {
-            0
-        } else {
-            slot.link
-                .read_into(&mut slot.rbuf, usize::MAX)
-                .unwrap_or_default()
-        };
-        conn.counters.add_bytes_in(got as u64);
         let mut g = conn.inner.lock();
         if g.link != Some(token) {
             drop(g);
@@ -398,13 +432,41 @@ impl Reactor {
             self.close_link(token);
             return;
         }
+        // A paused connection (throttle full) leaves its receive buffers with the link: they
+        // are not re-posted, so the peer runs out of credits. A READ payload ends a read (see
+        // `Link::read_into`): decode, then go on.
         let mut dead = false;
-        if got > 0 || !slot.rbuf.is_empty() {
-            if let Err(e) = g.session.handle_input(&mut slot.rbuf, now) {
-                tracing::debug!(target: "msgr_rdma", conn = conn.id, token, "closing link on input error: {e}");
-                dead = true;
+        let mut got_total = 0;
+        let mut first = true;
+        loop {
+            // Within a message body, read just up to its end: after a spliced READ payload
+            // that is the footer, which fits the buffer's spare room (more could make it grow,
+            // copying the payload).
+            let wanted = g.session.input_wanted();
+            let max = if wanted > slot.rbuf.len() {
+                wanted - slot.rbuf.len()
+            } else {
+                usize::MAX
+            };
+            let got = if conn.is_paused() {
+                0
+            } else {
+                slot.link.read_into(&mut slot.rbuf, max).unwrap_or_default()
+            };
+            got_total += got;
+            if got > 0 || (first && !slot.rbuf.is_empty()) {
+                if let Err(e) = g.session.handle_input(&mut slot.rbuf, now) {
+                    tracing::debug!(target: "msgr_rdma", conn = conn.id, token, "closing link on input error: {e}");
+                    dead = true;
+                    break;
+                }
+            }
+            first = false;
+            if got == 0 || !slot.link.has_input() {
+                break;
             }
         }
+        conn.counters.add_bytes_in(got_total as u64);
         if !dead {
             if let Some(f) = slot.link.failure() {
                 if g.session.state() != SessionState::Closed {
@@ -603,6 +665,12 @@ impl Reactor {
         self.past.bytes_in += c.bytes_in;
         self.past.data_sends += c.data_sends;
         self.past.data_recvs += c.data_recvs;
+        self.past.read_requests += c.read_requests;
+        self.past.read_registrations += c.read_registrations;
+        self.past.read_fallbacks += c.read_fallbacks;
+        self.past.reads += c.reads;
+        self.past.read_bytes += c.read_bytes;
+        self.past.read_copies += c.read_copies;
     }
 
     fn publish_counters(&mut self) {
@@ -622,6 +690,13 @@ impl Reactor {
             r.bytes_in += c.bytes_in;
             r.data_sends += c.data_sends;
             r.data_recvs += c.data_recvs;
+            r.read_requests += c.read_requests;
+            r.read_registrations += c.read_registrations;
+            r.read_fallbacks += c.read_fallbacks;
+            r.reads += c.reads;
+            r.read_bytes += c.read_bytes;
+            r.read_copies += c.read_copies;
+            r.exposed_regions += l.exposed_regions() as u64;
             r.live_links += 1;
         }
         *self.shared.rdma_counters.lock() = r;

@@ -64,6 +64,10 @@ struct Side {
     accept: bool,
     /// Read at most this many bytes per link per pump (slow reader).
     read_budget: usize,
+    /// Consume the inbox after each pump (into `received`), as a decoder would: keeps the
+    /// inbox small, so READ payloads are spliced in rather than appended.
+    drain: bool,
+    received: HashMap<u64, Vec<u8>>,
 }
 
 impl Side {
@@ -77,6 +81,8 @@ impl Side {
             disconnected: Vec::new(),
             accept: true,
             read_budget: usize::MAX,
+            drain: false,
+            received: HashMap::new(),
         }
     }
 
@@ -104,6 +110,13 @@ impl Side {
             let _ = link.on_readable();
             let inbox = self.inbox.get_mut(t).unwrap();
             let _ = link.read_into(inbox, self.read_budget);
+            if self.drain {
+                self.received
+                    .entry(*t)
+                    .or_default()
+                    .extend_from_slice(inbox);
+                inbox.clear();
+            }
             let _ = link.flush();
         }
     }
@@ -269,6 +282,8 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 fn sixteen_mib_through_small_buffers_with_a_slow_reader() {
     let opts = RdmaOptions {
         recv_buffers: 4,
+        // everything through the buffers (the READ path has its own tests)
+        read_threshold: 0,
         ..test_opts()
     };
     let (mut server, mut client, st, ct) = pair(opts);
@@ -300,6 +315,108 @@ fn sixteen_mib_through_small_buffers_with_a_slow_reader() {
     assert_eq!(c.bytes_out, 16 << 20);
     // every chunk respected the peer's buffer size: at least len / buffer_size sends
     assert!(c.data_sends >= (16 << 20) / 4096, "{c:?}");
+}
+
+/// Chunks at or above the threshold go by RDMA READ, the rest through buffers; the stream
+/// arrives whole and in order; READ payloads are spliced into a drained inbox (no copy);
+/// every exposed payload is released by the peer's READ done; pre-registered memory needs no
+/// registration per send.
+#[test]
+fn large_chunks_go_by_rdma_read_in_stream_order() {
+    let opts = RdmaOptions {
+        read_threshold: 8192,
+        ..test_opts()
+    };
+    let (mut server, mut client, st, ct) = pair(opts);
+    server.drain = true;
+    let device = client.links[&ct].device();
+    let mut reg = msgr_rdma::RegisteredBuffer::new(&device, 300_000).expect("register");
+    for (i, b) in reg.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(13).wrapping_add(5);
+    }
+    let reg = reg.freeze();
+    let sizes = [
+        100usize,
+        8192,
+        3,
+        100_000,
+        8191,
+        1 << 20,
+        1,
+        20_000,
+        5000,
+        65_536,
+        2,
+    ];
+    let mut expected = Vec::new();
+    let mut large = 0;
+    let mut from_reg = 0;
+    for (i, &n) in sizes.iter().enumerate() {
+        let chunk = if i % 3 == 1 && n <= reg.len() {
+            from_reg += (n >= 8192) as u64;
+            reg.slice(i..i + n)
+        } else {
+            pattern(n, i as u8)
+        };
+        large += (n >= 8192) as u64;
+        expected.extend_from_slice(&chunk);
+        client.send(ct, chunk);
+    }
+    let total = expected.len();
+    pump_until(&mut [&mut server, &mut client], "the stream", |s| {
+        s[0].received.get(&st).map_or(0, |r| r.len()) >= total
+    });
+    assert!(
+        server.received[&st] == expected,
+        "stream corrupted or reordered"
+    );
+    pump_until(&mut [&mut server, &mut client], "READ dones", |s| {
+        s[1].links[&ct].exposed_regions() == 0
+    });
+    let c = &client.links[&ct].counters;
+    let sc = &server.links[&st].counters;
+    assert_eq!(c.read_requests, large, "{c:?}");
+    assert_eq!(c.read_registrations, large - from_reg, "{c:?}");
+    assert_eq!(c.read_fallbacks, 0, "{c:?}");
+    assert_eq!(sc.reads, large, "{sc:?}");
+    assert_eq!(
+        sc.read_copies, 0,
+        "payloads were copied, not spliced: {sc:?}"
+    );
+    assert_eq!(c.bytes_out, total as u64, "{c:?}");
+    assert_eq!(sc.bytes_in, total as u64, "{sc:?}");
+    assert_eq!(c.wc_errors + sc.wc_errors + c.rnr_errors, 0, "{c:?} {sc:?}");
+}
+
+/// A READ request longer than the receiver's limit fails the link with a message saying so
+/// (no allocation of the asked size).
+#[test]
+fn read_request_over_the_limit_fails_the_link() {
+    let ip = rdma_ip();
+    let mut server = Side::new(RdmaOptions {
+        max_read: 10_000,
+        ..test_opts()
+    });
+    let addr = server.ep.listen(SocketAddr::new(ip, 0)).expect("listen");
+    let mut client = Side::new(RdmaOptions {
+        read_threshold: 8192,
+        ..test_opts()
+    });
+    let ct = client.ep.connect(addr).expect("connect");
+    pump_until(&mut [&mut server, &mut client], "connection", |s| {
+        !s[0].links.is_empty() && s[1].links.contains_key(&ct)
+    });
+    let st = *server.links.keys().next().unwrap();
+    client.send(ct, pattern(20_000, 1));
+    pump_until(&mut [&mut server, &mut client], "the link failure", |s| {
+        s[0].links[&st].failure().is_some()
+    });
+    let why = &server.links[&st].failure().unwrap().0;
+    assert!(
+        why.contains("RDMA READ 20000 bytes") && why.contains("10000"),
+        "{why}"
+    );
+    assert_eq!(server.links[&st].counters.reads, 0);
 }
 
 #[test]
@@ -539,6 +656,18 @@ mod messenger {
         m
     }
 
+    /// Poll `done` until it holds (hang guard only).
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < HANG,
+                "hang guard: still waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn small_opts() -> RdmaOptions {
         RdmaOptions {
             buffer_size: 16 * 1024,
@@ -584,12 +713,11 @@ mod messenger {
         server.shutdown();
     }
 
-    #[test]
-    fn messenger_sixteen_mib_messages() {
+    fn sixteen_mib_messages(opts: RdmaOptions) {
         let sd = Arc::new(Collect::default());
         let cd = Arc::new(Collect::default());
-        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
-        let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
+        let server = node(EntityType::OSD, 0, opts.clone(), sd.clone());
+        let client = node(EntityType::CLIENT, 1, opts.clone(), cd.clone());
         server.start().unwrap();
         client.start().unwrap();
         let conn = client
@@ -615,9 +743,85 @@ mod messenger {
         }
         let rc = client.rdma_counters();
         assert_eq!(rc.rnr_events, 0, "{rc:?}");
-        assert!(rc.data_sends as usize >= (32 << 20) / (16 * 1024), "{rc:?}");
+        if opts.read_threshold == 0 {
+            // copied: every chunk at most one (16 KiB) buffer
+            let total: usize = sizes.iter().sum();
+            assert!(rc.data_sends as usize >= total / (16 * 1024), "{rc:?}");
+            assert_eq!(rc.read_requests, 0, "{rc:?}");
+        } else {
+            // read: each data section by one RDMA READ, none copied into the session's buffer
+            let n = sizes.iter().filter(|&&n| n >= opts.read_threshold).count() as u64;
+            assert_eq!(rc.read_requests, n, "{rc:?}");
+            let sc = server.rdma_counters();
+            assert_eq!(sc.reads, n, "{sc:?}");
+            assert_eq!(sc.read_copies, 0, "{sc:?}");
+            wait_until("READ dones", || client.rdma_counters().exposed_regions == 0);
+        }
         client.shutdown();
         server.shutdown();
+    }
+
+    /// Data in a buffer from `register_buffer` is read by the peer where it lies: no
+    /// registration per message; the receiver gets the same bytes.
+    #[test]
+    fn registered_buffer_is_sent_without_a_registration_per_message() {
+        let sd = Arc::new(Collect::default());
+        let cd = Arc::new(Collect::default());
+        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
+        let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
+        let early = client.register_buffer(4096).err().expect("not started yet");
+        assert!(early.to_string().contains("started messenger"), "{early}");
+        server.start().unwrap();
+        client.start().unwrap();
+        let mut buf = client.register_buffer(3 << 20).expect("register");
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let data = buf.freeze();
+        let conn = client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap();
+        // three messages from slices of the one registration, one from ordinary memory
+        let parts = [
+            data.slice(0..1 << 20),
+            data.slice(1 << 20..3 << 20),
+            data.slice(100..100 + 70_000),
+            pattern(1 << 20, 9),
+        ];
+        for (i, d) in parts.iter().enumerate() {
+            conn.send_message(
+                Message::new(7, "reg")
+                    .with_data(d.clone())
+                    .with_tid(i as u64),
+            )
+            .unwrap();
+        }
+        sd.wait_for("4 messages", |s| s.msgs.lock().len() == parts.len());
+        for (i, m) in sd.msgs.lock().iter().enumerate() {
+            assert_eq!(m.tid, i as u64);
+            assert!(m.data == parts[i], "message {i} corrupted");
+        }
+        let rc = client.rdma_counters();
+        assert_eq!(rc.read_requests, 4, "{rc:?}");
+        assert_eq!(rc.read_registrations, 1, "only the ordinary one: {rc:?}");
+        assert_eq!(server.rdma_counters().reads, 4);
+        drop(parts);
+        drop(data);
+        client.shutdown();
+        server.shutdown();
+    }
+
+    #[test]
+    fn messenger_sixteen_mib_messages_by_rdma_read() {
+        sixteen_mib_messages(small_opts());
+    }
+
+    #[test]
+    fn messenger_sixteen_mib_messages_through_buffers() {
+        sixteen_mib_messages(RdmaOptions {
+            read_threshold: 0,
+            ..small_opts()
+        });
     }
 
     #[test]

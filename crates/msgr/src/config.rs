@@ -111,6 +111,8 @@ pub struct RdmaSection {
     pub send_buffers: usize,
     pub recv_buffers: usize,
     pub poll_us: u64,
+    /// Payloads of at least this many bytes go by RDMA READ (0 = never).
+    pub read_threshold: usize,
 }
 
 /// `[fault]`.
@@ -230,6 +232,7 @@ struct RawRdma {
     send_buffers: Option<u64>,
     recv_buffers: Option<u64>,
     poll_us: Option<u64>,
+    read_threshold: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -318,6 +321,7 @@ impl Config {
             send_buffers: s.send_buffers,
             recv_buffers: s.recv_buffers,
             poll_us: s.poll_us,
+            read_threshold: s.read_threshold,
             ..RdmaOptions::default()
         };
         r.rdma.validate().map_err(|e| match e {
@@ -638,6 +642,11 @@ fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
         send_buffers: counts[0],
         recv_buffers: counts[1],
         poll_us: r.poll_us.unwrap_or(0),
+        read_threshold: r
+            .read_threshold
+            .map_or(RdmaOptions::default().read_threshold, |v| {
+                usize::try_from(v).unwrap_or(usize::MAX)
+            }),
     };
 
     Ok(Config {
@@ -764,7 +773,7 @@ mod tests {
              reconnect_initial_ms = 3\nreconnect_max_ms = 40\n\
              [protocol]\ncrc_data = false\n[fault]\ninject_socket_failures = 50\n\
              [rdma]\ndevice = \"mlx5_1\"\nport = 2\ngid_index = 3\nbuffer_size = 8192\n\
-             send_buffers = 2\nrecv_buffers = 4\npoll_us = 25\n",
+             send_buffers = 2\nrecv_buffers = 4\npoll_us = 25\nread_threshold = 0\n",
         )
         .unwrap();
         let r = c.rdma_config().unwrap();
@@ -789,6 +798,7 @@ mod tests {
             (8192, 2, 4)
         );
         assert_eq!(o.poll_us, 25);
+        assert_eq!(o.read_threshold, 0);
     }
 
     #[test]

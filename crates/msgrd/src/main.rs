@@ -96,6 +96,11 @@ enum Cmd {
         /// Send messages without a data crc (sets `[protocol] crc_data = false`).
         #[arg(long)]
         no_crc_data: bool,
+        /// Streaming: the payload travels one way only; the server acknowledges each message
+        /// with an empty one (as perftest's `ib_send_bw` / a raw one-way stream measure).
+        /// Without it the server echoes the whole payload back.
+        #[arg(long)]
+        one_way: bool,
     },
 }
 
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
             peer_type,
             json,
             no_crc_data,
+            one_way,
         } => ping(PingArgs {
             config,
             peer,
@@ -134,6 +140,7 @@ fn main() -> ExitCode {
             peer_type,
             json,
             no_crc_data,
+            one_way,
         }),
     };
     match result {
@@ -203,12 +210,21 @@ fn log_event(what: &str, conn: &ConnectionRef) {
 
 struct Echo;
 
+/// Message type of a ping that wants the whole payload echoed.
+const MSG_ECHO: u16 = 1;
+/// Message type of a one-way ping: the reply is an empty message with the same type and tid.
+const MSG_ONE_WAY: u16 = 2;
+
 impl Dispatcher for Echo {
     fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
-        let reply = Message {
-            seq: 0,
-            src: EntityName::default(),
-            ..msg
+        let reply = if msg.msg_type == MSG_ONE_WAY {
+            Message::new(MSG_ONE_WAY, Bytes::new()).with_tid(msg.tid)
+        } else {
+            Message {
+                seq: 0,
+                src: EntityName::default(),
+                ..msg
+            }
         };
         if let Err(e) = conn.send_message(reply) {
             tracing::warn!(peer = %conn.peer_addr(), error = %e, "cannot echo");
@@ -284,6 +300,7 @@ struct PingArgs {
     peer_type: String,
     json: bool,
     no_crc_data: bool,
+    one_way: bool,
 }
 
 /// One connection's closed loop: the next message leaves when an echo arrives.
@@ -292,6 +309,7 @@ struct Driver {
     done: Condvar,
     front: Bytes,
     data: Bytes,
+    msg_type: u16,
 }
 
 struct DriverState {
@@ -306,7 +324,7 @@ struct DriverState {
 
 impl Driver {
     fn message(&self, tid: u64) -> Message {
-        Message::new(1, self.front.clone())
+        Message::new(self.msg_type, self.front.clone())
             .with_data(self.data.clone())
             .with_tid(tid)
     }
@@ -457,6 +475,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
             done: Condvar::new(),
             front: front.clone(),
             data: data.clone(),
+            msg_type: if a.one_way { MSG_ONE_WAY } else { MSG_ECHO },
         });
         let m = msgr::from_config(&cfg)?;
         m.add_dispatcher(driver.clone());
@@ -523,7 +542,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
         println!(
             "{{\"transport\":\"{}\",\"size\":{},\"count\":{},\"concurrency\":{},\"connections\":{},\
              \"p50_us\":{:.3},\"p99_us\":{:.3},\"max_us\":{:.3},\"msgs_per_s\":{:.1},\
-             \"gbytes_per_s\":{:.6},\"cpu_s_client\":{:.3},\"wall_s\":{:.6}}}",
+             \"gbytes_per_s\":{:.6},\"cpu_s_client\":{:.3},\"wall_s\":{:.6},\"one_way\":{}}}",
             base.transport.name(),
             a.size,
             count,
@@ -535,13 +554,15 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
             msgs_per_s,
             gbytes_per_s,
             cpu,
-            wall
+            wall,
+            a.one_way
         );
     } else {
         println!(
-            "{} size={} count={} concurrency={} connections={}: p50 {:.1} us, p99 {:.1} us, \
+            "{}{} size={} count={} concurrency={} connections={}: p50 {:.1} us, p99 {:.1} us, \
              max {:.1} us; {:.0} msg/s, {:.3} GB/s; client CPU {:.2} s over {:.3} s",
             base.transport.name(),
+            if a.one_way { " one-way" } else { "" },
             a.size,
             count,
             a.concurrency,

@@ -505,10 +505,22 @@ impl QpHandle<'_> {
         &mut self,
         slot: usize,
         len: usize,
-        imm: u32,
+        imm: Option<u32>,
         signaled: bool,
     ) -> Result<(), RdmaError> {
         self.0.post_send(slot, len, imm, signaled)
+    }
+    pub fn post_read(
+        &mut self,
+        id: u64,
+        target: &super::ReadTarget,
+        remote_addr: u64,
+        rkey: u32,
+    ) -> Result<(), RdmaError> {
+        self.0.post_read(id, target, remote_addr, rkey)
+    }
+    pub fn device(&self) -> &Arc<super::Device> {
+        self.0.device()
     }
     /// A send slot the device does not own, to fill before `post_send`.
     pub fn send_slot_mut(&mut self, slot: usize) -> Option<&mut [u8]> {

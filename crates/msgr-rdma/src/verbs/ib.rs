@@ -260,31 +260,32 @@ impl Cq {
         Ok(())
     }
 
-    /// Consume and acknowledge every pending channel event (the fd is readable), then re-arm.
-    /// Returns how many events there were. Poll the CQ after this: completions that arrived
-    /// between the last poll and the re-arm would otherwise wait for the next one.
+    /// Consume and acknowledge the channel's event (the fd is readable), then re-arm. Returns
+    /// whether there was one. Poll the CQ after this: completions that arrived between the last
+    /// poll and the re-arm would otherwise wait for the next one.
+    ///
+    /// One read, not a loop until EAGAIN: a CQ raises at most one event per arming and this is
+    /// the only CQ on its channel, so a second event can only follow the re-arm below (and
+    /// then the fd becomes readable again). That saves a failing `read` per wake-up.
     pub fn take_events(&self) -> Result<usize, RdmaError> {
-        let mut n = 0usize;
-        loop {
-            let mut cq: *mut ibv_cq = std::ptr::null_mut();
-            let mut ctx: *mut libc::c_void = std::ptr::null_mut();
-            // SAFETY: live, non-blocking channel; on success it names a CQ on this channel.
-            let rc = unsafe { ibv_get_cq_event(self.channel.raw.as_ptr(), &mut cq, &mut ctx) };
-            if rc != 0 {
-                let err = last_error();
-                if err.kind() == std::io::ErrorKind::WouldBlock {
-                    break;
-                }
+        let mut cq: *mut ibv_cq = std::ptr::null_mut();
+        let mut ctx: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: live, non-blocking channel; on success it names a CQ on this channel.
+        let rc = unsafe { ibv_get_cq_event(self.channel.raw.as_ptr(), &mut cq, &mut ctx) };
+        if rc != 0 {
+            let err = last_error();
+            if err.kind() != std::io::ErrorKind::WouldBlock {
                 return Err(RdmaError::verbs("ibv_get_cq_event", err));
             }
-            // One CQ per channel in this crate, so the event is about us; ack it on the CQ it
-            // names all the same, as the library requires.
-            // SAFETY: `cq` was just reported by the channel and is live (it is `self`).
-            unsafe { ibv_ack_cq_events(cq, 1) };
-            n += 1;
+            // A spurious wake-up: nothing to acknowledge, and the CQ is still armed.
+            return Ok(0);
         }
+        // One CQ per channel in this crate, so the event is about us; ack it on the CQ it names
+        // all the same, as the library requires.
+        // SAFETY: `cq` was just reported by the channel and is live (it is `self`).
+        unsafe { ibv_ack_cq_events(cq, 1) };
         self.arm()?;
-        Ok(n)
+        Ok(1)
     }
 
     /// Append up to `max` completions to `out`; returns how many.

@@ -14,6 +14,7 @@ use rdma_sys::*;
 use super::cm::CmId;
 use super::ib::{Cq, Device};
 use super::last_error;
+use super::mr::ReadTarget;
 use crate::error::{registration_error, RdmaError};
 
 /// `count` buffers of `slot_size` bytes in one registered region.
@@ -160,12 +161,26 @@ pub enum Retired {
     Recv(usize),
     /// The completed send and the unsignaled ones posted before it, oldest first.
     Sends(Vec<usize>),
+    /// The RDMA READ with this id, and the unsignaled sends posted before it.
+    Read {
+        id: u64,
+        sends: Vec<usize>,
+    },
     /// Not a posted work request (a duplicate flush, or a stale id).
     Unknown,
 }
 
 /// wr_id tag bit of send work requests (receives have it clear).
 pub const WR_SEND: u64 = 1 << 63;
+/// wr_id tag bit of RDMA READ work requests.
+pub const WR_READ: u64 = 1 << 62;
+
+/// A work request on the send queue, in posting order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendWr {
+    Send(usize),
+    Read(u64),
+}
 
 /// A reliable-connected queue pair created through rdma_cm, with the pools it posts from.
 pub struct Qp {
@@ -173,9 +188,9 @@ pub struct Qp {
     raw: NonNull<ibv_qp>,
     send: BufferPool,
     recv: BufferPool,
-    /// Posted send slots in posting order: a signaled completion retires every send posted
-    /// before it too (a send queue completes in order).
-    send_order: VecDeque<usize>,
+    /// Posted send-queue work in posting order: a signaled completion retires every send
+    /// posted before it too (a send queue completes in order).
+    send_order: VecDeque<SendWr>,
     max_inline: u32,
     _cq: Arc<Cq>,
     _device: Arc<Device>,
@@ -248,6 +263,11 @@ impl Qp {
         &self.recv
     }
 
+    /// The device the QP (and its protection domain) is on.
+    pub fn device(&self) -> &Arc<Device> {
+        &self._device
+    }
+
     pub fn qp_num(&self) -> u32 {
         // SAFETY: live QP.
         unsafe { self.raw.as_ref().qp_num }
@@ -282,15 +302,15 @@ impl Qp {
         Ok(())
     }
 
-    /// Post a SEND_WITH_IMM of the first `len` bytes of send slot `slot` (len may be 0).
-    /// wr_id = WR_SEND | slot. An unsignaled send's slot comes back with the next signaled
-    /// send's completion, so the caller must signal at least the last send it posts while it
-    /// has no free slot left.
+    /// Post a SEND_WITH_IMM (or, with `imm` None, a plain SEND) of the first `len` bytes of
+    /// send slot `slot` (len may be 0). wr_id = WR_SEND | slot. An unsignaled send's slot
+    /// comes back with the next signaled completion, so the caller must signal at least the
+    /// last send it posts while it has no free slot left.
     pub fn post_send(
         &mut self,
         slot: usize,
         len: usize,
-        imm: u32,
+        imm: Option<u32>,
         signaled: bool,
     ) -> Result<(), RdmaError> {
         if slot >= self.send.count || self.send.posted[slot] || len > self.send.slot_size {
@@ -312,7 +332,11 @@ impl Qp {
             &mut sge
         };
         wr.num_sge = if len == 0 { 0 } else { 1 };
-        wr.opcode = ibv_wr_opcode::IBV_WR_SEND_WITH_IMM;
+        wr.opcode = if imm.is_some() {
+            ibv_wr_opcode::IBV_WR_SEND_WITH_IMM
+        } else {
+            ibv_wr_opcode::IBV_WR_SEND
+        };
         let mut flags = if signaled {
             ibv_send_flags::IBV_SEND_SIGNALED.0
         } else {
@@ -322,7 +346,7 @@ impl Qp {
             flags |= ibv_send_flags::IBV_SEND_INLINE.0;
         }
         wr.send_flags = flags;
-        wr.imm_data_invalidated_rkey_union.imm_data = imm.to_be();
+        wr.imm_data_invalidated_rkey_union.imm_data = imm.unwrap_or(0).to_be();
         let mut bad: *mut ibv_send_wr = std::ptr::null_mut();
         // SAFETY: live QP; the SGE names `len` bytes of a registered slot that is not posted
         // and not borrowed (&mut self); it stays registered while the QP exists and is not
@@ -335,14 +359,49 @@ impl Qp {
             ));
         }
         self.send.posted[slot] = true;
-        self.send_order.push_back(slot);
+        self.send_order.push_back(SendWr::Send(slot));
+        Ok(())
+    }
+
+    /// Post a signaled RDMA READ of `target.len()` bytes at the peer's `remote_addr` /
+    /// `rkey` into `target`. wr_id = WR_READ | id. `target` must be kept (not dropped or
+    /// finished) until this READ's completion has been polled.
+    pub fn post_read(
+        &mut self,
+        id: u64,
+        target: &ReadTarget,
+        remote_addr: u64,
+        rkey: u32,
+    ) -> Result<(), RdmaError> {
+        let mut sge = target.sge();
+        // SAFETY: plain old data, zeroed = no options; filled below.
+        let mut wr: ibv_send_wr = unsafe { std::mem::zeroed() };
+        wr.wr_id = WR_READ | (id & !(WR_SEND | WR_READ));
+        wr.sg_list = &mut sge;
+        wr.num_sge = 1;
+        wr.opcode = ibv_wr_opcode::IBV_WR_RDMA_READ;
+        wr.send_flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
+        wr.wr.rdma.remote_addr = remote_addr;
+        wr.wr.rdma.rkey = rkey;
+        let mut bad: *mut ibv_send_wr = std::ptr::null_mut();
+        // SAFETY: live QP; the SGE names memory registered for local write that the target
+        // owns and nobody reads until the completion (the caller keeps the target until then,
+        // and dropping it deregisters before freeing, so the device cannot write freed memory).
+        let rc = unsafe { ibv_post_send(self.raw.as_ptr(), &mut wr, &mut bad) };
+        if rc != 0 {
+            return Err(RdmaError::verbs(
+                "ibv_post_send (RDMA READ)",
+                std::io::Error::from_raw_os_error(rc),
+            ));
+        }
+        self.send_order.push_back(SendWr::Read(id));
         Ok(())
     }
 
     /// The device is done with the work request `wr_id` (its completion was polled, success or
     /// not): its slot, and for a send every slot posted before it, may be borrowed again.
     pub fn complete(&mut self, wr_id: u64) -> Retired {
-        if wr_id & WR_SEND == 0 {
+        if wr_id & (WR_SEND | WR_READ) == 0 {
             let slot = wr_id as usize;
             if slot >= self.recv.count || !self.recv.posted[slot] {
                 return Retired::Unknown;
@@ -350,19 +409,32 @@ impl Qp {
             self.recv.posted[slot] = false;
             return Retired::Recv(slot);
         }
-        let slot = (wr_id & !WR_SEND) as usize;
-        if slot >= self.send.count || !self.send.posted[slot] {
+        let done = if wr_id & WR_READ != 0 {
+            SendWr::Read(wr_id & !(WR_SEND | WR_READ))
+        } else {
+            let slot = (wr_id & !WR_SEND) as usize;
+            if slot >= self.send.count || !self.send.posted[slot] {
+                return Retired::Unknown;
+            }
+            SendWr::Send(slot)
+        };
+        if !self.send_order.contains(&done) {
             return Retired::Unknown;
         }
         let mut freed = Vec::new();
-        while let Some(s) = self.send_order.pop_front() {
-            self.send.posted[s] = false;
-            freed.push(s);
-            if s == slot {
+        while let Some(w) = self.send_order.pop_front() {
+            if let SendWr::Send(s) = w {
+                self.send.posted[s] = false;
+                freed.push(s);
+            }
+            if w == done {
                 break;
             }
         }
-        Retired::Sends(freed)
+        match done {
+            SendWr::Read(id) => Retired::Read { id, sends: freed },
+            SendWr::Send(_) => Retired::Sends(freed),
+        }
     }
 
     /// Bytes of a completed receive.

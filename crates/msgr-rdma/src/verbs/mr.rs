@@ -1,0 +1,315 @@
+//! Memory regions for RDMA READ: a sender's payload exposed to the peer, the receiver's
+//! destination for it, and application buffers registered once for many sends.
+//!
+//! Every region is deregistered before its memory can be freed or reused: once
+//! `ibv_dereg_mr` has returned, the device no longer touches the memory (the verbs contract),
+//! whatever state the QP is in.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rdma_sys::*;
+
+use super::ib::Device;
+use super::last_error;
+use crate::error::{registration_error, RdmaError};
+
+/// An `ibv_mr` and the device it was registered on; deregistered on drop.
+struct Mr {
+    raw: NonNull<ibv_mr>,
+    device: Arc<Device>,
+}
+
+// SAFETY: an MR handle is only passed to libibverbs calls, which are thread-safe; the memory it
+// covers is owned (and kept alive) by the value that holds the `Mr`.
+unsafe impl Send for Mr {}
+// SAFETY: as above; nothing is mutated through `&Mr`.
+unsafe impl Sync for Mr {}
+
+impl Mr {
+    /// Register `len` bytes at `addr`.
+    ///
+    /// # Safety
+    /// The memory must stay allocated until the returned `Mr` is dropped, and must not be
+    /// written by Rust code while the device may write it (`access` with LOCAL_WRITE).
+    unsafe fn register(
+        device: &Arc<Device>,
+        addr: *const u8,
+        len: usize,
+        access: ibv_access_flags,
+    ) -> Result<Mr, RdmaError> {
+        // SAFETY: live PD (held by `device`); the caller guarantees the memory's lifetime.
+        let raw =
+            unsafe { ibv_reg_mr(device.pd(), addr as *mut libc::c_void, len, access.0 as i32) };
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            registration_error(last_error(), len as u64, super::memlock_soft_limit())
+        })?;
+        Ok(Mr {
+            raw,
+            device: Arc::clone(device),
+        })
+    }
+
+    fn lkey(&self) -> u32 {
+        // SAFETY: live MR.
+        unsafe { self.raw.as_ref().lkey }
+    }
+
+    fn rkey(&self) -> u32 {
+        // SAFETY: live MR.
+        unsafe { self.raw.as_ref().rkey }
+    }
+}
+
+impl Drop for Mr {
+    fn drop(&mut self) {
+        // SAFETY: registered once, deregistered once; after this returns the device no longer
+        // accesses the memory, which its owner frees only after this (field / drop order).
+        unsafe { ibv_dereg_mr(self.raw.as_ptr()) };
+    }
+}
+
+/// A payload the peer may RDMA READ: the `Bytes` (kept alive here) registered for remote read,
+/// or found inside a [`RegisteredBuffer`] registered on the same device (no registration then).
+pub struct ExposedRegion {
+    /// Declared before `bytes`: deregistered before the memory may go.
+    mr: Option<Mr>,
+    rkey: u32,
+    bytes: Bytes,
+}
+
+impl ExposedRegion {
+    /// Expose `bytes` on `device` for the peer's RDMA READ.
+    pub fn new(device: &Arc<Device>, bytes: Bytes) -> Result<ExposedRegion, RdmaError> {
+        if let Some(rkey) = registered_rkey(device, &bytes) {
+            return Ok(ExposedRegion {
+                mr: None,
+                rkey,
+                bytes,
+            });
+        }
+        // SAFETY: `bytes` is held by the returned value, so the memory stays allocated until the
+        // MR (declared first) is deregistered; remote read only: the device never writes it.
+        let mr = unsafe {
+            Mr::register(
+                device,
+                bytes.as_ptr(),
+                bytes.len(),
+                ibv_access_flags::IBV_ACCESS_REMOTE_READ,
+            )?
+        };
+        Ok(ExposedRegion {
+            rkey: mr.rkey(),
+            mr: Some(mr),
+            bytes,
+        })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.bytes.as_ptr() as u64
+    }
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    pub fn rkey(&self) -> u32 {
+        self.rkey
+    }
+    /// Whether this send needed a registration of its own (false: a pre-registered buffer).
+    pub fn registered_here(&self) -> bool {
+        self.mr.is_some()
+    }
+    /// The payload (for a fallback copy when the peer cannot read it).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+/// Where an RDMA READ lands: `head` zeroed bytes of room for what precedes the payload in the
+/// stream, then `len` bytes the device writes, then spare capacity for what follows.
+pub struct ReadTarget {
+    /// Declared before `buf`: deregistered before the memory may go.
+    mr: Option<Mr>,
+    buf: Vec<u8>,
+    head: usize,
+    len: usize,
+}
+
+impl ReadTarget {
+    pub fn new(
+        device: &Arc<Device>,
+        head: usize,
+        len: usize,
+        tail: usize,
+    ) -> Result<ReadTarget, RdmaError> {
+        let cap = head
+            .checked_add(len)
+            .and_then(|n| n.checked_add(tail))
+            .ok_or_else(|| {
+                RdmaError::verbs("ibv_reg_mr", std::io::Error::other("size overflow"))
+            })?;
+        let mut buf = Vec::with_capacity(cap);
+        buf.resize(head, 0);
+        // SAFETY: `buf` is held by the returned value and never reallocated (its length is only
+        // set in `finish`, within capacity), so the memory outlives the MR declared before it;
+        // Rust code does not touch [head, head+len) until `finish`, after the READ completed
+        // and the MR is gone.
+        let mr = unsafe {
+            Mr::register(
+                device,
+                buf.as_ptr().add(head),
+                len,
+                ibv_access_flags::IBV_ACCESS_LOCAL_WRITE,
+            )?
+        };
+        Ok(ReadTarget {
+            mr: Some(mr),
+            buf,
+            head,
+            len,
+        })
+    }
+
+    /// (address, length, lkey) of the area the READ writes.
+    pub(super) fn sge(&self) -> ibv_sge {
+        let mr = self.mr.as_ref().expect("registered until finish");
+        ibv_sge {
+            addr: self.buf.as_ptr() as u64 + self.head as u64,
+            length: self.len as u32,
+            lkey: mr.lkey(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The READ completed successfully: the buffer, `head` zeroes then the `len` bytes read,
+    /// with the spare capacity after them. Returns the buffer and `head`.
+    pub fn finish(mut self) -> (Vec<u8>, usize) {
+        // Deregister first: from here on the device does not write the memory.
+        self.mr = None;
+        let mut buf = std::mem::take(&mut self.buf);
+        // SAFETY: capacity >= head + len (allocated so in `new`); [0, head) was zeroed and
+        // [head, head+len) was written by the completed READ (the caller saw its successful
+        // completion), so every byte up to the new length is initialised.
+        unsafe { buf.set_len(self.head + self.len) };
+        (buf, self.head)
+    }
+}
+
+/// Application memory registered once for many zero-copy sends: fill it, [`freeze`] it into
+/// `Bytes`, and put (slices of) those into messages; payloads at or above the transport's read
+/// threshold that lie inside it are read by the peer straight from it, without a registration
+/// per send. The registration lasts while the buffer or any `Bytes` made from it lives.
+///
+/// [`freeze`]: RegisteredBuffer::freeze
+pub struct RegisteredBuffer {
+    region: Box<Region>,
+}
+
+/// The registered allocation behind a [`RegisteredBuffer`] and its frozen `Bytes`.
+struct Region {
+    /// Declared before `buf`: deregistered (and forgotten by the registry) first.
+    mr: Mr,
+    buf: Box<[u8]>,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let start = self.buf.as_ptr() as usize;
+        REGISTRY.lock().retain(|r| r.start != start);
+    }
+}
+
+impl AsRef<[u8]> for Region {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl RegisteredBuffer {
+    /// `len` zeroed bytes registered on `device` for remote read.
+    pub fn new(device: &Arc<Device>, len: usize) -> Result<RegisteredBuffer, RdmaError> {
+        let buf = vec![0u8; len.max(1)].into_boxed_slice();
+        // SAFETY: the boxed slice is owned by the same Region as the MR and never reallocated;
+        // the MR (declared first) is deregistered before it is freed. Remote read only: the
+        // device never writes it, so Rust may write it through `as_mut` meanwhile.
+        let mr = unsafe {
+            Mr::register(
+                device,
+                buf.as_ptr(),
+                buf.len(),
+                ibv_access_flags::IBV_ACCESS_REMOTE_READ,
+            )?
+        };
+        let region = Box::new(Region { mr, buf });
+        REGISTRY.lock().push(RegistryEntry {
+            start: region.buf.as_ptr() as usize,
+            len: region.buf.len(),
+            device: Arc::as_ptr(&region.mr.device) as usize,
+            rkey: region.mr.rkey(),
+        });
+        Ok(RegisteredBuffer { region })
+    }
+
+    pub fn len(&self) -> usize {
+        self.region.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.region.buf.is_empty()
+    }
+
+    /// The name of the device it is registered on.
+    pub fn device_name(&self) -> &str {
+        self.region.mr.device.name()
+    }
+
+    /// Immutable from here on; the `Bytes` (and its slices) keep the registration.
+    pub fn freeze(self) -> Bytes {
+        Bytes::from_owner(*self.region)
+    }
+}
+
+impl std::ops::Deref for RegisteredBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.region.buf
+    }
+}
+
+impl std::ops::DerefMut for RegisteredBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.region.buf
+    }
+}
+
+/// Live [`RegisteredBuffer`] regions: address range, device and rkey.
+struct RegistryEntry {
+    start: usize,
+    len: usize,
+    device: usize,
+    rkey: u32,
+}
+
+static REGISTRY: Mutex<Vec<RegistryEntry>> = Mutex::new(Vec::new());
+
+/// The rkey covering all of `bytes` if it lies in a live registered buffer of `device`. The
+/// caller holds `bytes`, which holds the region (and so its registration) alive.
+fn registered_rkey(device: &Arc<Device>, bytes: &Bytes) -> Option<u32> {
+    let start = bytes.as_ptr() as usize;
+    let end = start + bytes.len();
+    let dev = Arc::as_ptr(device) as usize;
+    REGISTRY
+        .lock()
+        .iter()
+        .find(|r| r.device == dev && r.start <= start && end <= r.start + r.len)
+        .map(|r| r.rkey)
+}
