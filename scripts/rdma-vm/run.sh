@@ -16,9 +16,13 @@
 #            path (binaries, ~/.cargo, target/) is there; guest writes vanish at power-off except
 #            in folders named in RXE_VM_RW, which are shared read-write.
 #   network  rdma_rxe on a netdev with address $RXE_VM_IP/24 (dummy0 by default); nothing leaves.
+#            The netdev also gets the IPv6 address $RXE_VM_IP6/64 (rxe adds a RoCE v2 GID for every
+#            address of its netdev, so rdma_cm works over IPv6 too), and a second netdev with no
+#            RDMA device, norxe0, gets fd00:6d73:6773::15/64 for "no device there" checks.
 #   CMD      runs as root in the host's current folder with the host's environment, ulimit -l
-#            unlimited, plus RDMA_DEV=rxe0, RDMA_IP=<ip>, RDMA_NETDEV=<netdev>. Its stdout and
-#            stderr come back here through virtio-serial ports. Stdin is not forwarded.
+#            unlimited, plus RDMA_DEV=rxe0, RDMA_IP=<ip>, RDMA_NETDEV=<netdev>, and with IPv6
+#            RDMA_IP6=<ip6> and NO_RDMA_IP6=<the norxe0 address>. Its stdout and stderr come back
+#            here through virtio-serial ports. Stdin is not forwarded.
 #
 # Knobs (environment)
 #   RXE_VM_DIR=~/.cache/msgr-rdma-vm   cache: kernel, initramfs, per-run folders
@@ -27,6 +31,8 @@
 #   RXE_VM_TIMEOUT=900                 seconds for the whole VM run
 #   RXE_VM_NET=dummy|virtio            virtio: eth0 on qemu user-net with restrict=on instead
 #   RXE_VM_IP=10.0.2.15                address of the netdev under rxe0 (inside the VM only)
+#   RXE_VM_IP6=fd00:6d73:6772::15      its IPv6 address (ULA, no DAD); empty: no IPv6 addresses,
+#                                      no norxe0, RDMA_IP6 and NO_RDMA_IP6 unset
 #   RXE_VM_MTU=1500                    netdev MTU (9000 gives rxe an active MTU of 4096)
 #   RXE_VM_RW="dir ..."                host folders shared read-write (no spaces in names)
 #   RXE_VM_SETUP='shell commands'      run in the guest as root before CMD
@@ -47,6 +53,7 @@ smp=${RXE_VM_SMP:-2}
 limit=${RXE_VM_TIMEOUT:-900}
 net=${RXE_VM_NET:-dummy}
 ip=${RXE_VM_IP:-10.0.2.15}
+ip6=${RXE_VM_IP6-fd00:6d73:6772::15}
 mtu=${RXE_VM_MTU:-1500}
 debug=${RXE_VM_DEBUG:-0}
 
@@ -205,6 +212,7 @@ for a in $(</proc/cmdline); do
     msgr_run=*) RUN=${a#msgr_run=};;    msgr_kroot=*) KROOT=${a#msgr_kroot=};;
     msgr_net=*) NET=${a#msgr_net=};;    msgr_ip=*) IP=${a#msgr_ip=};;
     msgr_mtu=*) MTU=${a#msgr_mtu=};;    msgr_rw=*) RW=${a#msgr_rw=};;
+    msgr_ip6=*) IP6=${a#msgr_ip6=};;
     msgr_dbg=1) PS4='+ [$(</proc/uptime)] '; set -x;;
   esac
 done
@@ -229,7 +237,18 @@ else
   for d in /sys/class/net/*; do case ${d##*/} in lo | dummy* | bonding_masters) ;; *) DEV=${d##*/}; break;; esac; done
   [ -n "$DEV" ] || abort "no network device"
 fi
+# No router advertisements (qemu's user-net sends them): no default IPv6 route, so an address
+# off the local subnets stays unroutable, as with dummy0.
+if [ -w "/proc/sys/net/ipv6/conf/$DEV/accept_ra" ]; then echo 0 >"/proc/sys/net/ipv6/conf/$DEV/accept_ra"; fi
 ip link set lo up && ip addr add "$IP/24" dev "$DEV" && ip link set "$DEV" mtu "${MTU:-1500}" up || abort "network setup"
+# IPv6: nodad, so the addresses are usable at once; norxe0 has no RDMA device on purpose.
+NO_RDMA_IP6=
+if [ -n "$IP6" ]; then
+  NO_RDMA_IP6=fd00:6d73:6773::15
+  ip -6 addr add "$IP6/64" dev "$DEV" nodad && ip link add norxe0 type dummy &&
+    ip -6 addr add "$NO_RDMA_IP6/64" dev norxe0 nodad && ip link set norxe0 up ||
+    abort "IPv6 setup ($IP6 on $DEV, $NO_RDMA_IP6 on norxe0; RXE_VM_IP6= turns it off)"
+fi
 rdma link add rxe0 type rxe netdev "$DEV" || abort "rdma link add rxe0 type rxe netdev $DEV"
 for _ in $(seq 100); do
   read -r state </sys/class/infiniband/rxe0/ports/1/state
@@ -241,6 +260,7 @@ while IFS= read -r -d '' kv; do
   case ${kv%%=*} in PWD | OLDPWD | SHLVL | _ | TERM | HOSTNAME) ;; *) export "$kv" 2>/dev/null;; esac
 done <"$RUN/env"
 export RDMA_IP=$IP RDMA_DEV=rxe0 RDMA_NETDEV=$DEV TERM=dumb
+if [ -n "$IP6" ]; then export RDMA_IP6=$IP6 NO_RDMA_IP6; else unset RDMA_IP6 NO_RDMA_IP6; fi
 if [ -s "$RUN/setup.sh" ]; then bash "$RUN/setup.sh" >"$OUT" 2>"$ERR" </dev/null || abort "RXE_VM_SETUP failed"; fi
 cd "$(<"$RUN/cwd")" 2>/dev/null || cd /
 # A virtio port can be open only once, and programs reopen /dev/stdout: relay through pipes.
@@ -315,6 +335,7 @@ boot_and_run() {
   fi
   local cmdline="console=ttyS0 $quiet panic=-1 mitigations=off tsc=reliable no_timer_check rdinit=/init"
   cmdline+=" msgr_pid1=$PID1 msgr_run=$run_dir msgr_kroot=$KROOT msgr_net=$net msgr_ip=$ip msgr_mtu=$mtu"
+  cmdline+=${ip6:+ msgr_ip6=$ip6}
   cmdline+=${rw_list:+ msgr_rw=$rw_list}
   trace "accel=$accel mem=$mem smp=$smp kernel=$KVER run=$run_dir"
 

@@ -153,7 +153,24 @@ impl Endpoint {
         self.next_token += 1;
         let mut id = CmId::new(&self.channel, token)?;
         let ms = self.opts.resolve_timeout.as_millis().min(i32::MAX as u128) as i32;
-        id.resolve_addr(None, peer, ms)?;
+        // rdma_cm fails at once when the kernel has no route to `peer` (or no usable source
+        // address): say which peer, and that it is a network problem, not a verbs one.
+        id.resolve_addr(None, peer, ms).map_err(|e| match e {
+            RdmaError::Verbs { source, .. }
+                if matches!(
+                    source.raw_os_error(),
+                    Some(
+                        libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL | libc::ENODEV
+                    )
+                ) =>
+            {
+                RdmaError::Unreachable {
+                    peer,
+                    detail: format!("no route to it (rdma_resolve_addr: {source})"),
+                }
+            }
+            e => e,
+        })?;
         self.pending.insert(
             token,
             Pending {

@@ -714,14 +714,9 @@ impl Link {
             return;
         };
         self.credits.on_receive(imm);
-        let mut qp = self.id.qp_mut().expect("link has a qp");
         if len == 0 {
             // credit-only: the buffer is free again at once
-            if let Err(e) = qp.post_recv(slot) {
-                self.fail(e.to_string());
-                return;
-            }
-            self.credits.on_repost();
+            let _ = self.repost(slot);
         } else {
             self.counters.data_recvs += 1;
             self.ready_in.push_back(Input::Data {
@@ -733,9 +728,21 @@ impl Link {
         }
     }
 
+    /// Give receive buffer `slot` back to the device; the peer learns of the credit with our
+    /// next SEND. A failure fails the link.
+    fn repost(&mut self, slot: usize) -> Result<(), RdmaError> {
+        let mut qp = self.id.qp_mut().expect("link has a qp");
+        if let Err(e) = qp.post_recv(slot) {
+            self.fail(e.to_string());
+            return Err(e);
+        }
+        self.credits.on_repost();
+        Ok(())
+    }
+
     /// A control SEND arrived in receive buffer `slot`.
     fn on_control(&mut self, slot: usize, len: usize) {
-        let mut qp = self.id.qp_mut().expect("link has a qp");
+        let qp = self.id.qp_mut().expect("link has a qp");
         let data = qp.recv_data(slot, len).expect("completed receive slot");
         let (control, credits) = match Control::decode(data) {
             Ok(c) => c,
@@ -755,11 +762,7 @@ impl Link {
                 {
                     self.exposed.pop_front();
                 }
-                if let Err(e) = qp.post_recv(slot) {
-                    self.fail(e.to_string());
-                    return;
-                }
-                self.credits.on_repost();
+                let _ = self.repost(slot);
             }
             Control::ReadRequest {
                 id,
@@ -832,7 +835,7 @@ impl Link {
         let mut copied = 0;
         let mut from_data = 0;
         while copied < max {
-            let mut qp = self.id.qp_mut().expect("link has a qp");
+            let qp = self.id.qp_mut().expect("link has a qp");
             let repost = match self.ready_in.front_mut() {
                 None => break,
                 Some(Input::Data { slot, off, end }) => {
@@ -882,21 +885,13 @@ impl Link {
                     self.done_unreported = Some(*id);
                     let slot = *slot;
                     self.ready_in.pop_front();
-                    if let Err(e) = qp.post_recv(slot) {
-                        self.fail(e.to_string());
-                        return Err(e);
-                    }
-                    self.credits.on_repost();
+                    self.repost(slot)?;
                     break;
                 }
             };
             if let Some(slot) = repost {
                 self.ready_in.pop_front();
-                if let Err(e) = qp.post_recv(slot) {
-                    self.fail(e.to_string());
-                    return Err(e);
-                }
-                self.credits.on_repost();
+                self.repost(slot)?;
             }
         }
         self.ready_bytes -= from_data;
