@@ -31,12 +31,15 @@ pub fn bind_ip(transport: &str) -> std::net::IpAddr {
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
 }
 
-/// A configuration for tests: `transport`, an ephemeral port on [`bind_ip`], one worker, quick
-/// reconnects, no keepalive, a short handshake timeout.
+/// A configuration for tests: `transport`, an ephemeral port on [`bind_ip`], quick reconnects,
+/// no keepalive, a short handshake timeout. One worker for TCP; two reactors for RDMA, so
+/// links are handed from the rdma_cm reactor to another and sessions move between reactors
+/// on reconnects.
 pub fn test_config(transport: &str, name: &str) -> Config {
     let bind = std::net::SocketAddr::new(bind_ip(transport), 0);
+    let workers = if transport == "rdma" { 2 } else { 1 };
     let text = format!(
-        "name = \"{name}\"\ntransport = \"{transport}\"\nbind = \"{bind}\"\nworkers = 1\n\
+        "name = \"{name}\"\ntransport = \"{transport}\"\nbind = \"{bind}\"\nworkers = {workers}\n\
          [timeouts]\nhandshake_ms = 5000\nkeepalive_ms = 0\nidle_ms = 0\n\
          reconnect_initial_ms = 5\nreconnect_max_ms = 100\nshutdown_flush_ms = 1000\n"
     );

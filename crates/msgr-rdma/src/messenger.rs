@@ -48,6 +48,10 @@ pub struct RdmaConfig {
     pub crc_data: bool,
     /// The `[rdma]` settings.
     pub rdma: RdmaOptions,
+    /// Reactor threads (at least 1). Each owns a share of the links (queue pairs and their
+    /// completion channels, assigned round-robin as they are established) and runs their
+    /// dispatcher callbacks; the first also runs connection management (rdma_cm).
+    pub workers: usize,
 }
 
 impl RdmaConfig {
@@ -67,21 +71,40 @@ impl RdmaConfig {
             inject_qp_failures: 0,
             crc_data: true,
             rdma: RdmaOptions::default(),
+            workers: 1,
         }
     }
 }
 
-/// Work for the reactor thread.
+/// Work for a reactor thread. [`Shared::send`] routes each to the reactor that owns what it
+/// is about: a link's token decides its owner; connection management is reactor 0's.
 pub(crate) enum Cmd {
     Dial(Arc<RdmaConnection>),
     Drive(u64),
     Close(u64),
     Dispatch(Arc<RdmaConnection>),
+    /// A link reactor 0 established (it runs rdma_cm), for its owner to run.
+    Adopt {
+        token: u64,
+        link: Box<crate::link::Link>,
+        conn: Arc<RdmaConnection>,
+        outgoing: bool,
+    },
+    /// rdma_cm reported DISCONNECTED for the link.
+    Disconnected(u64),
     /// Deliver loopback messages.
     Loopback,
     /// Fault injection: move the link's QP to the error state.
-    FaultQp(Arc<RdmaConnection>),
+    FaultQp(u64),
     Shutdown,
+}
+
+/// The way into one reactor thread: its command queue, its waker, its counters.
+#[derive(Default)]
+pub(crate) struct ReactorPort {
+    cmds: Mutex<Vec<Cmd>>,
+    pub waker: OnceLock<mio::Waker>,
+    pub counters: Mutex<RdmaCounters>,
 }
 
 /// RDMA-specific counters of a messenger (sums over its links, live and past).
@@ -119,9 +142,57 @@ pub struct RdmaCounters {
     pub exposed_regions: u64,
 }
 
+impl RdmaCounters {
+    /// Add `o`'s counts to these.
+    pub fn add(&mut self, o: &RdmaCounters) {
+        let RdmaCounters {
+            send_buffers_in_use,
+            send_buffers_free,
+            recv_buffers_held,
+            credit_stalls,
+            links_waiting_for_credits,
+            credit_messages,
+            completions_with_error,
+            rnr_events,
+            bytes_out,
+            bytes_in,
+            data_sends,
+            data_recvs,
+            live_links,
+            read_requests,
+            read_registrations,
+            read_fallbacks,
+            reads,
+            read_bytes,
+            read_copies,
+            exposed_regions,
+        } = o;
+        self.send_buffers_in_use += send_buffers_in_use;
+        self.send_buffers_free += send_buffers_free;
+        self.recv_buffers_held += recv_buffers_held;
+        self.credit_stalls += credit_stalls;
+        self.links_waiting_for_credits += links_waiting_for_credits;
+        self.credit_messages += credit_messages;
+        self.completions_with_error += completions_with_error;
+        self.rnr_events += rnr_events;
+        self.bytes_out += bytes_out;
+        self.bytes_in += bytes_in;
+        self.data_sends += data_sends;
+        self.data_recvs += data_recvs;
+        self.live_links += live_links;
+        self.read_requests += read_requests;
+        self.read_registrations += read_registrations;
+        self.read_fallbacks += read_fallbacks;
+        self.reads += reads;
+        self.read_bytes += read_bytes;
+        self.read_copies += read_copies;
+        self.exposed_regions += exposed_regions;
+    }
+}
+
 thread_local! {
-    /// Address of the `Shared` whose reactor runs on this thread (0: none).
-    static REACTOR_OF_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Address of the `Shared` whose reactor runs on this thread (0: none), and its index.
+    static REACTOR_OF_THREAD: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 pub(crate) struct Shared {
@@ -132,17 +203,15 @@ pub(crate) struct Shared {
     pub counters: Arc<MessengerCounterCells>,
     pub throttles: Throttles,
     pub loopback: OnceLock<Arc<Loopback>>,
-    pub rdma_counters: Mutex<RdmaCounters>,
+    pub ports: Vec<ReactorPort>,
     pub session_cfg: OnceLock<Arc<SessionConfig>>,
     /// The device the messenger is bound to, for `register_buffer`.
     bound_device: OnceLock<Arc<crate::verbs::Device>>,
     my_addr: RwLock<EntityAddr>,
-    cmds: Mutex<Vec<Cmd>>,
-    pub waker: OnceLock<mio::Waker>,
     next_id: AtomicU64,
     started: AtomicBool,
     stopping: AtomicBool,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -161,38 +230,65 @@ impl Shared {
     pub fn session_cfg(&self) -> Arc<SessionConfig> {
         self.session_cfg.get().expect("started").clone()
     }
+    /// The reactor that owns link `token`.
+    pub fn owner(&self, token: u64) -> usize {
+        (token % self.ports.len() as u64) as usize
+    }
+
+    /// Queue `cmd` for the reactor it concerns; `Shutdown` goes to all.
     pub fn send(&self, cmd: Cmd) {
+        let to = match &cmd {
+            Cmd::Drive(t)
+            | Cmd::Close(t)
+            | Cmd::Disconnected(t)
+            | Cmd::FaultQp(t)
+            | Cmd::Adopt { token: t, .. } => self.owner(*t),
+            Cmd::Dial(_) | Cmd::Dispatch(_) | Cmd::Loopback => 0,
+            Cmd::Shutdown => {
+                for i in 1..self.ports.len() {
+                    self.send_to(i, Cmd::Shutdown);
+                }
+                0
+            }
+        };
+        self.send_to(to, cmd);
+    }
+
+    fn send_to(&self, i: usize, cmd: Cmd) {
+        let port = &self.ports[i];
         let was_empty = {
-            let mut q = self.cmds.lock();
+            let mut q = port.cmds.lock();
             let e = q.is_empty();
             q.push(cmd);
             e
         };
-        // The reactor drains its queue before it polls again: no wake-up for itself.
-        let on_reactor = REACTOR_OF_THREAD.with(|r| r.get() == self as *const Shared as usize);
+        // A reactor drains its queue before it polls again: no wake-up for itself.
+        let me = (self as *const Shared as usize, i);
+        let on_reactor = REACTOR_OF_THREAD.with(|r| r.get() == me);
         if was_empty && !on_reactor {
-            if let Some(w) = self.waker.get() {
+            if let Some(w) = port.waker.get() {
                 let _ = w.wake();
             }
         }
     }
-    pub fn has_cmds(&self) -> bool {
-        !self.cmds.lock().is_empty()
+    pub fn has_cmds(&self, i: usize) -> bool {
+        !self.ports[i].cmds.lock().is_empty()
     }
-    /// Mark the calling thread as this messenger's reactor.
-    pub fn enter_reactor(&self) {
-        REACTOR_OF_THREAD.with(|r| r.set(self as *const Shared as usize));
+    /// Mark the calling thread as this messenger's reactor `i`.
+    pub fn enter_reactor(&self, i: usize) {
+        REACTOR_OF_THREAD.with(|r| r.set((self as *const Shared as usize, i)));
     }
-    pub fn take_cmds(&self, into: &mut Vec<Cmd>) {
-        std::mem::swap(&mut *self.cmds.lock(), into);
+    pub fn take_cmds(&self, i: usize, into: &mut Vec<Cmd>) {
+        std::mem::swap(&mut *self.ports[i].cmds.lock(), into);
     }
 }
 
 /// A messenger speaking msgr1 over RDMA (rdma_cm + RC queue pairs). Cheap to clone.
 ///
-/// One reactor thread owns the rdma_cm event channel and every queue pair; dispatcher callbacks
-/// run on it (a slow dispatcher stops receives from being re-posted, which runs the peer out of
-/// credits: that is the back-pressure).
+/// `workers` reactor threads: the first owns the rdma_cm event channel; established queue
+/// pairs are spread over all of them, each running its links' sessions and dispatcher
+/// callbacks (a slow dispatcher stops receives from being re-posted, which runs the peer out
+/// of credits: that is the back-pressure).
 #[derive(Clone)]
 pub struct RdmaMessenger {
     shared: Arc<Shared>,
@@ -219,6 +315,7 @@ impl RdmaMessenger {
             addr: Some(cfg.bind),
         };
         let policies = cfg.policies.clone();
+        let workers = cfg.workers.max(1);
         RdmaMessenger {
             shared: Arc::new(Shared {
                 cfg,
@@ -228,16 +325,14 @@ impl RdmaMessenger {
                 counters: Arc::new(MessengerCounterCells::default()),
                 throttles: Throttles::default(),
                 loopback: OnceLock::new(),
-                rdma_counters: Mutex::new(RdmaCounters::default()),
+                ports: (0..workers).map(|_| ReactorPort::default()).collect(),
                 session_cfg: OnceLock::new(),
                 bound_device: OnceLock::new(),
                 my_addr: RwLock::new(my_addr),
-                cmds: Mutex::new(Vec::new()),
-                waker: OnceLock::new(),
                 next_id: AtomicU64::new(1),
                 started: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
-                thread: Mutex::new(None),
+                threads: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -258,8 +353,13 @@ impl RdmaMessenger {
         RegisteredBuffer::new(device, len)
     }
 
+    /// Sums over the reactors (each publishes its links' counters as it runs).
     pub fn rdma_counters(&self) -> RdmaCounters {
-        self.shared.rdma_counters.lock().clone()
+        let mut sum = RdmaCounters::default();
+        for p in &self.shared.ports {
+            sum.add(&p.counters.lock());
+        }
+        sum
     }
 
     /// Fault injection: force the queue pair of the connection to `addr` into the error state.
@@ -267,8 +367,14 @@ impl RdmaMessenger {
     pub fn inject_qp_error(&self, addr: &EntityAddr) -> bool {
         match self.shared.registry.get(addr) {
             Some(c) => {
-                self.shared.send(Cmd::FaultQp(c));
-                true
+                let link = c.inner.lock().link;
+                match link {
+                    Some(t) => {
+                        self.shared.send(Cmd::FaultQp(t));
+                        true
+                    }
+                    None => false,
+                }
             }
             None => false,
         }
@@ -378,12 +484,17 @@ impl Messenger for RdmaMessenger {
             },
         );
         let _ = s.loopback.set(lb);
-        let reactor = Reactor::new(s.clone(), ep).map_err(|e| fail(MessengerError::Io(e)))?;
-        let t = std::thread::Builder::new()
-            .name("msgr-rdma".into())
-            .spawn(move || reactor.run())
-            .map_err(|e| fail(MessengerError::Io(e)))?;
-        *s.thread.lock() = Some(t);
+        // Reactor 0 runs rdma_cm (the endpoint); the others only links.
+        let mut ep = Some(ep);
+        for i in 0..s.ports.len() {
+            let reactor =
+                Reactor::new(s.clone(), i, ep.take()).map_err(|e| fail(MessengerError::Io(e)))?;
+            let t = std::thread::Builder::new()
+                .name(format!("msgr-rdma-{i}"))
+                .spawn(move || reactor.run())
+                .map_err(|e| fail(MessengerError::Io(e)))?;
+            s.threads.lock().push(t);
+        }
         tracing::info!(target: "msgr_rdma", addr = %bound, nonce = my_addr.nonce, "RDMA messenger started");
         Ok(())
     }
@@ -425,9 +536,9 @@ impl Messenger for RdmaMessenger {
             return;
         }
         s.send(Cmd::Shutdown);
-        if let Some(t) = s.thread.lock().take() {
+        for t in std::mem::take(&mut *s.threads.lock()) {
             if t.join().is_err() {
-                tracing::error!(target: "msgr_rdma", "the reactor thread panicked");
+                tracing::error!(target: "msgr_rdma", "a reactor thread panicked");
             }
         }
         for c in s.registry.take_all() {

@@ -1,8 +1,13 @@
-//! The reactor thread of an [`crate::RdmaMessenger`]: one mio poll over the rdma_cm event
-//! channel, every link's completion channel and a waker for commands; session timers in a
-//! small list. It drives each link's session exactly as the TCP worker drives a socket's:
-//! completions in, bytes to the session, session output into the link, events to the
+//! A reactor thread of an [`crate::RdmaMessenger`]: one mio poll over its links' completion
+//! channels and a waker for commands (and, on reactor 0, the rdma_cm event channel); session
+//! timers in a small list. It drives each link's session exactly as the TCP worker drives a
+//! socket's: completions in, bytes to the session, session output into the link, events to the
 //! dispatcher.
+//!
+//! Reactor 0 runs connection management: it dials, accepts and hands each established link to
+//! its owner (`Shared::owner`, round-robin by token) with `Cmd::Adopt`, and forwards rdma_cm
+//! DISCONNECTED events. Everything about a link happens on its owner; connections move between
+//! reactors only as their links do (a connection is driven wherever its current link lives).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,8 +48,11 @@ enum Timer {
 
 pub(crate) struct Reactor {
     shared: Arc<Shared>,
+    /// Which reactor this is (index into `Shared::ports`).
+    index: usize,
     poll: Poll,
-    ep: Endpoint,
+    /// Reactor 0 only: rdma_cm.
+    ep: Option<Endpoint>,
     links: HashMap<u64, Slot>,
     dials: HashMap<u64, Arc<RdmaConnection>>,
     /// Links the session gave up: disconnected, dropped on DISCONNECTED or after a grace time.
@@ -60,15 +68,23 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(shared: Arc<Shared>, ep: Endpoint) -> std::io::Result<Reactor> {
-        let fault_rng = 0x9e37_79b9_7f4a_7c15 ^ u64::from(shared.my_addr().nonce);
+    pub fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        ep: Option<Endpoint>,
+    ) -> std::io::Result<Reactor> {
+        let fault_rng =
+            0x9e37_79b9_7f4a_7c15 ^ u64::from(shared.my_addr().nonce) ^ (index as u64) << 32;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let _ = shared.waker.set(waker);
-        poll.registry()
-            .register(&mut SourceFd(&ep.fd()), CM, Interest::READABLE)?;
+        let _ = shared.ports[index].waker.set(waker);
+        if let Some(ep) = &ep {
+            poll.registry()
+                .register(&mut SourceFd(&ep.fd()), CM, Interest::READABLE)?;
+        }
         Ok(Reactor {
             shared,
+            index,
             poll,
             ep,
             links: HashMap::new(),
@@ -86,9 +102,9 @@ impl Reactor {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let mut cmds = Vec::new();
-        let poll_us = self.ep.options().poll_us;
+        let poll_us = self.shared.cfg.rdma.poll_us;
         let mut spins: u32 = 0;
-        self.shared.enter_reactor();
+        self.shared.enter_reactor(self.index);
         loop {
             let now = Instant::now();
             let busy = self.busy_until.is_some_and(|b| b > now);
@@ -100,7 +116,7 @@ impl Reactor {
             if polled {
                 let next_timer = self.timers.iter().map(|(t, _)| *t).min();
                 let mut timeout = next_timer.map(|t| t.saturating_duration_since(now));
-                if busy || self.shared.has_cmds() {
+                if busy || self.shared.has_cmds(self.index) {
                     timeout = Some(Duration::ZERO);
                 }
                 if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -149,7 +165,7 @@ impl Reactor {
             // Dispatchers ran in those drives and may have queued sends from this thread:
             // carry them out now, so a reply leaves without another trip through epoll.
             for _ in 0..LOCAL_ROUNDS {
-                if !self.shared.has_cmds() {
+                if !self.shared.has_cmds(self.index) {
                     break;
                 }
                 self.run_cmds(&mut cmds, &mut ready);
@@ -177,7 +193,7 @@ impl Reactor {
     /// Carry out the queued commands; links to drive go to `ready`. Returns whether there
     /// were any.
     fn run_cmds(&mut self, cmds: &mut Vec<Cmd>, ready: &mut Vec<u64>) -> bool {
-        self.shared.take_cmds(cmds);
+        self.shared.take_cmds(self.index, cmds);
         let any = !cmds.is_empty();
         for c in cmds.drain(..) {
             match c {
@@ -190,15 +206,19 @@ impl Reactor {
                         lb.deliver_pending(&self.shared.dispatchers);
                     }
                 }
-                Cmd::FaultQp(conn) => {
-                    let t = conn.inner.lock().link;
-                    if let Some(t) = t {
-                        if let Some(slot) = self.links.get_mut(&t) {
-                            let _ = slot.link.force_error();
-                            ready.push(t);
-                        }
+                Cmd::FaultQp(t) => {
+                    if let Some(slot) = self.links.get_mut(&t) {
+                        let _ = slot.link.force_error();
+                        ready.push(t);
                     }
                 }
+                Cmd::Adopt {
+                    token,
+                    link,
+                    conn,
+                    outgoing,
+                } => self.attach(token, link, conn, outgoing),
+                Cmd::Disconnected(t) => self.disconnected(t),
                 Cmd::Shutdown => self.stopping = true,
             }
         }
@@ -217,9 +237,12 @@ impl Reactor {
     fn cm_events(&mut self) {
         let mut out = Vec::new();
         let stopping = self.stopping;
+        let Some(ep) = self.ep.as_mut() else {
+            return;
+        };
         // The application's accept hook runs on the msgr1 handshake (it needs the peer's entity
         // address); at the rdma_cm level only a stopping messenger refuses.
-        if let Err(e) = self.ep.process(&mut |_, _| !stopping, &mut out) {
+        if let Err(e) = ep.process(&mut |_, _| !stopping, &mut out) {
             tracing::error!(target: "msgr_rdma", "rdma_cm events: {e}");
         }
         for ev in out {
@@ -233,7 +256,7 @@ impl Reactor {
                 } => {
                     if outgoing {
                         match self.dials.remove(&token) {
-                            Some(conn) => self.attach(token, link, conn, true),
+                            Some(conn) => self.hand_over(token, link, conn, true),
                             None => drop(link),
                         }
                     } else {
@@ -251,7 +274,7 @@ impl Reactor {
                             EntityType::CLIENT,
                             false,
                         );
-                        self.attach(token, link, conn, false);
+                        self.hand_over(token, link, conn, false);
                     }
                 }
                 EndpointEvent::ConnectFailed { token, error } => {
@@ -272,22 +295,49 @@ impl Reactor {
                     }
                 }
                 EndpointEvent::Disconnected { token } => {
-                    if let Some(slot) = self.links.get(&token) {
-                        let conn = slot.conn.clone();
-                        self.fail(
-                            &conn,
-                            token,
-                            SessionError::LinkFailed(
-                                "RDMA peer disconnected (rdma_cm DISCONNECTED)".into(),
-                            ),
-                        );
+                    if self.shared.owner(token) == self.index {
+                        self.disconnected(token);
+                    } else {
+                        self.shared.send(Cmd::Disconnected(token));
                     }
-                    self.closing.remove(&token);
                 }
                 EndpointEvent::Refused { peer, reason } => {
                     tracing::debug!(target: "msgr_rdma", %peer, "refused RDMA connection: {reason}");
                 }
             }
+        }
+    }
+
+    /// rdma_cm reported the link `token` (ours) disconnected.
+    fn disconnected(&mut self, token: u64) {
+        if let Some(slot) = self.links.get(&token) {
+            let conn = slot.conn.clone();
+            self.fail(
+                &conn,
+                token,
+                SessionError::LinkFailed("RDMA peer disconnected (rdma_cm DISCONNECTED)".into()),
+            );
+        }
+        self.closing.remove(&token);
+    }
+
+    /// An established link goes to its owner (this reactor, or another by `Cmd::Adopt`).
+    fn hand_over(
+        &mut self,
+        token: u64,
+        link: Box<Link>,
+        conn: Arc<RdmaConnection>,
+        outgoing: bool,
+    ) {
+        if self.shared.owner(token) == self.index {
+            self.attach(token, link, conn, outgoing);
+        } else {
+            self.shared.send(Cmd::Adopt {
+                token,
+                link,
+                conn,
+                outgoing,
+            });
         }
     }
 
@@ -331,6 +381,11 @@ impl Reactor {
     }
 
     fn dial(&mut self, conn: Arc<RdmaConnection>) {
+        let Some(ep) = self.ep.as_mut() else {
+            // rdma_cm is reactor 0's
+            self.shared.send(Cmd::Dial(conn));
+            return;
+        };
         let now = Instant::now();
         let mut g = conn.inner.lock();
         if conn.is_closed() || g.link.is_some() || self.stopping {
@@ -343,7 +398,7 @@ impl Reactor {
         }
         let Some(addr) = conn_peer(&conn) else { return };
         tracing::debug!(target: "msgr_rdma", conn = conn.id, %addr, "dialing");
-        match self.ep.connect(addr) {
+        match ep.connect(addr) {
             Ok(token) => {
                 g.reconnect_pending = true;
                 drop(g);
@@ -363,6 +418,10 @@ impl Reactor {
     }
 
     fn close_link(&mut self, token: u64) {
+        if self.shared.owner(token) != self.index {
+            self.shared.send(Cmd::Close(token));
+            return;
+        }
         if let Some(mut slot) = self.links.remove(&token) {
             let _ = self
                 .poll
@@ -563,8 +622,14 @@ impl Reactor {
                 }
                 Timer::Reconnect(conn) => {
                     tracing::debug!(target: "msgr_rdma", conn = conn.id, "reconnect timer");
-                    conn.inner.lock().reconnect_pending = false;
-                    self.dial(conn);
+                    if self.ep.is_some() {
+                        conn.inner.lock().reconnect_pending = false;
+                        self.dial(conn);
+                    } else {
+                        // Reactor 0 dials; the connection stays "reconnect pending" meanwhile,
+                        // so a send does not queue a second dial.
+                        self.shared.send(Cmd::Dial(conn));
+                    }
                 }
             }
         }
@@ -699,7 +764,7 @@ impl Reactor {
             r.exposed_regions += l.exposed_regions() as u64;
             r.live_links += 1;
         }
-        *self.shared.rdma_counters.lock() = r;
+        *self.shared.ports[self.index].counters.lock() = r;
     }
 
     /// Shutdown: fail every connection with a link, disconnect, drop the QPs.

@@ -295,9 +295,8 @@ impl Config {
     /// The RDMA transport's settings: the common keys plus `[rdma]`. Errors (a value
     /// msgr-rdma refuses) name the file and the `rdma.*` key.
     ///
-    /// `workers` does not apply (one reactor thread per RDMA messenger); `[fault]
-    /// inject_socket_failures` becomes the RDMA counterpart, QP failures on about one in N
-    /// reactor steps of a link.
+    /// `workers` is the number of reactor threads; `[fault] inject_socket_failures` becomes
+    /// the RDMA counterpart, QP failures on about one in N reactor steps of a link.
     pub fn rdma_config(&self) -> Result<RdmaConfig, ConfigError> {
         let mut r = RdmaConfig::new(self.name, self.bind);
         r.nonce = self.nonce;
@@ -311,6 +310,7 @@ impl Config {
         r.send_queue_bytes = self.limits.send_queue_bytes;
         r.crc_data = self.protocol.crc_data;
         r.inject_qp_failures = self.fault.inject_socket_failures;
+        r.workers = self.workers;
         let s = &self.rdma;
         r.rdma = RdmaOptions {
             device: Some(s.device.clone()),
@@ -790,6 +790,7 @@ mod tests {
         assert_eq!(r.reconnect_max, Duration::from_millis(40));
         assert!(!r.crc_data);
         assert_eq!(r.inject_qp_failures, 50);
+        assert_eq!(r.workers, 2, "the default number of workers");
         let o = &r.rdma;
         assert_eq!(o.device.as_deref(), Some("mlx5_1"));
         assert_eq!((o.port, o.gid_index), (2, Some(3)));
