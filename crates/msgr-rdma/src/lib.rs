@@ -20,10 +20,11 @@
 //!   over all of that, driving the same `msgr_core::session::Session` as the TCP transport and
 //!   using `msgr_core::node` for the registry, accept resolution, dispatch and counters.
 //!
-//! Threads: one reactor thread per messenger owns the rdma_cm event channel and every QP; the
-//! channel fds (rdma_cm and one completion channel per connection) sit in one mio poll, with an
-//! optional busy-poll budget (`poll_us`). Dispatcher callbacks run on the reactor thread: a
-//! slow dispatcher stops receive buffers from being re-posted, which runs the peer out of credits
+//! Threads: `workers` reactor threads per messenger, each with one mio poll over its links'
+//! completion channels and an optional busy-poll budget (`poll_us`); reactor 0 also owns the
+//! rdma_cm event channel and hands each established QP to its owner (round-robin). Dispatcher
+//! callbacks run on the reactor of the connection's link: a slow dispatcher stops receive
+//! buffers from being re-posted, which runs the peer out of credits
 //! (`RdmaCounters::credit_stalls`): that is the back-pressure. `send_message` never refuses for
 //! size (messages wait in the session until credits allow).
 //!
