@@ -1,12 +1,12 @@
-//! `matrix.svg`: latency and throughput against message size, one line per transport,
-//! baselines dashed in the same colour.
+//! `matrix.svg`: latency and throughput against message size, one line per transport (and RDMA
+//! completion mode), baselines dashed in the same colour.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 use plotters::series::DashedLineSeries;
 
-use super::{Cell, Role};
+use super::{Cell, Poll, Role};
 
 /// One line of a panel: which rows, how it is drawn.
 struct Line {
@@ -14,6 +14,8 @@ struct Line {
     transport: &'static str,
     implementation: &'static str,
     concurrency: u64,
+    /// The RDMA latency rows' completion mode (None: rows without one).
+    poll: Option<Poll>,
     dashed: bool,
     color: RGBColor,
 }
@@ -29,6 +31,7 @@ const LATENCY: &[Line] = &[
         transport: "tcp",
         implementation: "msgrd",
         concurrency: 1,
+        poll: None,
         dashed: false,
         color: TCP,
     },
@@ -37,24 +40,45 @@ const LATENCY: &[Line] = &[
         transport: "tcp",
         implementation: "tcp-baseline echo",
         concurrency: 1,
+        poll: None,
         dashed: true,
         color: TCP,
     },
     Line {
-        label: "msgr rdma",
+        label: "msgr rdma (event)",
         transport: "rdma",
         implementation: "msgrd",
         concurrency: 1,
+        poll: Some(Poll::Event),
         dashed: false,
         color: RDMA,
+    },
+    Line {
+        label: "ib_send_lat -e",
+        transport: "rdma",
+        implementation: "ib_send_lat",
+        concurrency: 1,
+        poll: Some(Poll::Event),
+        dashed: true,
+        color: RDMA,
+    },
+    Line {
+        label: "msgr rdma (busy-poll)",
+        transport: "rdma",
+        implementation: "msgrd",
+        concurrency: 1,
+        poll: Some(Poll::BusyPoll),
+        dashed: false,
+        color: RDMA_2,
     },
     Line {
         label: "ib_send_lat",
         transport: "rdma",
         implementation: "ib_send_lat",
         concurrency: 1,
+        poll: Some(Poll::BusyPoll),
         dashed: true,
-        color: RDMA,
+        color: RDMA_2,
     },
 ];
 
@@ -64,6 +88,7 @@ const THROUGHPUT: &[Line] = &[
         transport: "tcp",
         implementation: "msgrd",
         concurrency: 16,
+        poll: None,
         dashed: false,
         color: TCP,
     },
@@ -72,6 +97,7 @@ const THROUGHPUT: &[Line] = &[
         transport: "tcp",
         implementation: "tcp-baseline echo",
         concurrency: 16,
+        poll: None,
         dashed: true,
         color: TCP,
     },
@@ -80,6 +106,7 @@ const THROUGHPUT: &[Line] = &[
         transport: "tcp",
         implementation: "tcp-baseline stream",
         concurrency: 1,
+        poll: None,
         dashed: true,
         color: TCP_2,
     },
@@ -88,6 +115,7 @@ const THROUGHPUT: &[Line] = &[
         transport: "rdma",
         implementation: "msgrd",
         concurrency: 16,
+        poll: None,
         dashed: false,
         color: RDMA,
     },
@@ -96,6 +124,7 @@ const THROUGHPUT: &[Line] = &[
         transport: "rdma",
         implementation: "ib_send_bw",
         concurrency: 1,
+        poll: None,
         dashed: true,
         color: RDMA,
     },
@@ -104,6 +133,7 @@ const THROUGHPUT: &[Line] = &[
         transport: "rdma",
         implementation: "ib_write_bw",
         concurrency: 1,
+        poll: None,
         dashed: true,
         color: RDMA_2,
     },
@@ -129,6 +159,7 @@ fn points(cells: &[Cell], l: &Line, y: impl Fn(&Cell) -> Option<f64>) -> Vec<(f6
                 && c.spec.transport == l.transport
                 && c.spec.implementation == l.implementation
                 && c.spec.concurrency == l.concurrency
+                && c.spec.poll == l.poll
                 && c.spec.connections == 1
                 && (c.spec.role == Role::Cell) == (l.implementation == "msgrd")
         })

@@ -8,6 +8,11 @@
 //! Every cell is shown with its ratio to its baseline; the 64 B cell with 16 in flight also with
 //! its ratio to ZeroMQ's PUSH/PULL (`zmq-baseline`, libzmq) on the same loopback.
 //!
+//! RDMA latency cells (1 in flight) run in two completion modes, each against perftest in the
+//! same mode ([`Poll`]): event-driven msgrd (`poll_us = 0`) against `ib_send_lat -e`, and
+//! busy-polling msgrd (`poll_us = --busy-poll-us`) against plain `ib_send_lat`. Comparing a
+//! sleeping msgrd with a spinning perftest would mostly measure the wake-up.
+//!
 //! Memory rows (TCP): the peak RSS (VmHWM) of a `msgrd serve` holding [`IDLE_CONNECTIONS`] idle
 //! sessions (opened by `msgr-idle`), and of one serving [`STRESS_CONNECTIONS`] connections under
 //! the stress load (`msgrd ping`, 64 KiB messages, [`STRESS_IN_FLIGHT`] in flight on each).
@@ -49,6 +54,12 @@ const IDLE_HOLD_MS: u64 = 1000;
 pub const STRESS_CONNECTIONS: u64 = 128;
 pub const STRESS_IN_FLIGHT: u64 = 64;
 pub const STRESS_SIZE: u64 = 64 << 10;
+/// Default `poll_us` of the busy-poll RDMA cells: how long msgrd's reactor keeps polling its
+/// CQs after activity. It must outlast the gap between two messages of a cell, or the reactor
+/// sleeps between them and the row measures event mode against a spinning `ib_send_lat`: in the
+/// Soft-RoCE VM (emulated CPU) a 64 B round trip through msgrd takes milliseconds, and with
+/// `poll_us = 200` the busy-poll row measured about what the event row did.
+pub const BUSY_POLL_US: u64 = 100_000;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -64,6 +75,11 @@ pub struct BenchArgs {
     /// Transports to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "tcp,rdma")]
     transports: Vec<String>,
+    /// msgrd's `poll_us` in the busy-poll RDMA latency rows (microseconds it keeps polling its
+    /// CQs after activity). The default outlasts a round trip even in the emulated VM, so msgrd
+    /// spins through the whole row as `ib_send_lat` does.
+    #[arg(long, default_value_t = BUSY_POLL_US, value_parser = clap::value_parser!(u64).range(1..))]
+    busy_poll_us: u64,
     /// Harness self-check: run tcp-baseline where msgrd would run.
     #[arg(long, hide = true)]
     self_test: bool,
@@ -77,6 +93,28 @@ pub enum Role {
     Baseline,
 }
 
+/// How an RDMA latency row waits for completions. msgrd and perftest rows of the same mode
+/// are compared with each other only.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Poll {
+    /// Sleep on the completion channel: msgrd with `poll_us = 0`, `ib_send_lat -e`.
+    Event,
+    /// Spin on the CQ: msgrd with `poll_us > 0` (`--busy-poll-us`), plain `ib_send_lat`.
+    BusyPoll,
+}
+
+impl Poll {
+    pub const ALL: [Poll; 2] = [Poll::Event, Poll::BusyPoll];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Poll::Event => "event",
+            Poll::BusyPoll => "busy-poll",
+        }
+    }
+}
+
 /// What to run for one row.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
@@ -88,6 +126,26 @@ pub struct Spec {
     pub concurrency: u64,
     pub connections: u64,
     pub count: u64,
+    /// RDMA latency rows: the completion mode. None: msgrd runs with the shipped config as it
+    /// is, perftest in its default (polling) mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
+    /// msgrd rows with a mode: the `poll_us` written into their config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_us: Option<u64>,
+}
+
+impl Spec {
+    /// The implementation with its mode, as tables and charts show it: `msgrd (busy-poll)`,
+    /// `ib_send_lat -e` (perftest's own flag for its event mode).
+    pub fn name(&self) -> String {
+        match (self.poll, self.role) {
+            (None, _) => self.implementation.clone(),
+            (Some(Poll::Event), Role::Baseline) => format!("{} -e", self.implementation),
+            (Some(Poll::BusyPoll), Role::Baseline) => self.implementation.clone(),
+            (Some(p), Role::Cell) => format!("{} ({})", self.implementation, p.name()),
+        }
+    }
 }
 
 /// One row of the result: the spec, where it ran, and what it measured.
@@ -158,12 +216,13 @@ impl Cell {
         self.status == "ok"
     }
 
-    /// A short name for tables and references: `msgrd tcp 64B x16 c1`.
+    /// A short name for tables and references: `msgrd tcp 64B x16 c1`,
+    /// `ib_send_lat -e rdma 64B x1 c1`.
     pub fn label(&self) -> String {
         let s = &self.spec;
         format!(
             "{} {} {} x{} c{}",
-            s.implementation,
+            s.name(),
             s.transport,
             report::size_label(s.size),
             s.concurrency,
@@ -230,7 +289,15 @@ fn zmq_count(implementation: &str, quick: bool) -> u64 {
 }
 
 /// The rows to run for one transport.
-pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: bool) -> Vec<Spec> {
+/// `busy_poll_us`: msgrd's `poll_us` in the busy-poll RDMA latency cells.
+pub fn plan(
+    transport: &str,
+    sizes: &[u64],
+    conns: &[u64],
+    quick: bool,
+    in_vm: bool,
+    busy_poll_us: u64,
+) -> Vec<Spec> {
     let mut v = Vec::new();
     let spec = |implementation: &str, role, size, concurrency, connections| Spec {
         transport: transport.into(),
@@ -240,10 +307,23 @@ pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: b
         concurrency,
         connections,
         count: count_for(size, quick, in_vm),
+        poll: None,
+        poll_us: None,
     };
     for &size in sizes {
         for &k in conns {
             for &c in &IN_FLIGHT {
+                if transport == "rdma" && c == 1 {
+                    // Latency: one cell per completion mode, each with its own baseline below.
+                    for (p, us) in [(Poll::Event, 0), (Poll::BusyPoll, busy_poll_us)] {
+                        v.push(Spec {
+                            poll: Some(p),
+                            poll_us: Some(us),
+                            ..spec("msgrd", Role::Cell, size, c, k)
+                        });
+                    }
+                    continue;
+                }
                 v.push(spec("msgrd", Role::Cell, size, c, k));
                 if transport == "tcp" {
                     // Same shape, back to back, so machine noise hits both alike.
@@ -262,7 +342,16 @@ pub fn plan(transport: &str, sizes: &[u64], conns: &[u64], quick: bool, in_vm: b
             }
         } else {
             for p in rdma::PERFTESTS {
-                v.push(spec(p, Role::Baseline, size, 1, 1));
+                if p == rdma::LATENCY_PERFTEST {
+                    for mode in Poll::ALL {
+                        v.push(Spec {
+                            poll: Some(mode),
+                            ..spec(p, Role::Baseline, size, 1, 1)
+                        });
+                    }
+                } else {
+                    v.push(spec(p, Role::Baseline, size, 1, 1));
+                }
             }
         }
     }
@@ -407,6 +496,11 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
             if spec.connections > 1 {
                 client.extend(["--connections".to_string(), n(spec.connections)]);
             }
+            if spec.transport == "rdma" && spec.concurrency > 1 && spec.implementation == "msgrd" {
+                // Compared with ib_send_bw, which moves the payload one way: so does msgrd here
+                // (the server answers each message with an empty one).
+                client.push("--one-way".into());
+            }
             client.push("--json".into());
             (server, client)
         }
@@ -453,6 +547,49 @@ pub fn rebind_config(config: &str, ip: &str, keep_port: bool, copy: &Path) -> St
         Ok(()) => copy.display().to_string(),
         Err(_) => config.to_string(),
     }
+}
+
+/// A copy of `config` (written to `copy`) whose `[rdma]` table has `poll_us = {poll_us}`: the
+/// key is replaced where it is, or added under the table header. Returns the copy's path.
+/// Unlike [`rebind_config`] this fails rather than fall back to `config`: a busy-poll row that
+/// silently ran event-driven would be compared with the wrong baseline.
+pub fn with_poll_us(config: &str, poll_us: u64, copy: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| format!("cannot read {config} to set rdma.poll_us: {e}"))?;
+    let key_line = format!("poll_us = {poll_us}");
+    let mut table = String::new();
+    let mut header_at = None;
+    let mut replaced = false;
+    let mut lines: Vec<String> = Vec::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix('[') {
+            table = name.split(']').next().unwrap_or("").trim().to_string();
+            if table == "rdma" {
+                header_at = Some(lines.len());
+            }
+        } else if table == "rdma"
+            && t.strip_prefix("poll_us")
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            lines.push(key_line.clone());
+            replaced = true;
+            continue;
+        }
+        lines.push(l.to_string());
+    }
+    match (replaced, header_at) {
+        (true, _) => {}
+        (false, Some(i)) => lines.insert(i + 1, key_line),
+        (false, None) => {
+            return Err(format!(
+                "{config} has no [rdma] table to set poll_us in; add one (see config/rdma.toml)"
+            ))
+        }
+    }
+    std::fs::write(copy, lines.join("\n") + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
+    Ok(copy.display().to_string())
 }
 
 /// Runs one msgrd / tcp-baseline row.
@@ -594,7 +731,7 @@ pub fn run(a: BenchArgs) -> i32 {
     }
 
     let mut tcp_specs = if a.transports.iter().any(|t| t == "tcp") {
-        plan("tcp", sizes, conns, a.quick, false)
+        plan("tcp", sizes, conns, a.quick, false, a.busy_poll_us)
     } else {
         Vec::new()
     };
@@ -604,7 +741,14 @@ pub fn run(a: BenchArgs) -> i32 {
     }
     let rdma_where = rdma::Where::detect();
     let rdma_specs = if a.transports.iter().any(|t| t == "rdma") {
-        plan("rdma", sizes, conns, a.quick, rdma_where.is_vm())
+        plan(
+            "rdma",
+            sizes,
+            conns,
+            a.quick,
+            rdma_where.is_vm(),
+            a.busy_poll_us,
+        )
     } else {
         Vec::new()
     };
@@ -754,7 +898,7 @@ mod tests {
 
     #[test]
     fn quick_plan_has_the_zmq_and_memory_rows() {
-        let quick = plan("tcp", &SIZES_QUICK, &[1], true, false);
+        let quick = plan("tcp", &SIZES_QUICK, &[1], true, false, BUSY_POLL_US);
         let find = |v: &[Spec], imp: &str| v.iter().filter(|s| s.implementation == imp).count();
         assert_eq!(find(&quick, ZMQ_ECHO), 1);
         assert_eq!(find(&quick, ZMQ_STREAM), 1);
@@ -768,7 +912,7 @@ mod tests {
             .unwrap();
         assert_eq!(idle.connections, IDLE_CONNECTIONS);
 
-        let full = plan("tcp", &SIZES_FULL, &[1, 8], false, false);
+        let full = plan("tcp", &SIZES_FULL, &[1, 8], false, false, BUSY_POLL_US);
         let st = full
             .iter()
             .find(|s| s.implementation == MSGRD_STRESS)
@@ -780,10 +924,93 @@ mod tests {
         // More messages than one full window, or the load never reaches its depth.
         assert!(st.count > STRESS_CONNECTIONS * STRESS_IN_FLIGHT);
         // Neither the ZeroMQ nor the memory rows belong to RDMA.
-        let rdma = plan("rdma", &SIZES_FULL, &[1], false, true);
+        let rdma = plan("rdma", &SIZES_FULL, &[1], false, true, BUSY_POLL_US);
         assert!(rdma
             .iter()
             .all(|s| s.implementation == "msgrd" || s.implementation.starts_with("ib_")));
+    }
+
+    #[test]
+    fn rdma_latency_rows_come_in_both_modes_each_with_its_perftest() {
+        let v = plan("rdma", &SIZES_QUICK, &[1], true, true, BUSY_POLL_US);
+        for size in SIZES_QUICK {
+            let names: Vec<String> = v
+                .iter()
+                .filter(|s| s.size == size)
+                .map(|s| format!("{} x{}", s.name(), s.concurrency))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "msgrd (event) x1",
+                    "msgrd (busy-poll) x1",
+                    "msgrd x16",
+                    "ib_send_lat -e x1",
+                    "ib_send_lat x1",
+                    "ib_send_bw x1",
+                    "ib_write_bw x1",
+                ],
+                "{size}"
+            );
+        }
+        // The modes stay out of TCP.
+        let tcp = plan("tcp", &SIZES_QUICK, &[1], true, false, BUSY_POLL_US);
+        assert!(tcp.iter().all(|s| s.poll.is_none() && s.poll_us.is_none()));
+        // msgrd's poll_us per mode; perftest has none.
+        let poll_us = |name: &str| v.iter().find(|s| s.name() == name).unwrap().poll_us;
+        assert_eq!(poll_us("msgrd (event)"), Some(0));
+        assert_eq!(poll_us("msgrd (busy-poll)"), Some(BUSY_POLL_US));
+        assert_eq!(poll_us("ib_send_lat"), None);
+        assert_eq!(poll_us("msgrd"), None);
+        let v = plan("rdma", &[64], &[1], true, true, 250);
+        assert_eq!(v[1].poll_us, Some(250));
+    }
+
+    #[test]
+    fn poll_us_is_set_in_the_rdma_table_of_a_copy() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-poll-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("in.toml");
+        let original = "name = \"osd.0\"\n[other]\npoll_us = 7\n[rdma]\n# comment\ndevice = \"rxe0\"\npoll_us  = 0 # sleep\npoll_us_max = 3\n";
+        std::fs::write(&cfg, original).unwrap();
+        let copy = dir.join("busy.toml");
+        let out = with_poll_us(cfg.to_str().unwrap(), 200, &copy).unwrap();
+        assert_eq!(out, copy.display().to_string());
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            "name = \"osd.0\"\n[other]\npoll_us = 7\n[rdma]\n# comment\ndevice = \"rxe0\"\npoll_us = 200\npoll_us_max = 3\n"
+        );
+        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original);
+
+        // No key yet: it goes under the header.
+        std::fs::write(&cfg, "[rdma]\ndevice = \"rxe0\"\n[timeouts]\n").unwrap();
+        with_poll_us(cfg.to_str().unwrap(), 50, &copy).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            "[rdma]\npoll_us = 50\ndevice = \"rxe0\"\n[timeouts]\n"
+        );
+
+        // Nowhere to put it, or nothing to read: an error that names the file.
+        std::fs::write(&cfg, "[other]\npoll_us = 1\n").unwrap();
+        let e = with_poll_us(cfg.to_str().unwrap(), 50, &copy).unwrap_err();
+        assert!(e.contains("in.toml has no [rdma] table"), "{e}");
+        let e = with_poll_us("/nonexistent/x.toml", 50, &copy).unwrap_err();
+        assert!(e.contains("/nonexistent/x.toml"), "{e}");
+
+        // The shipped RDMA config has the key in its [rdma] table: only that line changes.
+        let shipped = crate::util::workspace_root().join(RDMA_CONFIG);
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        with_poll_us(shipped.to_str().unwrap(), BUSY_POLL_US, &copy).unwrap();
+        let busy = std::fs::read_to_string(&copy).unwrap();
+        let changed: Vec<(&str, &str)> = text
+            .lines()
+            .zip(busy.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(text.lines().count(), busy.lines().count());
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(changed[0].1, format!("poll_us = {BUSY_POLL_US}"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn bins() -> Bins {
@@ -803,7 +1030,7 @@ mod tests {
         let cfg = dir.join("tcp.toml");
         std::fs::write(&cfg, "bind = \"127.0.0.1:0\"\n").unwrap();
         let cfg = cfg.to_str().unwrap();
-        let specs = plan("tcp", &SIZES_FULL, &[1], false, false);
+        let specs = plan("tcp", &SIZES_FULL, &[1], false, false, BUSY_POLL_US);
         let get = |imp: &str| specs.iter().find(|s| s.implementation == imp).unwrap();
 
         let p = pair_for(get(MSGRD_IDLE), &bins(), cfg).unwrap();
@@ -829,7 +1056,7 @@ mod tests {
 
     #[test]
     fn memory_rows_get_bytes_per_connection_and_other_rows_only_the_peaks() {
-        let specs = plan("tcp", &SIZES_QUICK, &[1], true, false);
+        let specs = plan("tcp", &SIZES_QUICK, &[1], true, false, BUSY_POLL_US);
         let idle = specs
             .iter()
             .find(|s| s.implementation == MSGRD_IDLE)

@@ -6,6 +6,9 @@
 //! Baselines are perftest's `ib_send_lat`, `ib_send_bw` and `ib_write_bw` over rdma_cm (`-R`)
 //! on the same device, so msgr's RDMA numbers are compared with the device's own floor in the
 //! same boot (Soft-RoCE under an emulated CPU is slow and noisy; only ratios mean anything).
+//! Latency rows come in both completion modes ([`Poll`]): msgrd runs with a copy of
+//! `config/rdma.toml` whose `poll_us` is set for the mode (written next to the rows), and
+//! `ib_send_lat` gets `-e` in event mode.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,11 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use super::machine::Machine;
 use super::pair::{self, Pair};
-use super::{rebind_config, run_pair_row, Bins, Cell, Spec, RDMA_CONFIG};
+use super::{rebind_config, run_pair_row, with_poll_us, Bins, Cell, Poll, Spec, RDMA_CONFIG};
 use crate::test::VM_RUNNER;
 use crate::util::host_rdma_device;
 
-pub const PERFTESTS: [&str; 3] = ["ib_send_lat", "ib_send_bw", "ib_write_bw"];
+pub const PERFTESTS: [&str; 3] = [LATENCY_PERFTEST, "ib_send_bw", "ib_write_bw"];
+/// The baseline of the latency rows, run once per [`Poll`] mode.
+pub const LATENCY_PERFTEST: &str = "ib_send_lat";
 /// First rdma_cm port for perftest; each run takes the next one.
 const PERFTEST_PORT: u16 = 18_515;
 
@@ -162,6 +167,17 @@ pub fn run_inner(a: InnerArgs) -> i32 {
         }
         _ => RDMA_CONFIG.to_string(),
     };
+    // The latency rows' configs: the one above with `poll_us` set for the row's mode, written
+    // next to the rows (the files stay for a look afterwards). One that cannot be written costs
+    // only its own rows.
+    let dir = plan.out.parent().unwrap_or(Path::new("."));
+    let config_for = |spec: &Spec| match spec.poll_us {
+        None => Ok(config.clone()),
+        Some(us) => {
+            let mode = spec.poll.map_or("poll", Poll::name);
+            with_poll_us(&config, us, &dir.join(format!("rdma-{mode}.toml")))
+        }
+    };
     let mut rows = Vec::new();
     let mut port = PERFTEST_PORT;
     for (i, spec) in plan.specs.iter().enumerate() {
@@ -176,7 +192,14 @@ pub fn run_inner(a: InnerArgs) -> i32 {
             port += 1;
             perftest_row(spec, dev.as_deref(), ip.as_deref(), port, &device, &machine)
         } else {
-            run_pair_row(spec, &plan.bins, &config, &device, &machine)
+            match config_for(spec) {
+                Ok(c) => run_pair_row(spec, &plan.bins, &c, &device, &machine),
+                Err(e) => {
+                    let mut cell = Cell::new(spec.clone(), &device, &machine);
+                    cell.status = format!("not available: {e}");
+                    cell
+                }
+            }
         };
         rows.push(row);
     }
@@ -215,23 +238,7 @@ fn perftest_row(
     let tool = spec.implementation.as_str();
     let lat = tool.ends_with("_lat");
     let iters = spec.count.max(5);
-    let mut args: Vec<String> = vec![
-        tool.into(),
-        "-R".into(),
-        "-F".into(),
-        "-d".into(),
-        dev.into(),
-        "-s".into(),
-        spec.size.to_string(),
-        "-n".into(),
-        iters.to_string(),
-        "-p".into(),
-        port.to_string(),
-    ];
-    if !lat {
-        // perftest wants at least as many iterations as its send queue depth.
-        args.extend(["-t".into(), iters.min(128).to_string()]);
-    }
+    let args = perftest_args(spec, dev, port);
     // perftest writes through stdio: line-buffer it so the "waiting" line arrives at once.
     let server: Vec<String> = ["stdbuf", "-oL"]
         .iter()
@@ -266,6 +273,35 @@ fn perftest_row(
     }
     cell.status = format!("not available: {tool}: {last}");
     cell
+}
+
+/// perftest's arguments for one row (the client adds the server's address): over rdma_cm
+/// (`-R`), CPU frequency warnings off (`-F`); `-e` (sleep on the completion channel) for the
+/// event-mode latency row.
+fn perftest_args(spec: &Spec, dev: &str, port: u16) -> Vec<String> {
+    let tool = spec.implementation.as_str();
+    let iters = spec.count.max(5);
+    let mut args: Vec<String> = vec![
+        tool.into(),
+        "-R".into(),
+        "-F".into(),
+        "-d".into(),
+        dev.into(),
+        "-s".into(),
+        spec.size.to_string(),
+        "-n".into(),
+        iters.to_string(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    if !tool.ends_with("_lat") {
+        // perftest wants at least as many iterations as its send queue depth.
+        args.extend(["-t".into(), iters.min(128).to_string()]);
+    }
+    if spec.poll == Some(Poll::Event) {
+        args.push("-e".into());
+    }
+    args
 }
 
 #[derive(Debug, PartialEq)]
@@ -335,6 +371,27 @@ mod tests {
         assert_eq!(r.p50_us, Some(25.0));
         assert_eq!(r.p99_us, Some(60.0));
         assert_eq!(r.msgs_per_s, 40_000.0);
+    }
+
+    #[test]
+    fn only_the_event_mode_latency_row_gets_perftest_event_flag() {
+        let v = crate::bench::plan("rdma", &[64], &[1], true, true, 200);
+        let args: Vec<(String, Vec<String>)> = v
+            .iter()
+            .filter(|s| PERFTESTS.contains(&s.implementation.as_str()))
+            .map(|s| (s.name(), perftest_args(s, "rxe0", 1)))
+            .collect();
+        assert_eq!(args.len(), 4);
+        for (name, a) in &args {
+            assert_eq!(
+                a.contains(&"-e".to_string()),
+                name == "ib_send_lat -e",
+                "{a:?}"
+            );
+            assert_eq!(a[0], name.split(' ').next().unwrap());
+        }
+        let bw = &args.iter().find(|(n, _)| n == "ib_send_bw").unwrap().1;
+        assert!(bw.join(" ").contains("-t "), "{bw:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::machine::Machine;
-use super::{Cell, OtherRatio, Role, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE, ZMQ_STREAM};
+use super::{Cell, OtherRatio, Poll, Role, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE, ZMQ_STREAM};
 
 pub const README_START: &str = "<!-- bench:start -->";
 pub const README_END: &str = "<!-- bench:end -->";
@@ -44,7 +44,7 @@ fn baseline_for(cell: &Cell) -> Vec<(&'static str, bool, bool)> {
 }
 
 /// Sets each cell's baseline and its ratios (cell / baseline; for p50 lower is better, for
-/// msgs/s higher is better).
+/// msgs/s higher is better). A baseline must be in the cell's completion mode (RDMA latency).
 pub fn link_baselines(cells: &mut [Cell]) {
     let snapshot: Vec<Cell> = cells.to_vec();
     for cell in cells.iter_mut().filter(|c| c.spec.role == Role::Cell) {
@@ -55,6 +55,7 @@ pub fn link_baselines(cells: &mut [Cell]) {
                     && b.spec.implementation == imp
                     && b.spec.transport == cell.spec.transport
                     && b.spec.size == cell.spec.size
+                    && b.spec.poll == cell.spec.poll
                     && (!same_shape
                         || (b.spec.concurrency == cell.spec.concurrency
                             && b.spec.connections == cell.spec.connections))
@@ -106,6 +107,15 @@ fn link_zmq(cell: &mut Cell, rows: &[Cell]) {
                 });
             }
         }
+    }
+}
+
+/// How the "vs baseline" column names a cell's baseline: by its first word (`tcp-baseline`), or
+/// with its mode where there is one per mode (`ib_send_lat -e`).
+fn baseline_short(label: &str, cells: &[Cell]) -> String {
+    match cells.iter().find(|b| b.label() == label) {
+        Some(b) if b.spec.poll.is_some() => b.spec.name(),
+        _ => label.split(' ').next().unwrap_or(label).to_string(),
     }
 }
 
@@ -174,7 +184,7 @@ pub fn table(cells: &[Cell]) -> String {
         let dash_if_0 = |v: u64, text: String| if v == 0 { "-".into() } else { text };
         let mut row = vec![
             s.transport.clone(),
-            s.implementation.clone(),
+            s.name(),
             dash_if_0(s.size, size_label(s.size)),
             dash_if_0(s.concurrency, s.concurrency.to_string()),
             s.connections.to_string(),
@@ -201,7 +211,7 @@ pub fn table(cells: &[Cell]) -> String {
             if c.is_memory() {
                 vs.push(memory_note(c));
             } else if let (Some(b), false) = (&c.baseline, vs.is_empty()) {
-                vs.push(format!("of {}", b.split(' ').next().unwrap_or(b)));
+                vs.push(format!("of {}", baseline_short(b, cells)));
             } else if c.spec.role == Role::Cell {
                 vs.push("no baseline result".into());
             }
@@ -276,6 +286,15 @@ pub fn table(cells: &[Cell]) -> String {
     );
     if cells
         .iter()
+        .any(|c| c.spec.transport == "rdma" && c.spec.concurrency > 1)
+    {
+        out.push_str(
+            "RDMA streaming rows (more than 1 in flight): msgrd ping --one-way, the payload one way \
+             and an empty message back per message, as ib_send_bw moves it one way.\n",
+        );
+    }
+    if cells
+        .iter()
         .any(|c| c.spec.implementation == ZMQ_ECHO || c.spec.implementation == ZMQ_STREAM)
     {
         out.push_str(
@@ -295,6 +314,20 @@ pub fn table(cells: &[Cell]) -> String {
             "RDMA baselines: ib_send_lat p50 / p99 are its typical / 99% one-way figures doubled \
              (round trip); ib_*_bw rows are streams (no latency).\n",
         );
+    }
+    if cells.iter().any(|c| c.spec.poll.is_some()) {
+        let busy_us = cells
+            .iter()
+            .find(|c| c.spec.poll == Some(Poll::BusyPoll) && c.spec.poll_us.is_some())
+            .and_then(|c| c.spec.poll_us)
+            .map_or("> 0".to_string(), |us| format!("= {us}"));
+        out.push_str(&format!(
+            "RDMA latency (1 in flight) in two completion modes, each against perftest in the same \
+             mode: event = msgrd with poll_us = 0 (its reactor sleeps on the completion channel) vs \
+             ib_send_lat -e; busy-poll = msgrd with poll_us {busy_us} (it keeps polling its CQs \
+             that many microseconds after activity) vs ib_send_lat (spins on its CQ). Other msgrd \
+             rdma rows run config/rdma.toml as shipped.\n"
+        ));
     }
     for (i, n) in notes.iter().enumerate() {
         out.push_str(&format!("[{}] {n}\n", i + 1));
@@ -350,6 +383,8 @@ mod tests {
             concurrency: 1,
             connections: 1,
             count: 10,
+            poll: None,
+            poll_us: None,
         };
         let mut c = Cell::new(spec, "lo", &Machine::default());
         c.status = "ok".into();
@@ -370,6 +405,66 @@ mod tests {
         assert!(cells[1].ratio_p50.is_none());
         let t = table(&cells);
         assert!(t.contains("p50 1.50x rate 0.50x"), "{t}");
+    }
+
+    #[test]
+    fn rdma_latency_cells_are_compared_with_perftest_in_their_own_mode() {
+        use super::super::Poll;
+        let rdma = |imp: &str, role, poll, p50: f64| {
+            let mut c = cell(imp, role, p50, 1e6 / p50);
+            c.spec.transport = "rdma".into();
+            c.spec.poll = Some(poll);
+            if role == Role::Cell {
+                c.spec.poll_us = Some(if poll == Poll::Event { 0 } else { 150 });
+            }
+            c
+        };
+        let mut cells = vec![
+            rdma("msgrd", Role::Cell, Poll::Event, 60.0),
+            rdma("msgrd", Role::Cell, Poll::BusyPoll, 30.0),
+            rdma("ib_send_lat", Role::Baseline, Poll::Event, 40.0),
+            rdma("ib_send_lat", Role::Baseline, Poll::BusyPoll, 25.0),
+        ];
+        link_baselines(&mut cells);
+        assert_eq!(
+            cells[0].baseline.as_deref(),
+            Some("ib_send_lat -e rdma 64B x1 c1")
+        );
+        assert_eq!(cells[0].ratio_p50, Some(1.5));
+        assert_eq!(
+            cells[1].baseline.as_deref(),
+            Some("ib_send_lat rdma 64B x1 c1")
+        );
+        assert_eq!(cells[1].ratio_p50, Some(1.2));
+        let t = table(&cells);
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("rdma       {name} ")))
+                .unwrap_or_else(|| panic!("no {name} row in\n{t}"))
+                .to_string()
+        };
+        assert!(
+            row("msgrd (event)").ends_with("p50 1.50x rate 0.67x of ib_send_lat -e"),
+            "{t}"
+        );
+        assert!(
+            row("msgrd (busy-poll)").ends_with("p50 1.20x rate 0.83x of ib_send_lat"),
+            "{t}"
+        );
+        assert!(t.contains("ib_send_lat -e  "), "{t}");
+        assert!(
+            t.contains("poll_us = 0 (") && t.contains("busy-poll = msgrd with poll_us = 150 ("),
+            "{t}"
+        );
+        // Without its own mode's baseline a cell gets none (not the other mode's).
+        cells.remove(2);
+        for c in cells.iter_mut() {
+            c.baseline = None;
+            c.ratio_p50 = None;
+        }
+        link_baselines(&mut cells);
+        assert!(cells[0].baseline.is_none() && cells[0].ratio_p50.is_none());
+        assert_eq!(cells[1].ratio_p50, Some(1.2));
     }
 
     #[test]
