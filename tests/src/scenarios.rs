@@ -20,6 +20,14 @@ fn pair(t: &str, server_policy: Policy, client_policy: Policy) -> (Node, Node) {
     (server, client)
 }
 
+/// The client's connection to the server (an OSD).
+fn connect(client: &Node, server: &Node) -> msgr::ConnectionRef {
+    client
+        .msgr
+        .connect_to(EntityType::OSD, &server.addr())
+        .unwrap()
+}
+
 /// Messages with tids `from..to`, sent in order, are all echoed back, in order, intact.
 fn exchange(client: &Node, conn: &msgr::ConnectionRef, from: u64, to: u64) {
     let before = client.rec.message_count();
@@ -44,10 +52,7 @@ fn exchange(client: &Node, conn: &msgr::ConnectionRef, from: u64, to: u64) {
 /// SimpleTest: a round trip; counters on both sides agree.
 pub fn simple_round_trip(t: &str) {
     let (server, client) = pair(t, Policy::stateful_server(), Policy::lossless_client());
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     exchange(&client, &conn, 0, 20);
     client.rec.wait("connect callback", |s| s.connects >= 1);
     server.rec.wait("accept callback", |s| s.accepts >= 1);
@@ -93,10 +98,7 @@ pub fn loopback_delivery(t: &str) {
 /// connection works.
 pub fn mark_down_and_reconnect(t: &str) {
     let (server, client) = pair(t, Policy::stateful_server(), Policy::lossless_client());
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     exchange(&client, &conn, 0, 5);
     client.msgr.mark_down(&server.addr());
     client.rec.wait("reset after mark_down", |s| s.resets >= 1);
@@ -105,19 +107,13 @@ pub fn mark_down_and_reconnect(t: &str) {
         conn.send_message(numbered(99, 1, 0)),
         Err(MessengerError::ConnectionClosed { .. })
     ));
-    let conn2 = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn2 = connect(&client, &server);
     assert_eq!(conn2.counters().messages_out, 0, "a fresh connection");
     exchange(&client, &conn2, 5, 10);
     // mark_down_all leaves nothing behind, again usable afterwards.
     client.msgr.mark_down_all();
     client.rec.wait("second reset", |s| s.resets >= 2);
-    let conn3 = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn3 = connect(&client, &server);
     exchange(&client, &conn3, 10, 12);
 }
 
@@ -170,10 +166,7 @@ pub fn racing_connects(t: &str) {
 /// learns the server lost the session (remote reset), and traffic continues.
 pub fn stateful_server_resetcheck(t: &str) {
     let (server, client) = pair(t, Policy::stateful_server(), Policy::lossless_client());
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     exchange(&client, &conn, 0, 5);
     server.msgr.mark_down(&client.addr());
     server.rec.wait("server reset", |s| s.resets >= 1);
@@ -205,10 +198,7 @@ pub fn remote_reset_reports_undelivered(t: &str) {
     let client = node(t, "client.1", |c| {
         policy(c, EntityType::OSD, Policy::lossless_client())
     });
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     for tid in 0..5 {
         conn.send_message(numbered(tid, 32, 100)).unwrap();
     }
@@ -236,19 +226,13 @@ pub fn remote_reset_reports_undelivered(t: &str) {
 /// and must connect again.
 pub fn stateless_server(t: &str) {
     let (server, client) = pair(t, Policy::stateless_server(), Policy::lossy_client());
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     exchange(&client, &conn, 0, 5);
     server.msgr.mark_down(&client.addr());
     client.rec.wait("client reset", |s| s.resets >= 1);
     assert!(!conn.is_connected());
     assert!(conn.send_message(numbered(50, 1, 0)).is_err());
-    let conn2 = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn2 = connect(&client, &server);
     exchange(&client, &conn2, 5, 10);
     assert_eq!(
         conn2.counters().reconnects,
@@ -274,10 +258,7 @@ pub fn client_standby(t: &str) {
         Policy::lossless_peer_reuse(),
         Policy::lossless_peer_reuse(),
     );
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     exchange(&client, &conn, 0, 3);
     client.rec.wait("idle fault", |s| s.faults >= 1);
     client
@@ -297,10 +278,7 @@ pub fn client_standby(t: &str) {
 /// time; reconnects are counted and nothing is lost or duplicated.
 pub fn reconnect_counts(t: &str) {
     let (server, client) = idle_client(t, Policy::lossless_client(), Policy::stateful_server());
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     for round in 0..3u64 {
         exchange(&client, &conn, round * 4, round * 4 + 4);
         let want = round + 1;
@@ -319,10 +297,7 @@ pub fn reconnect_counts(t: &str) {
 /// MessageTest: front 1 MiB and data 16 MiB travel intact both ways.
 pub fn large_messages(t: &str) {
     let (server, client) = pair(t, Policy::stateful_server(), Policy::lossless_client());
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     for tid in 0..2 {
         conn.send_message(numbered(tid, 1 << 20, 16 << 20)).unwrap();
     }
@@ -354,10 +329,7 @@ pub fn streaming_large_messages(t: &str) {
             }
         }));
     }
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     let total = 240u64;
     for tid in 0..total {
         // 40 to 140 KiB of data: frames straddle every read burst at different offsets.
@@ -392,10 +364,7 @@ pub fn throttle_backpressure(t: &str) {
     let (server, client) = pair(t, sp, Policy::lossless_client());
     server.rec.echo.store(false, Ordering::Relaxed);
     server.rec.defer.store(true, Ordering::Relaxed);
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     for tid in 0..64 {
         conn.send_message(numbered(tid, 100, 0)).unwrap();
     }
@@ -459,10 +428,7 @@ pub fn accept_hook_refuses(t: &str) {
         .rec
         .refuse_type
         .store(EntityType::CLIENT.0 as u64, Ordering::Relaxed);
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     // The refusal may already have closed the connection: then the send says so.
     match conn.send_message(numbered(0, 10, 0)) {
         Ok(()) | Err(MessengerError::ConnectionClosed { .. }) => {}
@@ -516,10 +482,7 @@ pub fn keepalive_keeps_idle_link(t: &str) {
         policy(c, EntityType::OSD, Policy::lossless_client());
         c.timeouts.keepalive = Some(std::time::Duration::from_millis(20));
     });
-    let conn = client
-        .msgr
-        .connect_to(EntityType::OSD, &server.addr())
-        .unwrap();
+    let conn = connect(&client, &server);
     exchange(&client, &conn, 0, 1);
     let (out0, in0) = (conn.counters().bytes_out, conn.counters().bytes_in);
     // Ten keepalives (9 bytes each) and their acks, with no message sent.

@@ -12,64 +12,40 @@
 //! second netdev that has no RDMA device). Elsewhere set them yourself, e.g.
 //! `ip -6 addr add fd00:6d73:6772::15/64 dev ETH nodad; export RDMA_IP6=fd00:6d73:6772::15`.
 
+mod common;
+
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use msgr_core::api::{ConnectionRef, Dispatcher, Messenger};
+use common::{from_env, small_opts, wait_until, Collect};
+use msgr_core::api::Messenger;
 use msgr_core::message::Message;
 use msgr_core::policy::Policy;
-use msgr_core::session::SessionError;
-use msgr_core::wire::{EntityName, EntityType};
+use msgr_core::wire::EntityType;
 use msgr_rdma::endpoint::{Endpoint, EndpointEvent};
 use msgr_rdma::link::{fmt_gid, Hello, Link};
-use msgr_rdma::{RdmaConfig, RdmaError, RdmaMessenger, RdmaOptions};
-use parking_lot::{Condvar, Mutex};
-
-/// Hang guard only (never a performance assertion): a test stuck this long has deadlocked.
-const HANG: Duration = Duration::from_secs(120);
+use msgr_rdma::{RdmaError, RdmaMessenger, RdmaOptions};
 
 const HOW_TO_RUN: &str = "Run the test binary inside the Soft-RoCE VM (rxe0, RDMA_IP6 and \
      NO_RDMA_IP6 are set up there): \
      `cargo test -p msgr-rdma --test ipv6 --no-run` then \
      `scripts/rdma-vm/run.sh target/debug/deps/ipv6-<hash> --test-threads 1`";
 
-fn has_device() -> bool {
-    std::fs::read_dir("/sys/class/infiniband")
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-}
-
-/// An IPv6 address from the environment variable `var`, or a panic that says the test did not
-/// run and how to run it.
-fn ip6_from_env(var: &str, what: &str) -> Ipv6Addr {
-    if !has_device() {
-        panic!(
-            "this test needs an RDMA device and none is present (/sys/class/infiniband is empty \
-             or missing). It did NOT run. {HOW_TO_RUN}"
-        );
-    }
-    let text = std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set, so this test did NOT run: export {var}=<{what}>. {HOW_TO_RUN}")
-    });
-    text.parse().unwrap_or_else(|e| {
-        panic!("{var}={text:?} is not an IPv6 address ({e}); this test did NOT run")
-    })
-}
-
 /// The IPv6 address of the netdev under the RDMA device.
 fn rdma_ip6() -> Ipv6Addr {
-    ip6_from_env(
+    from_env(
         "RDMA_IP6",
         "IPv6 address of the netdev under the RDMA device",
+        HOW_TO_RUN,
     )
 }
 
 /// An IPv6 address on a netdev that has no RDMA device.
 fn no_rdma_ip6() -> Ipv6Addr {
-    ip6_from_env(
+    from_env(
         "NO_RDMA_IP6",
         "IPv6 address of a netdev without an RDMA device",
+        HOW_TO_RUN,
     )
 }
 
@@ -93,20 +69,13 @@ fn pump_until(
     what: &str,
     mut done: impl FnMut(&mut Vec<EndpointEvent>) -> bool,
 ) -> Vec<EndpointEvent> {
-    let start = Instant::now();
     let mut seen = Vec::new();
-    loop {
+    wait_until(what, || {
         ep.process(&mut |_peer, _hello| true, &mut seen)
             .expect("rdma_cm events");
-        if done(&mut seen) {
-            return seen;
-        }
-        assert!(
-            start.elapsed() < HANG,
-            "hang guard: still waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        done(&mut seen)
+    });
+    seen
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,78 +254,11 @@ fn ipv6_listen_on_a_netdev_without_rdma_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // A messenger pair over IPv6
 
-#[derive(Default)]
-struct Collect {
-    msgs: Mutex<Vec<Message>>,
-    /// `peer_addr()` of the connection each message came on.
-    from: Mutex<Vec<msgr_core::wire::EntityAddr>>,
-    faults: Mutex<Vec<String>>,
-    resets: Mutex<usize>,
-    cv: Condvar,
-    echo: bool,
-}
-
-impl Dispatcher for Collect {
-    fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
-        if self.echo {
-            let reply = Message::new(msg.msg_type + 1, msg.front.clone())
-                .with_data(msg.data.clone())
-                .with_tid(msg.tid);
-            conn.send_message(reply).expect("echo");
-        }
-        self.from.lock().push(conn.peer_addr());
-        self.msgs.lock().push(msg);
-        self.cv.notify_all();
-    }
-    fn ms_handle_reset(&self, _conn: &ConnectionRef, _undelivered: Vec<Message>) {
-        *self.resets.lock() += 1;
-        self.cv.notify_all();
-    }
-    fn ms_handle_fault(&self, _conn: &ConnectionRef, error: &SessionError) {
-        self.faults.lock().push(error.to_string());
-        self.cv.notify_all();
-    }
-}
-
-impl Collect {
-    fn wait_for(&self, what: &str, mut done: impl FnMut(&Collect) -> bool) {
-        let start = Instant::now();
-        let mut g = self.msgs.lock();
-        loop {
-            drop(g);
-            if done(self) {
-                return;
-            }
-            g = self.msgs.lock();
-            let _ = self.cv.wait_for(&mut g, Duration::from_millis(50));
-            assert!(start.elapsed() < HANG, "hang guard: waiting for {what}");
-        }
-    }
-}
-
+/// OSD `num` on RDMA_IP6 (any port), lossless with its OSD peers.
 fn node(num: i64, d: Arc<Collect>) -> RdmaMessenger {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
-    let name = EntityName {
-        kind: EntityType::OSD,
-        num,
-    };
-    let mut cfg = RdmaConfig::new(name, v6(rdma_ip6(), 0));
-    cfg.rdma = RdmaOptions {
-        buffer_size: 16 * 1024,
-        send_buffers: 8,
-        recv_buffers: 8,
-        // Any receiver-not-ready would fail the QP at once: flow control must prevent them.
-        rnr_retry: 0,
-        ..Default::default()
-    };
-    let m = RdmaMessenger::new(cfg);
+    let cfg = common::config(EntityType::OSD, num, v6(rdma_ip6(), 0), small_opts());
+    let m = common::messenger(cfg, d);
     m.set_policy(EntityType::OSD, Policy::lossless_peer());
-    m.add_dispatcher(d);
     m
 }
 

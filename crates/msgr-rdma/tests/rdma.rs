@@ -7,39 +7,30 @@
 //! (`scripts/rdma-vm/run.sh` or `../shared/rdma-vm/run.sh`). Inside the VM, `$RDMA_IP` is the
 //! address of the netdev under `rxe0`; 127.0.0.1 does not work over Soft-RoCE.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use common::{has_device, HANG};
 use msgr_rdma::endpoint::{Endpoint, EndpointEvent};
 use msgr_rdma::link::{Hello, Link};
 use msgr_rdma::{RdmaError, RdmaOptions};
 
-/// Hang guard only (never a performance assertion): a test stuck this long has deadlocked.
-const HANG: Duration = Duration::from_secs(120);
-
-fn has_device() -> bool {
-    std::fs::read_dir("/sys/class/infiniband")
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-}
+const HOW_TO_RUN: &str = "Run the test binary inside the Soft-RoCE VM: \
+     `cargo test -p msgr-rdma --no-run` then \
+     `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1` \
+     (or ../shared/rdma-vm/run.sh)";
 
 /// The address to use on the RDMA device, or a panic that says how to run the test.
 fn rdma_ip() -> std::net::IpAddr {
-    if !has_device() {
-        panic!(
-            "this test needs an RDMA device and none is present (/sys/class/infiniband is empty or \
-             missing). It did NOT run. Run the test binary inside the Soft-RoCE VM: \
-             `cargo test -p msgr-rdma --no-run` then \
-             `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1` \
-             (or ../shared/rdma-vm/run.sh)"
-        );
-    }
-    let ip = std::env::var("RDMA_IP").unwrap_or_else(|_| {
-        panic!("an RDMA device exists but RDMA_IP is not set: export RDMA_IP=<IP of the netdev under it>")
-    });
-    ip.parse().expect("RDMA_IP is an IP address")
+    common::from_env(
+        "RDMA_IP",
+        "IP address of the netdev under the RDMA device",
+        HOW_TO_RUN,
+    )
 }
 
 fn test_opts() -> RdmaOptions {
@@ -141,12 +132,18 @@ fn pump_until(sides: &mut [&mut Side], what: &str, mut done: impl FnMut(&mut [&m
     }
 }
 
-/// Server listening on RDMA_IP (ephemeral port) and a client connected to it.
+/// Server listening on RDMA_IP (ephemeral port) and a client connected to it, both with
+/// `opts`: (server, client, server's token, client's token).
 fn pair(opts: RdmaOptions) -> (Side, Side, u64, u64) {
+    pair_with(opts.clone(), opts)
+}
+
+/// `pair` with different options on each side.
+fn pair_with(server_opts: RdmaOptions, client_opts: RdmaOptions) -> (Side, Side, u64, u64) {
     let ip = rdma_ip();
-    let mut server = Side::new(opts.clone());
+    let mut server = Side::new(server_opts);
     let addr = server.ep.listen(SocketAddr::new(ip, 0)).expect("listen");
-    let mut client = Side::new(opts);
+    let mut client = Side::new(client_opts);
     let ct = client.ep.connect(addr).expect("connect");
     pump_until(&mut [&mut server, &mut client], "connection", |s| {
         assert!(
@@ -265,6 +262,12 @@ fn ping_pong_over_verbs() {
     assert_eq!(c.wc_errors, 0);
     assert_eq!(c.rnr_errors, 0);
     assert_eq!(c.data_sends, 500);
+}
+
+/// A port nobody listens on at `ip`: bind a listener to learn a free port, then drop it.
+fn free_port(ip: std::net::IpAddr) -> u16 {
+    let mut tmp = Side::new(test_opts());
+    tmp.ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
 }
 
 fn s_take(side: &mut Side, token: u64) -> Bytes {
@@ -392,21 +395,16 @@ fn large_chunks_go_by_rdma_read_in_stream_order() {
 /// (no allocation of the asked size).
 #[test]
 fn read_request_over_the_limit_fails_the_link() {
-    let ip = rdma_ip();
-    let mut server = Side::new(RdmaOptions {
-        max_read: 10_000,
-        ..test_opts()
-    });
-    let addr = server.ep.listen(SocketAddr::new(ip, 0)).expect("listen");
-    let mut client = Side::new(RdmaOptions {
-        read_threshold: 8192,
-        ..test_opts()
-    });
-    let ct = client.ep.connect(addr).expect("connect");
-    pump_until(&mut [&mut server, &mut client], "connection", |s| {
-        !s[0].links.is_empty() && s[1].links.contains_key(&ct)
-    });
-    let st = *server.links.keys().next().unwrap();
+    let (mut server, mut client, st, ct) = pair_with(
+        RdmaOptions {
+            max_read: 10_000,
+            ..test_opts()
+        },
+        RdmaOptions {
+            read_threshold: 8192,
+            ..test_opts()
+        },
+    );
     client.send(ct, pattern(20_000, 1));
     pump_until(&mut [&mut server, &mut client], "the link failure", |s| {
         s[0].links[&st].failure().is_some()
@@ -444,11 +442,7 @@ fn accept_hook_refusal_reaches_the_client() {
 fn connect_without_listener_is_refused() {
     let ip = rdma_ip();
     let mut client = Side::new(test_opts());
-    // a port nobody listens on: bind a listener to learn a free port, then drop it
-    let port = {
-        let mut tmp = Side::new(test_opts());
-        tmp.ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
-    };
+    let port = free_port(ip);
     client.ep.connect(SocketAddr::new(ip, port)).unwrap();
     pump_until(&mut [&mut client], "reject", |s| !s[0].failed.is_empty());
     let text = client.failed[0].1.to_string();
@@ -578,104 +572,34 @@ fn memlock_too_low_names_ulimit_and_size() {
 
 mod messenger {
     use super::*;
+    use common::{small_opts, wait_until, Collect};
     use msgr_core::api::{ConnectionRef, Dispatcher, Messenger};
     use msgr_core::message::Message;
     use msgr_core::policy::Policy;
-    use msgr_core::wire::{EntityName, EntityType};
-    use msgr_rdma::{RdmaConfig, RdmaMessenger};
-    use parking_lot::{Condvar, Mutex};
+    use msgr_core::wire::EntityType;
+    use msgr_rdma::RdmaMessenger;
+    use parking_lot::Mutex;
     use std::sync::Arc;
+    use std::time::Duration;
 
-    #[derive(Default)]
-    struct Collect {
-        msgs: Mutex<Vec<Message>>,
-        resets: Mutex<usize>,
-        faults: Mutex<usize>,
-        remote_resets: Mutex<usize>,
-        cv: Condvar,
-        echo: bool,
+    /// Messenger `kind.num` on RDMA_IP (any port) with `opts`, dispatching to `d`.
+    fn node(
+        kind: EntityType,
+        num: i64,
+        opts: RdmaOptions,
+        d: Arc<dyn Dispatcher>,
+    ) -> RdmaMessenger {
+        let cfg = common::config(kind, num, SocketAddr::new(rdma_ip(), 0), opts);
+        common::messenger(cfg, d)
     }
 
-    impl Dispatcher for Collect {
-        fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
-            if self.echo {
-                let reply = Message::new(msg.msg_type + 1, msg.front.clone())
-                    .with_data(msg.data.clone())
-                    .with_tid(msg.tid);
-                conn.send_message(reply).expect("echo");
-            }
-            self.msgs.lock().push(msg);
-            self.cv.notify_all();
-        }
-        fn ms_handle_reset(&self, _conn: &ConnectionRef, _undelivered: Vec<Message>) {
-            *self.resets.lock() += 1;
-            self.cv.notify_all();
-        }
-        fn ms_handle_fault(
-            &self,
-            _conn: &ConnectionRef,
-            _error: &msgr_core::session::SessionError,
-        ) {
-            *self.faults.lock() += 1;
-            self.cv.notify_all();
-        }
-        fn ms_handle_remote_reset(&self, _conn: &ConnectionRef) {
-            *self.remote_resets.lock() += 1;
-            self.cv.notify_all();
-        }
-    }
-
-    impl Collect {
-        fn wait_for(&self, what: &str, mut done: impl FnMut(&Collect) -> bool) {
-            let start = Instant::now();
-            let mut g = self.msgs.lock();
-            loop {
-                drop(g);
-                if done(self) {
-                    return;
-                }
-                g = self.msgs.lock();
-                let _ = self.cv.wait_for(&mut g, Duration::from_millis(50));
-                assert!(start.elapsed() < HANG, "hang guard: waiting for {what}");
-            }
-        }
-    }
-
-    fn node(kind: EntityType, num: i64, opts: RdmaOptions, d: Arc<Collect>) -> RdmaMessenger {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let ip = rdma_ip();
-        let mut cfg = RdmaConfig::new(EntityName { kind, num }, SocketAddr::new(ip, 0));
-        cfg.rdma = opts;
-        let m = RdmaMessenger::new(cfg);
-        m.add_dispatcher(d);
-        m
-    }
-
-    /// Poll `done` until it holds (hang guard only).
-    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !done() {
-            assert!(
-                start.elapsed() < HANG,
-                "hang guard: still waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn small_opts() -> RdmaOptions {
-        RdmaOptions {
-            buffer_size: 16 * 1024,
-            send_buffers: 8,
-            recv_buffers: 8,
-            rnr_retry: 0,
-            ..Default::default()
-        }
+    /// Start both messengers and connect `client` to `server` (as an OSD).
+    fn start_and_connect(server: &RdmaMessenger, client: &RdmaMessenger) -> ConnectionRef {
+        server.start().unwrap();
+        client.start().unwrap();
+        client
+            .connect_to(EntityType::OSD, &server.my_addr())
+            .unwrap()
     }
 
     #[test]
@@ -687,11 +611,7 @@ mod messenger {
         let cd = Arc::new(Collect::default());
         let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
         let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
-        server.start().unwrap();
-        client.start().unwrap();
-        let conn = client
-            .connect_to(EntityType::OSD, &server.my_addr())
-            .unwrap();
+        let conn = start_and_connect(&server, &client);
         for i in 0..200u64 {
             conn.send_message(Message::new(100, format!("req {i}")).with_tid(i))
                 .unwrap();
@@ -718,11 +638,7 @@ mod messenger {
         let cd = Arc::new(Collect::default());
         let server = node(EntityType::OSD, 0, opts.clone(), sd.clone());
         let client = node(EntityType::CLIENT, 1, opts.clone(), cd.clone());
-        server.start().unwrap();
-        client.start().unwrap();
-        let conn = client
-            .connect_to(EntityType::OSD, &server.my_addr())
-            .unwrap();
+        let conn = start_and_connect(&server, &client);
         let sizes = [16 << 20, 1 << 20, 65536 + 3, 16 << 20];
         for (i, &n) in sizes.iter().enumerate() {
             conn.send_message(
@@ -832,11 +748,7 @@ mod messenger {
         let client = node(EntityType::OSD, 1, small_opts(), cd.clone());
         server.set_policy(EntityType::OSD, Policy::lossless_peer());
         client.set_policy(EntityType::OSD, Policy::lossless_peer());
-        server.start().unwrap();
-        client.start().unwrap();
-        let conn = client
-            .connect_to(EntityType::OSD, &server.my_addr())
-            .unwrap();
+        let conn = start_and_connect(&server, &client);
         let total = 2000u64;
         for i in 0..total {
             conn.send_message(Message::new(9, vec![i as u8; 3000]).with_tid(i))
@@ -878,11 +790,7 @@ mod messenger {
         let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
         client.set_policy(EntityType::OSD, Policy::lossy_client());
         server.set_policy(EntityType::CLIENT, Policy::stateless_server());
-        server.start().unwrap();
-        client.start().unwrap();
-        let conn = client
-            .connect_to(EntityType::OSD, &server.my_addr())
-            .unwrap();
+        let conn = start_and_connect(&server, &client);
         conn.send_message(Message::new(5, "hello")).unwrap();
         sd.wait_for("first message", |s| s.msgs.lock().len() == 1);
         assert!(client.inject_qp_error(&server.my_addr()));
@@ -935,30 +843,17 @@ mod messenger {
 
     /// The peer process of `peer_process_killed_mid_stream`: an echoing OSD on RDMA_IP:port.
     fn run_peer_child(port: u16) -> ! {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
-        let ip = rdma_ip();
-        let mut cfg = RdmaConfig::new(
-            EntityName {
-                kind: EntityType::OSD,
-                num: 0,
-            },
-            SocketAddr::new(ip, port),
-        );
-        cfg.rdma = small_opts();
+        let bind = SocketAddr::new(rdma_ip(), port);
+        let mut cfg = common::config(EntityType::OSD, 0, bind, small_opts());
         cfg.nonce = Some(PEER_NONCE);
-        let m = RdmaMessenger::new(cfg);
+        let echo = Arc::new(Collect {
+            echo: true,
+            ..Default::default()
+        });
+        let m = common::messenger(cfg, echo);
         // the server decides whether a session is lossy (msgr1 connect reply flag)
         m.set_policy(EntityType::CLIENT, Policy::stateless_server());
         m.set_policy(EntityType::MDS, Policy::stateful_server());
-        m.add_dispatcher(Arc::new(Collect {
-            echo: true,
-            ..Default::default()
-        }));
         m.start().expect("child messenger");
         println!("PEER-READY");
         loop {
@@ -1001,10 +896,7 @@ mod messenger {
             run_peer_child(port.parse().unwrap());
         }
         let ip = rdma_ip();
-        let port = {
-            let mut tmp = Side::new(test_opts());
-            tmp.ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
-        };
+        let port = free_port(ip);
         let peer_addr = msgr_core::wire::EntityAddr {
             kind: 0,
             nonce: PEER_NONCE,
@@ -1049,7 +941,7 @@ mod messenger {
             lc.send_message(Message::new(1, "x")).is_err(),
             "a reset lossy connection must refuse sends"
         );
-        lossless_d.wait_for("lossless fault", |c| *c.faults.lock() >= 1);
+        lossless_d.wait_for("lossless fault", |c| !c.faults.lock().is_empty());
         assert_eq!(
             *lossless_d.resets.lock(),
             0,
@@ -1099,27 +991,13 @@ mod messenger {
     fn throttle_holds_receive_buffers_and_stalls_the_sender() {
         let sd = Arc::new(Deferring::default());
         let cd = Arc::new(Collect::default());
-        let ip = rdma_ip();
-        let mut scfg = RdmaConfig::new(
-            EntityName {
-                kind: EntityType::OSD,
-                num: 0,
-            },
-            SocketAddr::new(ip, 0),
-        );
-        scfg.rdma = small_opts();
-        let server = RdmaMessenger::new(scfg);
+        let server = node(EntityType::OSD, 0, small_opts(), sd.clone());
         let mut sp = Policy::stateful_server();
         sp.throttle_messages = Some(4);
         server.set_policy(EntityType::CLIENT, sp);
-        server.add_dispatcher(sd.clone());
-        server.start().unwrap();
         let client = node(EntityType::CLIENT, 1, small_opts(), cd.clone());
         client.set_policy(EntityType::OSD, Policy::lossless_client());
-        client.start().unwrap();
-        let conn = client
-            .connect_to(EntityType::OSD, &server.my_addr())
-            .unwrap();
+        let conn = start_and_connect(&server, &client);
         for tid in 0..64u64 {
             conn.send_message(Message::new(1, vec![tid as u8; 20_000]).with_tid(tid))
                 .unwrap();
@@ -1164,28 +1042,17 @@ mod messenger {
     fn send_queue_limit_and_loopback() {
         let cd = Arc::new(Collect::default());
         let ip = rdma_ip();
-        let mut cfg = RdmaConfig::new(
-            EntityName {
-                kind: EntityType::CLIENT,
-                num: 1,
-            },
-            SocketAddr::new(ip, 0),
-        );
-        cfg.rdma = small_opts();
+        let mut cfg = common::config(EntityType::CLIENT, 1, SocketAddr::new(ip, 0), small_opts());
         cfg.send_queue_bytes = 64 << 10;
-        let m = RdmaMessenger::new(cfg);
+        let m = common::messenger(cfg, cd.clone());
         m.set_policy(EntityType::OSD, Policy::lossless_client());
-        m.add_dispatcher(cd.clone());
         m.start().unwrap();
         // loopback: our own address is delivered locally
         let me = m.connect_to(EntityType::CLIENT, &m.my_addr()).unwrap();
         me.send_message(Message::new(3, "to myself")).unwrap();
         cd.wait_for("loopback message", |c| c.msgs.lock().len() == 1);
         // a port nobody listens on
-        let port = {
-            let mut tmp = Side::new(test_opts());
-            tmp.ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
-        };
+        let port = free_port(ip);
         let nowhere = msgr_core::wire::EntityAddr {
             kind: 0,
             nonce: 1,
@@ -1212,24 +1079,18 @@ mod messenger {
     #[test]
     fn injected_qp_failures_lossless_stream_survives() {
         let ip = rdma_ip();
-        let mk = |kind, num, d: Arc<Collect>| {
-            let mut c = RdmaConfig::new(EntityName { kind, num }, SocketAddr::new(ip, 0));
-            c.rdma = small_opts();
+        let mk = |num, d: Arc<Collect>| {
+            let mut c = common::config(EntityType::OSD, num, SocketAddr::new(ip, 0), small_opts());
             c.inject_qp_failures = 40;
             c.reconnect_initial = Duration::from_millis(5);
-            let m = RdmaMessenger::new(c);
+            let m = common::messenger(c, d);
             m.set_policy(EntityType::OSD, Policy::lossless_peer());
-            m.add_dispatcher(d);
             m
         };
         let sd = Arc::new(Collect::default());
-        let server = mk(EntityType::OSD, 0, sd.clone());
-        server.start().unwrap();
-        let client = mk(EntityType::OSD, 1, Arc::new(Collect::default()));
-        client.start().unwrap();
-        let conn = client
-            .connect_to(EntityType::OSD, &server.my_addr())
-            .unwrap();
+        let server = mk(0, sd.clone());
+        let client = mk(1, Arc::new(Collect::default()));
+        let conn = start_and_connect(&server, &client);
         let total = 600u64;
         for i in 0..total {
             conn.send_message(Message::new(9, vec![i as u8; 2000]).with_tid(i))

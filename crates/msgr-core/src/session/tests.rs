@@ -73,6 +73,19 @@ impl Pair {
         let cb = config(EntityType::OSD, 6900, b_policy);
         let a = Session::connect(ca, addr(6900, 42), EntityType::OSD, a_policy, now);
         let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 40000)), now);
+        Pair::from_sessions(a, b, now)
+    }
+
+    /// `new`, then the handshake: link up and `exchange` (its result is not checked here).
+    fn open(a_policy: Policy, b_policy: Policy) -> Self {
+        let mut p = Pair::new(a_policy, b_policy);
+        p.link_up();
+        p.exchange();
+        p
+    }
+
+    /// Client session `a` and server session `b`, made by the test.
+    fn from_sessions(a: Session, b: Session, now: Instant) -> Self {
         Pair {
             a: End::new(a),
             b: End::new(b),
@@ -144,6 +157,21 @@ impl Pair {
             self.b_existing = Some(old);
         }
     }
+
+    /// The server restarted: a fresh accepting session for the next link and no memory of
+    /// the old one.
+    fn server_restarts(&mut self) {
+        let cb = self.b.s.config.clone();
+        self.b.s = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 2)), self.now);
+        self.b_existing = None;
+    }
+
+    /// The client restarted: a brand new session to the server (connect_seq 0), with the same
+    /// configuration and `policy`.
+    fn client_restarts(&mut self, policy: Policy) {
+        let ca = self.a.s.config.clone();
+        self.a.s = Session::connect(ca, addr(6900, 42), EntityType::OSD, policy, self.now);
+    }
 }
 
 fn msg(prio: u16, tid: u64, len: usize) -> Message {
@@ -211,9 +239,7 @@ fn crc_data_default_on_and_nocrc_flag_when_off() {
 
     // Default (what a Ceph monitor expects): data crc computed, no NOCRC flag.
     assert!(SessionConfig::new(EntityName::new(EntityType::MON, 0), addr(1, 0)).crc_data);
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     p.a.s.send_message(msg(127, 1, 10).with_data(data.clone()));
     let (f, _) = next_footer(&mut p.a.s);
     assert_eq!(f.flags, MsgFooter::FLAG_COMPLETE);
@@ -282,9 +308,7 @@ fn deferred_ack_waits_for_timer_or_outgoing() {
 
 #[test]
 fn duplicate_is_dropped() {
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     p.a.s.send_message(msg(127, 1, 3));
     p.exchange();
     // Replay message 1 by hand (what a peer that missed our ACK does after reconnecting).
@@ -306,9 +330,7 @@ fn duplicate_is_dropped() {
 
 #[test]
 fn keepalive2_is_acked_with_echoed_stamp() {
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     let t = p.now + Duration::from_millis(1500);
     p.a.s.send_keepalive(t);
     p.now = t + Duration::from_millis(3);
@@ -325,9 +347,7 @@ fn keepalive2_is_acked_with_echoed_stamp() {
 
 #[test]
 fn lossless_reconnect_replays_unacked_with_original_seq() {
-    let mut p = Pair::new(Policy::lossless_client(), Policy::stateful_server());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_client(), Policy::stateful_server());
     p.a.s.send_message(msg(127, 1, 3));
     p.exchange();
     // Messages 2 and 3 are written but the link dies before they arrive.
@@ -372,9 +392,7 @@ fn lossless_reconnect_replays_unacked_with_original_seq() {
 
 #[test]
 fn seq_exchange_drops_what_the_peer_already_has() {
-    let mut p = Pair::new(Policy::lossless_client(), Policy::stateful_server());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_client(), Policy::stateful_server());
     p.a.s.send_message(msg(127, 1, 3));
     // Delivered, but the ACK is lost with the link.
     let mut out = Vec::new();
@@ -399,9 +417,7 @@ fn seq_exchange_drops_what_the_peer_already_has() {
 
 #[test]
 fn lossy_fault_resets_and_reports_undelivered() {
-    let mut p = Pair::new(Policy::lossy_client(), Policy::stateless_server());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossy_client(), Policy::stateless_server());
     assert!(p.a.s.policy().lossy);
     p.a.s.send_message(msg(127, 1, 3));
     p.a.s.send_message(msg(127, 2, 3));
@@ -428,9 +444,7 @@ fn lossy_fault_resets_and_reports_undelivered() {
 #[test]
 fn server_decides_lossy() {
     // A lossless-minded client talking to a lossy server becomes lossy.
-    let mut p = Pair::new(Policy::lossless_client(), Policy::stateless_server());
-    p.link_up();
-    p.exchange();
+    let p = Pair::open(Policy::lossless_client(), Policy::stateless_server());
     assert!(p.a.s.policy().lossy);
 }
 
@@ -526,27 +540,22 @@ fn oversized_authorizer_is_refused_before_reading_it() {
     assert!(b.capacity() <= cap.max(4096), "no buffer sized by the peer");
 }
 
-#[test]
-fn wrong_protocol_version_gets_badprotover() {
-    // An OSD dialing a monitor with OSD-internal expectations: make the server a MON.
+/// A lossy client (client.5000) dialing `dial`, which it takes for a `peer_type`, and a
+/// monitor (mon.6789, stateless server) accepting its link; nothing exchanged yet.
+fn client_to_mon(dial: EntityAddr, peer_type: EntityType) -> Pair {
     let now = Instant::now();
     let ca = config(EntityType::CLIENT, 5000, Policy::lossy_client());
     let cb = config(EntityType::MON, 6789, Policy::stateless_server());
-    // The client believes the peer is an OSD, so it sends protocol 24; the MON wants 15.
-    let a = Session::connect(
-        ca,
-        addr(6789, 42),
-        EntityType::OSD,
-        Policy::lossy_client(),
-        now,
-    );
+    let a = Session::connect(ca, dial, peer_type, Policy::lossy_client(), now);
     let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 1)), now);
-    let mut p = Pair {
-        a: End::new(a),
-        b: End::new(b),
-        b_existing: None,
-        now,
-    };
+    Pair::from_sessions(a, b, now)
+}
+
+#[test]
+fn wrong_protocol_version_gets_badprotover() {
+    // An OSD dialing a monitor with OSD-internal expectations: make the server a MON.
+    // The client believes the peer is an OSD, so it sends protocol 24; the MON wants 15.
+    let mut p = client_to_mon(addr(6789, 42), EntityType::OSD);
     p.link_up();
     let (ea, _) = p.exchange();
     assert_eq!(
@@ -572,12 +581,7 @@ fn missing_features_get_features_reply() {
         now,
     );
     let b = Session::accept(Arc::new(cb), SocketAddr::from(([127, 0, 0, 1], 1)), now);
-    let mut p = Pair {
-        a: End::new(a),
-        b: End::new(b),
-        b_existing: None,
-        now,
-    };
+    let mut p = Pair::from_sessions(a, b, now);
     p.link_up();
     let (ea, _) = p.exchange();
     assert!(
@@ -588,24 +592,8 @@ fn missing_features_get_features_reply() {
 
 #[test]
 fn client_verifies_server_nonce() {
-    let now = Instant::now();
-    let ca = config(EntityType::CLIENT, 5000, Policy::lossy_client());
-    let cb = config(EntityType::MON, 6789, Policy::stateless_server());
     // We dialed nonce 0; the server announces nonce 42.
-    let a = Session::connect(
-        ca,
-        addr(6789, 0),
-        EntityType::MON,
-        Policy::lossy_client(),
-        now,
-    );
-    let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 1)), now);
-    let mut p = Pair {
-        a: End::new(a),
-        b: End::new(b),
-        b_existing: None,
-        now,
-    };
+    let mut p = client_to_mon(addr(6789, 0), EntityType::MON);
     p.link_up();
     let (ea, _) = p.exchange();
     assert!(
@@ -631,12 +619,7 @@ fn blank_client_address_is_learned_and_filled_in() {
         now,
     );
     let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 9], 5555)), now);
-    let mut p = Pair {
-        a: End::new(a),
-        b: End::new(b),
-        b_existing: None,
-        now,
-    };
+    let mut p = Pair::from_sessions(a, b, now);
     p.link_up();
     p.exchange();
     let learned = EntityAddr::new(SocketAddr::from(([127, 0, 0, 9], 0)), 77);
@@ -649,17 +632,13 @@ fn blank_client_address_is_learned_and_filled_in() {
 
 #[test]
 fn server_that_forgot_answers_resetsession() {
-    let mut p = Pair::new(Policy::lossless_client(), Policy::stateful_server());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_client(), Policy::stateful_server());
     p.a.s.send_message(msg(127, 1, 3)); // delivered and acked: numbering in use
     p.exchange();
     p.a.s.send_message(msg(127, 2, 3)); // queued for the lost session
     p.a.s.link_down(SessionError::LinkFailed("x".into()), p.now);
     // The server restarted: no existing session.
-    let cb = p.b.s.config.clone();
-    p.b.s = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 2)), p.now);
-    p.b_existing = None;
+    p.server_restarts();
     p.link_up();
     p.exchange();
     let dropped = p.a.events.iter().find_map(|e| match e {
@@ -674,23 +653,14 @@ fn server_that_forgot_answers_resetsession() {
 
 #[test]
 fn peer_restart_is_detected_by_resetcheck() {
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     p.b.s.send_message(msg(127, 6, 3)); // delivered: numbering is in use
     p.exchange();
     p.b.s.send_message(msg(127, 7, 3)); // queued for the old incarnation of a
     p.b.s.link_down(SessionError::LinkFailed("x".into()), p.now);
     p.b.drain_events();
     // a restarts: a brand new session, connect_seq 0.
-    let ca = p.a.s.config.clone();
-    p.a.s = Session::connect(
-        ca,
-        addr(6900, 42),
-        EntityType::OSD,
-        Policy::lossless_peer(),
-        p.now,
-    );
+    p.client_restarts(Policy::lossless_peer());
     p.a.events.clear();
     p.server_new_link();
     p.link_up();
@@ -709,19 +679,10 @@ fn peer_restart_is_detected_by_resetcheck() {
 #[test]
 fn peer_reset_before_any_message_keeps_the_queue() {
     // Our session never numbered a message: a peer starting over loses nothing of it.
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     p.b.s.send_message(msg(127, 7, 3));
     p.b.s.link_down(SessionError::LinkFailed("x".into()), p.now);
-    let ca = p.a.s.config.clone();
-    p.a.s = Session::connect(
-        ca,
-        addr(6900, 42),
-        EntityType::OSD,
-        Policy::lossless_peer(),
-        p.now,
-    );
+    p.client_restarts(Policy::lossless_peer());
     p.server_new_link();
     p.link_up();
     p.exchange();
@@ -762,12 +723,7 @@ fn idle_timeout_and_periodic_keepalive() {
         now,
     );
     let b = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 1)), now);
-    let mut p = Pair {
-        a: End::new(a),
-        b: End::new(b),
-        b_existing: None,
-        now,
-    };
+    let mut p = Pair::from_sessions(a, b, now);
     p.link_up();
     p.exchange();
     // Keepalives every 3 s keep the link busy: the peer's acks count as traffic.
@@ -807,9 +763,7 @@ fn idle_timeout_and_periodic_keepalive() {
 
 #[test]
 fn close_sends_close_and_peer_resets() {
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     p.a.s.send_message(msg(127, 1, 3));
     p.a.s.close();
     p.exchange();
@@ -847,9 +801,7 @@ fn mark_down_reports_everything() {
 
 #[test]
 fn standby_then_send_wants_reconnect() {
-    let mut p = Pair::new(Policy::lossless_peer_reuse(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_peer_reuse(), Policy::lossless_peer());
     p.a.s.link_down(SessionError::LinkFailed("x".into()), p.now);
     assert_eq!(p.a.s.state(), SessionState::Standby);
     assert!(!p.a.s.wants_reconnect());
@@ -944,13 +896,9 @@ fn connect_race_lower_address_wins() {
 
 #[test]
 fn garbage_after_open_never_panics() {
-    let mut p = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-    p.link_up();
-    p.exchange();
+    let _p = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
     for tag in 0u8..=255 {
-        let mut s2 = Pair::new(Policy::lossless_peer(), Policy::lossless_peer());
-        s2.link_up();
-        s2.exchange();
+        let mut s2 = Pair::open(Policy::lossless_peer(), Policy::lossless_peer());
         let mut b = BytesMut::from(&[tag, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..]);
         let _ = s2.b.s.handle_input(&mut b, s2.now);
     }
@@ -959,14 +907,10 @@ fn garbage_after_open_never_panics() {
 
 #[test]
 fn resetsession_before_any_message_keeps_the_queue() {
-    let mut p = Pair::new(Policy::lossless_client(), Policy::stateful_server());
-    p.link_up();
-    p.exchange();
+    let mut p = Pair::open(Policy::lossless_client(), Policy::stateful_server());
     p.a.s.send_message(msg(127, 1, 3)); // never written
     p.a.s.link_down(SessionError::LinkFailed("x".into()), p.now);
-    let cb = p.b.s.config.clone();
-    p.b.s = Session::accept(cb, SocketAddr::from(([127, 0, 0, 1], 2)), p.now);
-    p.b_existing = None;
+    p.server_restarts();
     p.link_up();
     p.exchange();
     assert!(!p.a.has(|e| matches!(e, SessionEvent::RemoteReset { .. })));
