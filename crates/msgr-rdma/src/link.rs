@@ -24,8 +24,8 @@ use crate::credit::Credits;
 use crate::error::RdmaError;
 use crate::options::{RdmaOptions, READS_IN_FLIGHT};
 use crate::verbs::{
-    BufferPool, CmId, CompChannel, Cq, Device, ExposedRegion, Qp, QpCaps, ReadTarget, Retired,
-    WcKind, WorkCompletion,
+    BufferPool, CmId, CompChannel, Cq, Device, ExposedRegion, Qp, QpCaps, ReadPool, ReadTarget,
+    Retired, WcKind, WorkCompletion,
 };
 
 /// Private data of connect / accept: who we are and how the peer may send to us.
@@ -225,6 +225,8 @@ pub struct LinkCounters {
     /// READ payloads that had to be copied into the session's buffer (more undecoded bytes
     /// preceded them than the room left for that).
     pub read_copies: u64,
+    /// READ destinations registered (the others reused a pooled registration).
+    pub read_buffers_registered: u64,
 }
 
 /// Room kept before a READ's payload for the undecoded stream bytes that precede it (a
@@ -232,6 +234,10 @@ pub struct LinkCounters {
 const READ_HEAD: usize = 4096;
 /// Room kept after a READ's payload for what follows it (the footer, the next frames).
 const READ_TAIL: usize = 4096;
+/// READ destinations a link keeps registered for reuse, and the largest it keeps (larger
+/// payloads get a registration of their own per READ).
+const READ_POOL_BUFFERS: usize = 2 * READS_IN_FLIGHT;
+const READ_POOL_MAX: usize = 4 << 20;
 
 /// Link-level messages: plain SENDs, told from stream data by having no immediate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,8 +333,8 @@ enum Input {
 enum ReadState {
     Waiting,
     Posted(ReadTarget),
-    /// The buffer (READ_HEAD zeroes, then the payload, then spare room).
-    Done(Vec<u8>, usize),
+    /// The buffer (READ_HEAD bytes of room, then the payload, then spare room), and the room.
+    Done(BytesMut, usize),
 }
 
 /// Why a link failed.
@@ -356,6 +362,7 @@ pub struct Link {
     /// Data bytes in `ready_in` (READ payloads not counted).
     ready_bytes: usize,
     reads_in_flight: usize,
+    read_pool: ReadPool,
     /// The newest READ consumed and not yet reported to the peer.
     done_unreported: Option<u32>,
     failed: Option<LinkFailure>,
@@ -371,6 +378,11 @@ impl Link {
     /// `id` has a QP from [`prepare`] and is ESTABLISHED; `peer` is the hello it sent.
     pub fn new(id: CmId, cq: Arc<Cq>, opts: &RdmaOptions, peer: Hello) -> Link {
         let send_slots = opts.send_buffers;
+        let read_pool = ReadPool::new(
+            id.qp().expect("link has a qp").device(),
+            READ_POOL_BUFFERS,
+            READ_POOL_MAX,
+        );
         Link {
             id,
             cq,
@@ -387,6 +399,7 @@ impl Link {
             ready_in: VecDeque::new(),
             ready_bytes: 0,
             reads_in_flight: 0,
+            read_pool,
             done_unreported: None,
             failed: None,
             stalled: false,
@@ -627,7 +640,6 @@ impl Link {
             return;
         }
         let mut qp = self.id.qp_mut().expect("link has a qp");
-        let device = Arc::clone(qp.device());
         let mut error = None;
         for input in self.ready_in.iter_mut() {
             if self.reads_in_flight >= READS_IN_FLIGHT {
@@ -647,10 +659,13 @@ impl Link {
             if !matches!(state, ReadState::Waiting) {
                 continue;
             }
-            let posted = ReadTarget::new(&device, READ_HEAD, *len, READ_TAIL).and_then(|t| {
-                qp.post_read(u64::from(*id), &t, *addr, *rkey)?;
-                Ok(t)
-            });
+            let posted = self
+                .read_pool
+                .target(READ_HEAD, *len, READ_TAIL)
+                .and_then(|t| {
+                    qp.post_read(u64::from(*id), &t, *addr, *rkey)?;
+                    Ok(t)
+                });
             match posted {
                 Ok(t) => {
                     *state = ReadState::Posted(t);
@@ -798,7 +813,8 @@ impl Link {
                         unreachable!("checked above")
                     };
                     let len = t.len();
-                    let (buf, head) = t.finish();
+                    let (buf, head) = t.finish(&mut self.read_pool);
+                    self.counters.read_buffers_registered = self.read_pool.registrations;
                     *state = ReadState::Done(buf, head);
                     self.counters.reads += 1;
                     self.counters.read_bytes += len as u64;
@@ -873,10 +889,8 @@ impl Link {
                     let keep = buf.len();
                     if keep <= head {
                         v[head - keep..head].copy_from_slice(buf);
-                        // Same allocation, capacity kept (the Bytes is unique, so no copy).
-                        let mut b = BytesMut::from(Bytes::from(v));
-                        b.advance(head - keep);
-                        *buf = b;
+                        v.advance(head - keep);
+                        *buf = v;
                     } else {
                         buf.extend_from_slice(&v[head..]);
                         self.counters.read_copies += 1;

@@ -138,6 +138,8 @@ pub struct RdmaCounters {
     pub read_bytes: u64,
     /// READ payloads copied into the session's buffer instead of spliced in.
     pub read_copies: u64,
+    /// READ destinations registered; the other READs reused a pooled registration.
+    pub read_buffers_registered: u64,
     /// Payloads exposed for the peer's READ and not released yet, over live links.
     pub exposed_regions: u64,
 }
@@ -165,6 +167,7 @@ impl RdmaCounters {
             reads,
             read_bytes,
             read_copies,
+            read_buffers_registered,
             exposed_regions,
         } = o;
         self.send_buffers_in_use += send_buffers_in_use;
@@ -186,6 +189,7 @@ impl RdmaCounters {
         self.reads += reads;
         self.read_bytes += read_bytes;
         self.read_copies += read_copies;
+        self.read_buffers_registered += read_buffers_registered;
         self.exposed_regions += exposed_regions;
     }
 }

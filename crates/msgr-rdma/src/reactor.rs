@@ -736,6 +736,7 @@ impl Reactor {
         self.past.reads += c.reads;
         self.past.read_bytes += c.read_bytes;
         self.past.read_copies += c.read_copies;
+        self.past.read_buffers_registered += c.read_buffers_registered;
     }
 
     fn publish_counters(&mut self) {
@@ -761,6 +762,7 @@ impl Reactor {
             r.reads += c.reads;
             r.read_bytes += c.read_bytes;
             r.read_copies += c.read_copies;
+            r.read_buffers_registered += c.read_buffers_registered;
             r.exposed_regions += l.exposed_regions() as u64;
             r.live_links += 1;
         }

@@ -292,11 +292,13 @@ impl Cq {
     pub fn poll(&self, out: &mut Vec<WorkCompletion>, max: usize) -> Result<usize, RdmaError> {
         let mut total = 0;
         while total < max {
-            // SAFETY: ibv_wc is plain old data; zeroed is a valid value.
-            let mut wcs: [ibv_wc; POLL_BATCH] = unsafe { std::mem::zeroed() };
+            // Not zeroed: this runs on every busy-poll round, and the library writes every
+            // entry it reports.
+            let mut wcs = [const { std::mem::MaybeUninit::<ibv_wc>::uninit() }; POLL_BATCH];
             let want = (max - total).min(POLL_BATCH) as i32;
-            // SAFETY: live CQ; `wcs` has room for `want` entries.
-            let n = unsafe { ibv_poll_cq(self.raw.as_ptr(), want, wcs.as_mut_ptr()) };
+            // SAFETY: live CQ; `wcs` has room for `want` entries (MaybeUninit<T> has T's
+            // layout).
+            let n = unsafe { ibv_poll_cq(self.raw.as_ptr(), want, wcs.as_mut_ptr().cast()) };
             if n < 0 {
                 return Err(RdmaError::verbs(
                     "ibv_poll_cq",
@@ -304,6 +306,8 @@ impl Cq {
                 ));
             }
             for wc in &wcs[..n as usize] {
+                // SAFETY: ibv_poll_cq filled the first `n` entries.
+                let wc = unsafe { wc.assume_init_ref() };
                 let kind = match wc.opcode {
                     ibv_wc_opcode::IBV_WC_SEND => WcKind::Send,
                     ibv_wc_opcode::IBV_WC_RECV => WcKind::Recv,

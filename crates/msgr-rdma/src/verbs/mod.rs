@@ -24,7 +24,7 @@ mod qp;
 pub use cm::{CmEvent, CmEventKind, CmId, ConnParam, EventChannel, QpHandle};
 pub use device::{list_devices, port_state};
 pub use ib::{CompChannel, Cq, Device, WcKind, WorkCompletion};
-pub use mr::{ExposedRegion, ReadTarget, RegisteredBuffer};
+pub use mr::{ExposedRegion, ReadPool, ReadTarget, RegisteredBuffer};
 pub use qp::{BufferPool, Qp, QpCaps, Retired};
 
 use std::io;

@@ -5,10 +5,11 @@
 //! `ibv_dereg_mr` has returned, the device no longer touches the memory (the verbs contract),
 //! whatever state the QP is in.
 
+use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use rdma_sys::*;
 
@@ -129,58 +130,31 @@ impl ExposedRegion {
     }
 }
 
-/// Where an RDMA READ lands: `head` zeroed bytes of room for what precedes the payload in the
-/// stream, then `len` bytes the device writes, then spare capacity for what follows.
+/// Where an RDMA READ lands: `head` bytes of room for what precedes the payload in the stream,
+/// then the `len` bytes the device writes, then spare capacity for what follows. The whole
+/// allocation is registered for local write; it comes from a [`ReadPool`] (and may go back to
+/// it), or is registered for this READ alone.
 pub struct ReadTarget {
     /// Declared before `buf`: deregistered before the memory may go.
-    mr: Option<Mr>,
-    buf: Vec<u8>,
+    mr: Mr,
+    /// A view of the whole allocation, no other handle alive while the READ may write it.
+    buf: BytesMut,
+    /// Start and size of the registered allocation.
+    base: usize,
+    cap: usize,
     head: usize,
     len: usize,
+    /// Goes back to the pool after use.
+    pooled: bool,
 }
 
 impl ReadTarget {
-    pub fn new(
-        device: &Arc<Device>,
-        head: usize,
-        len: usize,
-        tail: usize,
-    ) -> Result<ReadTarget, RdmaError> {
-        let cap = head
-            .checked_add(len)
-            .and_then(|n| n.checked_add(tail))
-            .ok_or_else(|| {
-                RdmaError::verbs("ibv_reg_mr", std::io::Error::other("size overflow"))
-            })?;
-        let mut buf = Vec::with_capacity(cap);
-        buf.resize(head, 0);
-        // SAFETY: `buf` is held by the returned value and never reallocated (its length is only
-        // set in `finish`, within capacity), so the memory outlives the MR declared before it;
-        // Rust code does not touch [head, head+len) until `finish`, after the READ completed
-        // and the MR is gone.
-        let mr = unsafe {
-            Mr::register(
-                device,
-                buf.as_ptr().add(head),
-                len,
-                ibv_access_flags::IBV_ACCESS_LOCAL_WRITE,
-            )?
-        };
-        Ok(ReadTarget {
-            mr: Some(mr),
-            buf,
-            head,
-            len,
-        })
-    }
-
     /// (address, length, lkey) of the area the READ writes.
     pub(super) fn sge(&self) -> ibv_sge {
-        let mr = self.mr.as_ref().expect("registered until finish");
         ibv_sge {
-            addr: self.buf.as_ptr() as u64 + self.head as u64,
+            addr: self.base as u64 + self.head as u64,
             length: self.len as u32,
-            lkey: mr.lkey(),
+            lkey: self.mr.lkey(),
         }
     }
 
@@ -191,17 +165,147 @@ impl ReadTarget {
         self.len == 0
     }
 
-    /// The READ completed successfully: the buffer, `head` zeroes then the `len` bytes read,
-    /// with the spare capacity after them. Returns the buffer and `head`.
-    pub fn finish(mut self) -> (Vec<u8>, usize) {
-        // Deregister first: from here on the device does not write the memory.
-        self.mr = None;
-        let mut buf = std::mem::take(&mut self.buf);
-        // SAFETY: capacity >= head + len (allocated so in `new`); [0, head) was zeroed and
-        // [head, head+len) was written by the completed READ (the caller saw its successful
-        // completion), so every byte up to the new length is initialised.
-        unsafe { buf.set_len(self.head + self.len) };
-        (buf, self.head)
+    /// The READ completed successfully: the buffer holding `head` bytes of room then the `len`
+    /// bytes read, with the spare capacity after them, and `head`. A pooled target's
+    /// registration goes back to `pool` (reused once every handle to the buffer is dropped).
+    pub fn finish(self, pool: &mut ReadPool) -> (BytesMut, usize) {
+        let ReadTarget {
+            mr,
+            mut buf,
+            base,
+            cap,
+            head,
+            len,
+            pooled,
+        } = self;
+        // SAFETY: capacity >= head + len (checked when the target was made); [0, head) was
+        // zeroed when the allocation was made and only written since, and [head, head+len) was
+        // written by the READ whose successful completion the caller saw; so every byte up to
+        // the new length is initialised.
+        unsafe { buf.set_len(head + len) };
+        // An empty handle at the end of the allocation: unique again (try_reclaim succeeds)
+        // once every message sliced from `buf` is dropped.
+        let keeper = buf.split_off(buf.capacity());
+        if pooled {
+            pool.put(PooledBuffer {
+                mr,
+                keeper,
+                base,
+                cap,
+            });
+        } else {
+            // Deregistered here; the memory lives on in `buf` and what is sliced from it.
+            drop(mr);
+            drop(keeper);
+        }
+        (buf, head)
+    }
+}
+
+/// A registered allocation waiting in a [`ReadPool`].
+struct PooledBuffer {
+    /// Declared before `keeper`: deregistered before the last handle may free the memory.
+    mr: Mr,
+    keeper: BytesMut,
+    base: usize,
+    cap: usize,
+}
+
+/// Registered READ destinations of one link, reused so a stream of large messages does not
+/// register, fault in and deregister fresh memory for every message. An allocation is reused
+/// only when nothing else references it any more (the messages made from it were dropped);
+/// the device writes only into targets lent out by [`ReadPool::target`].
+pub struct ReadPool {
+    device: Arc<Device>,
+    free: VecDeque<PooledBuffer>,
+    /// At most this many allocations kept registered.
+    max_buffers: usize,
+    /// Allocations above this size are registered per READ and not kept.
+    max_pooled: usize,
+    /// Allocations made and registered (not reused), for counters.
+    pub registrations: u64,
+}
+
+impl ReadPool {
+    pub fn new(device: &Arc<Device>, max_buffers: usize, max_pooled: usize) -> ReadPool {
+        ReadPool {
+            device: Arc::clone(device),
+            free: VecDeque::new(),
+            max_buffers,
+            max_pooled,
+            registrations: 0,
+        }
+    }
+
+    /// A destination for a READ of `len` bytes, with `head` bytes of room before it and at
+    /// least `tail` after it.
+    pub fn target(
+        &mut self,
+        head: usize,
+        len: usize,
+        tail: usize,
+    ) -> Result<ReadTarget, RdmaError> {
+        let need = head
+            .checked_add(len)
+            .and_then(|n| n.checked_add(tail))
+            .ok_or_else(|| {
+                RdmaError::verbs("ibv_reg_mr", std::io::Error::other("size overflow"))
+            })?;
+        let mut found = None;
+        for (i, p) in self.free.iter_mut().enumerate() {
+            // `try_reclaim` is true only for the allocation's sole handle, which then views
+            // the allocation from its start.
+            if p.cap >= need && p.keeper.try_reclaim(p.cap) && p.keeper.as_ptr() as usize == p.base
+            {
+                found = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = found {
+            let p = self.free.remove(i).expect("index from the loop");
+            return Ok(ReadTarget {
+                mr: p.mr,
+                buf: p.keeper,
+                base: p.base,
+                cap: p.cap,
+                head,
+                len,
+                pooled: true,
+            });
+        }
+        let mut buf = BytesMut::with_capacity(need);
+        buf.resize(head, 0);
+        let base = buf.as_ptr() as usize;
+        let cap = buf.capacity();
+        // SAFETY: the allocation [base, base+cap) belongs to `buf`, which moves into the target
+        // together with the MR (declared first, so deregistered first); Rust code does not
+        // touch [head, head+len) until `finish`, after the READ completed.
+        let mr = unsafe {
+            Mr::register(
+                &self.device,
+                base as *const u8,
+                cap,
+                ibv_access_flags::IBV_ACCESS_LOCAL_WRITE,
+            )?
+        };
+        self.registrations += 1;
+        Ok(ReadTarget {
+            mr,
+            buf,
+            base,
+            cap,
+            head,
+            len,
+            pooled: cap <= self.max_pooled,
+        })
+    }
+
+    fn put(&mut self, p: PooledBuffer) {
+        if self.free.len() >= self.max_buffers {
+            // The oldest goes: deregistered now (its memory lives on while referenced).
+            self.free.pop_front();
+        }
+        self.free.push_back(p);
     }
 }
 
