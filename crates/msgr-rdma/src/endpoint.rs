@@ -192,8 +192,10 @@ impl Endpoint {
     fn conn_param(&self) -> ConnParam {
         ConnParam {
             private_data: self.hello.encode(),
-            responder_resources: crate::options::READS_IN_FLIGHT as u8,
-            initiator_depth: crate::options::READS_IN_FLIGHT as u8,
+            // The device's maximum of concurrent incoming / outgoing RDMA READs (librdmacm's
+            // RDMA_MAX_RESP_RES / RDMA_MAX_INIT_DEPTH: "as many as the device allows").
+            responder_resources: 0xff,
+            initiator_depth: 0xff,
             retry_count: self.opts.retry_count,
             rnr_retry_count: self.opts.rnr_retry,
         }

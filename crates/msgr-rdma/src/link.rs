@@ -43,7 +43,8 @@ pub struct Hello {
 
 /// First bytes of every private data we send, to tell msgr peers from anything else.
 pub const HELLO_MAGIC: [u8; 4] = *b"MSRD";
-pub const HELLO_VERSION: u8 = 1;
+/// 2: READ requests and dones travel in framed SENDs with stream bytes.
+pub const HELLO_VERSION: u8 = 2;
 /// Encoded size of a [`Hello`] (fits the 56 bytes of an RC connect's private data).
 pub const HELLO_LEN: usize = 20;
 /// Reject private data: the accept hook refused the peer.
@@ -236,73 +237,89 @@ const READ_HEAD: usize = 4096;
 const READ_TAIL: usize = 4096;
 /// READ destinations a link keeps registered for reuse, and the largest it keeps (larger
 /// payloads get a registration of their own per READ).
-const READ_POOL_BUFFERS: usize = 2 * READS_IN_FLIGHT;
+const READ_POOL_BUFFERS: usize = 8;
+/// READ payload bytes a link holds (posted, or read and not consumed by the session) before it
+/// starts another READ: a receiver that does not consume (its dispatcher is throttled) stops
+/// pulling data, as it stops re-posting receive buffers. One READ always may go, whatever its
+/// size.
+const READ_BUDGET: usize = 16 << 20;
 const READ_POOL_MAX: usize = 4 << 20;
 
-/// Link-level messages: plain SENDs, told from stream data by having no immediate.
+/// A READ announced in a framed SEND: "the `len` bytes at `addr` / `rkey` come next in the
+/// stream, after this SEND's own bytes".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Control {
-    /// "Read `len` bytes at `addr` / `rkey`: they are the next stream bytes."
-    ReadRequest {
-        id: u32,
-        len: u64,
-        addr: u64,
-        rkey: u32,
-    },
-    /// "Every READ up to and including `id` is done: release them."
-    ReadDone { id: u32 },
+struct ReadRequest {
+    id: u32,
+    len: u64,
+    addr: u64,
+    rkey: u32,
 }
 
-const CONTROL_READ_REQUEST: u8 = b'R';
-const CONTROL_READ_DONE: u8 = b'D';
+/// Header of a framed SEND: a plain SEND (no immediate, which is how it is told from a data
+/// SEND) whose first [`FRAME_HEADER`] bytes carry the credits a data SEND carries in its
+/// immediate, optionally "every READ up to `done` is finished, release them" and optionally a
+/// READ request; stream bytes follow. A sender frames a SEND only when it has a READ to
+/// announce or dones to report, so a message's header, its READ request and the previous
+/// message's footer travel in one SEND, and dones ride along with replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameHeader {
+    credits: u32,
+    done: Option<u32>,
+    read: Option<ReadRequest>,
+}
 
-impl Control {
-    /// Encode into `buf` with `credits` in the last 4 bytes; returns the length.
-    fn encode(&self, buf: &mut [u8], credits: u32) -> usize {
-        let n = match *self {
-            Control::ReadRequest {
-                id,
-                len,
-                addr,
-                rkey,
-            } => {
-                buf[0] = CONTROL_READ_REQUEST;
-                buf[4..8].copy_from_slice(&id.to_le_bytes());
-                buf[8..16].copy_from_slice(&len.to_le_bytes());
-                buf[16..24].copy_from_slice(&addr.to_le_bytes());
-                buf[24..28].copy_from_slice(&rkey.to_le_bytes());
-                28
-            }
-            Control::ReadDone { id } => {
-                buf[0] = CONTROL_READ_DONE;
-                buf[4..8].copy_from_slice(&id.to_le_bytes());
-                8
-            }
+const FRAME_HEADER: usize = 40;
+const FRAME_HAS_DONE: u8 = 1;
+const FRAME_HAS_READ: u8 = 2;
+const FRAME_MAGIC: u8 = 0x4d; // 'M'
+
+impl FrameHeader {
+    fn encode(&self, buf: &mut [u8]) {
+        let flags = if self.done.is_some() {
+            FRAME_HAS_DONE
+        } else {
+            0
+        } | if self.read.is_some() {
+            FRAME_HAS_READ
+        } else {
+            0
         };
-        buf[1..4].fill(0);
-        buf[n..n + 4].copy_from_slice(&credits.to_le_bytes());
-        n + 4
+        buf[..FRAME_HEADER].fill(0);
+        buf[0] = FRAME_MAGIC;
+        buf[1] = flags;
+        buf[4..8].copy_from_slice(&self.credits.to_le_bytes());
+        buf[8..12].copy_from_slice(&self.done.unwrap_or(0).to_le_bytes());
+        if let Some(r) = self.read {
+            buf[12..16].copy_from_slice(&r.id.to_le_bytes());
+            buf[16..24].copy_from_slice(&r.len.to_le_bytes());
+            buf[24..32].copy_from_slice(&r.addr.to_le_bytes());
+            buf[32..36].copy_from_slice(&r.rkey.to_le_bytes());
+        }
     }
 
-    /// Decode a control SEND: the message and the credits it carries.
-    fn decode(b: &[u8]) -> Result<(Control, u32), String> {
+    fn decode(b: &[u8]) -> Result<FrameHeader, String> {
+        if b.len() < FRAME_HEADER
+            || b[0] != FRAME_MAGIC
+            || b[1] & !(FRAME_HAS_DONE | FRAME_HAS_READ) != 0
+        {
+            return Err(format!(
+                "malformed framed SEND ({} bytes, starts {:02x?}): not an msgr peer, or a bug",
+                b.len(),
+                &b[..b.len().min(4)]
+            ));
+        }
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        match (b.first(), b.len()) {
-            (Some(&CONTROL_READ_REQUEST), 32) => Ok((
-                Control::ReadRequest {
-                    id: u32_at(4),
-                    len: u64_at(8),
-                    addr: u64_at(16),
-                    rkey: u32_at(24),
-                },
-                u32_at(28),
-            )),
-            (Some(&CONTROL_READ_DONE), 12) => Ok((Control::ReadDone { id: u32_at(4) }, u32_at(8))),
-            (kind, len) => Err(format!(
-                "malformed link control message (kind {kind:?}, {len} bytes): not an msgr peer, or a bug"
-            )),
-        }
+        Ok(FrameHeader {
+            credits: u32_at(4),
+            done: (b[1] & FRAME_HAS_DONE != 0).then(|| u32_at(8)),
+            read: (b[1] & FRAME_HAS_READ != 0).then(|| ReadRequest {
+                id: u32_at(12),
+                len: u64_at(16),
+                addr: u64_at(24),
+                rkey: u32_at(32),
+            }),
+        })
     }
 }
 
@@ -316,8 +333,14 @@ enum Out {
 
 /// Received stream input, in order.
 enum Input {
-    /// Bytes [off, end) of a completed receive buffer.
-    Data { slot: usize, off: usize, end: usize },
+    /// Bytes [off, end) of a completed receive buffer, re-posted once consumed if `repost`
+    /// (else a READ of the same SEND follows and re-posts it).
+    Data {
+        slot: usize,
+        off: usize,
+        end: usize,
+        repost: bool,
+    },
     /// A READ request; `slot` (the request's receive buffer) is re-posted once the payload is
     /// consumed, so requests use credits as data does.
     Read {
@@ -362,6 +385,8 @@ pub struct Link {
     /// Data bytes in `ready_in` (READ payloads not counted).
     ready_bytes: usize,
     reads_in_flight: usize,
+    /// Payload bytes of READs posted or done and not consumed yet.
+    read_bytes_held: usize,
     read_pool: ReadPool,
     /// The newest READ consumed and not yet reported to the peer.
     done_unreported: Option<u32>,
@@ -371,6 +396,9 @@ pub struct Link {
     unsignaled: usize,
     batch: usize,
     wcs: Vec<WorkCompletion>,
+    /// The CQ raises an event for its next completion (false after an event was taken while
+    /// busy-polling).
+    cq_armed: bool,
     pub counters: LinkCounters,
 }
 
@@ -399,6 +427,7 @@ impl Link {
             ready_in: VecDeque::new(),
             ready_bytes: 0,
             reads_in_flight: 0,
+            read_bytes_held: 0,
             read_pool,
             done_unreported: None,
             failed: None,
@@ -406,6 +435,7 @@ impl Link {
             unsignaled: 0,
             batch: opts.cq_batch,
             wcs: Vec::with_capacity(opts.cq_batch),
+            cq_armed: true,
             counters: LinkCounters::default(),
         }
     }
@@ -495,8 +525,7 @@ impl Link {
         }
     }
 
-    /// Post as many SENDs as buffers and credits allow (READ dones first, then the stream in
-    /// order), then a credit update if one is due.
+    /// Post as many SENDs as buffers and credits allow, then a credit update if one is due.
     pub fn flush(&mut self) -> Result<(), RdmaError> {
         if self.failed.is_some() {
             return Ok(());
@@ -513,47 +542,14 @@ impl Link {
                 break;
             };
             self.stalled = false;
-            if let Some(id) = self.done_unreported.take() {
-                self.post_control(slot, Control::ReadDone { id })?;
-                continue;
-            }
-            if matches!(self.out.front(), Some(Out::Read(_))) {
-                let Some(Out::Read(b)) = self.out.pop_front() else {
-                    unreachable!("checked above")
-                };
-                let device = Arc::clone(self.id.qp_mut().expect("link has a qp").device());
-                match ExposedRegion::new(&device, b.clone()) {
-                    Ok(region) => {
-                        let id = self.next_read_id;
-                        self.next_read_id = id.wrapping_add(1);
-                        let req = Control::ReadRequest {
-                            id,
-                            len: region.len() as u64,
-                            addr: region.addr(),
-                            rkey: region.rkey(),
-                        };
-                        self.counters.read_requests += 1;
-                        self.counters.read_registrations += region.registered_here() as u64;
-                        self.out_bytes -= region.len();
-                        self.counters.bytes_out += region.len() as u64;
-                        self.exposed.push_back((id, region));
-                        self.post_control(slot, req)?;
-                    }
-                    Err(e) => {
-                        // Copy it instead: slower, but the message goes.
-                        if self.counters.read_fallbacks == 0 {
-                            tracing::warn!(target: "msgr_rdma", "cannot register a {}-byte payload for RDMA READ, copying it through send buffers instead: {e}", b.len());
-                        }
-                        self.counters.read_fallbacks += 1;
-                        self.out.push_front(Out::Stream(b));
-                        self.free_send.push(slot);
-                    }
-                }
-                continue;
-            }
+            // Framed when there is a done to report or a READ within this SEND's reach.
+            let before_read = self.stream_bytes_before_read();
+            let framed = self.done_unreported.is_some()
+                || before_read.is_some_and(|n| n <= self.chunk - FRAME_HEADER);
+            let start = if framed { FRAME_HEADER } else { 0 };
             let mut qp = self.id.qp_mut().expect("link has a qp");
             let buf = qp.send_slot_mut(slot).expect("free send slot");
-            let mut n = 0;
+            let mut n = start;
             while n < self.chunk {
                 let Some(Out::Stream(front)) = self.out.front_mut() else {
                     break;
@@ -566,16 +562,32 @@ impl Link {
                     self.out.pop_front();
                 }
             }
-            self.out_bytes -= n;
+            self.out_bytes -= n - start;
+            self.counters.bytes_out += (n - start) as u64;
+            let read = if framed {
+                self.expose_next_read()
+            } else {
+                None
+            };
             let imm = self.credits.on_send();
             let signaled = self.want_signal();
             let mut qp = self.id.qp_mut().expect("link has a qp");
-            if let Err(e) = qp.post_send(slot, n, Some(imm), signaled) {
+            let posted = if framed {
+                let header = FrameHeader {
+                    credits: imm,
+                    done: self.done_unreported.take(),
+                    read,
+                };
+                header.encode(qp.send_slot_mut(slot).expect("free send slot"));
+                qp.post_send(slot, n, None, signaled)
+            } else {
+                qp.post_send(slot, n, Some(imm), signaled)
+            };
+            if let Err(e) = posted {
                 self.free_send.push(slot);
                 self.fail(e.to_string());
                 return Err(e);
             }
-            self.counters.bytes_out += n as u64;
             self.counters.data_sends += 1;
         }
         if self.credits.wants_credit_message() {
@@ -594,24 +606,83 @@ impl Link {
         Ok(())
     }
 
-    /// Post a control message in send slot `slot` (credits ride in it).
-    fn post_control(&mut self, slot: usize, c: Control) -> Result<(), RdmaError> {
-        let credits = self.credits.on_send();
-        let signaled = self.want_signal();
-        let mut qp = self.id.qp_mut().expect("link has a qp");
-        let buf = qp.send_slot_mut(slot).expect("free send slot");
-        let n = c.encode(buf, credits);
-        if let Err(e) = qp.post_send(slot, n, None, signaled) {
-            self.free_send.push(slot);
-            self.fail(e.to_string());
-            return Err(e);
+    /// Queued stream bytes before the first payload to be read, if one is queued.
+    fn stream_bytes_before_read(&self) -> Option<usize> {
+        let mut n = 0;
+        for o in &self.out {
+            match o {
+                Out::Stream(b) => n += b.len(),
+                Out::Read(_) => return Some(n),
+            }
         }
-        Ok(())
+        None
     }
 
-    /// The completion channel fd is readable: acknowledge its events, re-arm, and drain the CQ.
+    /// If the queue's front is a payload to be read, expose it and return its READ request. A
+    /// payload that cannot be registered is copied through send buffers instead.
+    fn expose_next_read(&mut self) -> Option<ReadRequest> {
+        if !matches!(self.out.front(), Some(Out::Read(_))) {
+            return None;
+        }
+        let Some(Out::Read(b)) = self.out.pop_front() else {
+            unreachable!("checked above")
+        };
+        let device = Arc::clone(self.id.qp().expect("link has a qp").device());
+        match ExposedRegion::new(&device, b.clone()) {
+            Ok(region) => {
+                let id = self.next_read_id;
+                self.next_read_id = id.wrapping_add(1);
+                let req = ReadRequest {
+                    id,
+                    len: region.len() as u64,
+                    addr: region.addr(),
+                    rkey: region.rkey(),
+                };
+                self.counters.read_requests += 1;
+                self.counters.read_registrations += region.registered_here() as u64;
+                self.out_bytes -= region.len();
+                self.counters.bytes_out += region.len() as u64;
+                self.exposed.push_back((id, region));
+                Some(req)
+            }
+            Err(e) => {
+                // Copy it instead: slower, but the message goes.
+                if self.counters.read_fallbacks == 0 {
+                    tracing::warn!(target: "msgr_rdma", "cannot register a {}-byte payload for RDMA READ, copying it through send buffers instead: {e}", b.len());
+                }
+                self.counters.read_fallbacks += 1;
+                self.out.push_front(Out::Stream(b));
+                None
+            }
+        }
+    }
+
+    /// The completion channel fd is readable: acknowledge its event, re-arm, and drain the CQ.
     pub fn on_readable(&mut self) -> Result<usize, RdmaError> {
-        self.cq.take_events()?;
+        self.cq_armed = true;
+        self.cq.take_events(true)?;
+        self.poll_completions()
+    }
+
+    /// As [`Link::on_readable`] but leaves the CQ unarmed: while busy-polling, completions are
+    /// found by polling and need not raise events. Call [`Link::arm`] before sleeping.
+    pub fn on_readable_unarmed(&mut self) -> Result<usize, RdmaError> {
+        if self.cq.take_events(false)? > 0 {
+            self.cq_armed = false;
+        }
+        self.poll_completions()
+    }
+
+    /// Whether the CQ will raise an event on the channel for its next completion.
+    pub fn is_armed(&self) -> bool {
+        self.cq_armed
+    }
+
+    /// Arm the CQ again, then drain what arrived before: the channel raises an event for the
+    /// next completion. Returns how many completions were drained.
+    pub fn arm(&mut self) -> Result<usize, RdmaError> {
+        self.cq.arm()?;
+        self.cq_armed = true;
         self.poll_completions()
     }
 
@@ -659,6 +730,9 @@ impl Link {
             if !matches!(state, ReadState::Waiting) {
                 continue;
             }
+            if self.read_bytes_held > 0 && self.read_bytes_held + *len > READ_BUDGET {
+                break;
+            }
             let posted = self
                 .read_pool
                 .target(READ_HEAD, *len, READ_TAIL)
@@ -670,6 +744,7 @@ impl Link {
                 Ok(t) => {
                     *state = ReadState::Posted(t);
                     self.reads_in_flight += 1;
+                    self.read_bytes_held += *len;
                 }
                 Err(e) => {
                     error = Some(format!("cannot start an RDMA READ of {len} bytes: {e}"));
@@ -725,7 +800,7 @@ impl Link {
         debug_assert_eq!(wc.kind, WcKind::Recv);
         let len = wc.byte_len as usize;
         let Some(imm) = wc.imm else {
-            self.on_control(slot, len);
+            self.on_framed(slot, len);
             return;
         };
         self.credits.on_receive(imm);
@@ -738,6 +813,7 @@ impl Link {
                 slot,
                 off: 0,
                 end: len,
+                repost: true,
             });
             self.ready_bytes += len;
         }
@@ -755,52 +831,61 @@ impl Link {
         Ok(())
     }
 
-    /// A control SEND arrived in receive buffer `slot`.
-    fn on_control(&mut self, slot: usize, len: usize) {
+    /// A framed SEND arrived in receive buffer `slot`.
+    fn on_framed(&mut self, slot: usize, len: usize) {
         let qp = self.id.qp_mut().expect("link has a qp");
         let data = qp.recv_data(slot, len).expect("completed receive slot");
-        let (control, credits) = match Control::decode(data) {
-            Ok(c) => c,
+        let header = match FrameHeader::decode(data) {
+            Ok(h) => h,
             Err(e) => {
                 self.fail(e);
                 return;
             }
         };
-        self.credits.on_receive(credits);
-        match control {
-            Control::ReadDone { id } => {
-                // Dones are cumulative and READs complete in order.
-                while self
-                    .exposed
-                    .front()
-                    .is_some_and(|(e, _)| id.wrapping_sub(*e) < u32::MAX / 2)
-                {
-                    self.exposed.pop_front();
-                }
+        self.credits.on_receive(header.credits);
+        if let Some(id) = header.done {
+            // Dones are cumulative and READs complete in order.
+            while self
+                .exposed
+                .front()
+                .is_some_and(|(e, _)| id.wrapping_sub(*e) < u32::MAX / 2)
+            {
+                self.exposed.pop_front();
+            }
+        }
+        if let Some(r) = header.read {
+            if r.len == 0 || r.len > self.max_read as u64 {
+                self.fail(format!(
+                    "peer asked us to RDMA READ {} bytes; the limit is {} (max_data)",
+                    r.len, self.max_read
+                ));
+                return;
+            }
+        }
+        let stream = len - FRAME_HEADER;
+        if stream > 0 {
+            self.counters.data_recvs += 1;
+            self.ready_in.push_back(Input::Data {
+                slot,
+                off: FRAME_HEADER,
+                end: len,
+                repost: header.read.is_none(),
+            });
+            self.ready_bytes += stream;
+        }
+        match header.read {
+            Some(r) => self.ready_in.push_back(Input::Read {
+                slot,
+                id: r.id,
+                len: r.len as usize,
+                addr: r.addr,
+                rkey: r.rkey,
+                state: ReadState::Waiting,
+            }),
+            None if stream == 0 => {
                 let _ = self.repost(slot);
             }
-            Control::ReadRequest {
-                id,
-                len,
-                addr,
-                rkey,
-            } => {
-                if len == 0 || len > self.max_read as u64 {
-                    self.fail(format!(
-                        "peer asked us to RDMA READ {len} bytes; the limit is {} (max_data)",
-                        self.max_read
-                    ));
-                    return;
-                }
-                self.ready_in.push_back(Input::Read {
-                    slot,
-                    id,
-                    len: len as usize,
-                    addr,
-                    rkey,
-                    state: ReadState::Waiting,
-                });
-            }
+            None => {}
         }
     }
 
@@ -852,16 +937,21 @@ impl Link {
         let mut from_data = 0;
         while copied < max {
             let qp = self.id.qp_mut().expect("link has a qp");
-            let repost = match self.ready_in.front_mut() {
+            let consumed = match self.ready_in.front_mut() {
                 None => break,
-                Some(Input::Data { slot, off, end }) => {
+                Some(Input::Data {
+                    slot,
+                    off,
+                    end,
+                    repost,
+                }) => {
                     let take = (*end - *off).min(max - copied);
                     let data = qp.recv_data(*slot, *end).expect("completed receive slot");
                     buf.extend_from_slice(&data[*off..*off + take]);
                     *off += take;
                     copied += take;
                     from_data += take;
-                    (*off == *end).then_some(*slot)
+                    (*off == *end).then_some((*slot, *repost))
                 }
                 Some(Input::Read {
                     slot,
@@ -896,6 +986,7 @@ impl Link {
                         self.counters.read_copies += 1;
                     }
                     copied += *len;
+                    self.read_bytes_held -= *len;
                     self.done_unreported = Some(*id);
                     let slot = *slot;
                     self.ready_in.pop_front();
@@ -903,13 +994,17 @@ impl Link {
                     break;
                 }
             };
-            if let Some(slot) = repost {
+            if let Some((slot, repost)) = consumed {
                 self.ready_in.pop_front();
-                self.repost(slot)?;
+                if repost {
+                    self.repost(slot)?;
+                }
             }
         }
         self.ready_bytes -= from_data;
         self.counters.bytes_in += copied as u64;
+        // Consuming a payload may have made room in the READ budget.
+        self.start_reads();
         Ok(copied)
     }
 
@@ -927,6 +1022,39 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_header_round_trip_and_rejects_garbage() {
+        let mut buf = [0xaau8; 64];
+        for h in [
+            FrameHeader {
+                credits: 7,
+                done: None,
+                read: None,
+            },
+            FrameHeader {
+                credits: u32::MAX,
+                done: Some(0),
+                read: Some(ReadRequest {
+                    id: 9,
+                    len: 1 << 40,
+                    addr: 0xdead_beef_0000,
+                    rkey: 0x1234,
+                }),
+            },
+        ] {
+            h.encode(&mut buf);
+            assert_eq!(FrameHeader::decode(&buf[..FRAME_HEADER]), Ok(h));
+            assert_eq!(FrameHeader::decode(&buf), Ok(h), "stream bytes follow");
+        }
+        assert!(FrameHeader::decode(&buf[..FRAME_HEADER - 1]).is_err());
+        let mut bad = buf;
+        bad[0] = b'X';
+        assert!(FrameHeader::decode(&bad).unwrap_err().contains("malformed"));
+        let mut bad = buf;
+        bad[1] = 0x80;
+        assert!(FrameHeader::decode(&bad).is_err(), "unknown flag");
+    }
 
     #[test]
     fn hello_round_trip_and_rejects_garbage() {

@@ -47,9 +47,9 @@ pub struct RdmaOptions {
     pub max_read: usize,
 }
 
-/// RDMA READs a link keeps in flight at once (also the rdma_cm initiator depth / responder
-/// resources asked for).
-pub const READS_IN_FLIGHT: usize = 4;
+/// RDMA READs a link keeps posted at once (a device runs as many concurrently as rdma_cm
+/// negotiated, its maximum; the rest wait in the send queue).
+pub const READS_IN_FLIGHT: usize = 16;
 
 impl Default for RdmaOptions {
     fn default() -> Self {

@@ -137,7 +137,11 @@ impl Reactor {
                         Token(t) => {
                             let t = t as u64;
                             if let Some(slot) = self.links.get_mut(&t) {
-                                let _ = slot.link.on_readable();
+                                let _ = if busy {
+                                    slot.link.on_readable_unarmed()
+                                } else {
+                                    slot.link.on_readable()
+                                };
                                 ready.push(t);
                             }
                         }
@@ -177,6 +181,18 @@ impl Reactor {
                 self.busy_until = Some(Instant::now() + Duration::from_micros(poll_us));
             } else if self.busy_until.is_some_and(|b| b <= Instant::now()) {
                 self.busy_until = None;
+                // About to sleep on the channels: every CQ must raise an event again. What
+                // arrived before the re-arm is drained here, and keeps the reactor busy.
+                let mut late = Vec::new();
+                for (t, slot) in self.links.iter_mut() {
+                    if !slot.link.is_armed() && slot.link.arm().unwrap_or(0) > 0 {
+                        late.push(*t);
+                    }
+                }
+                if !late.is_empty() {
+                    self.busy_until = Some(Instant::now() + Duration::from_micros(poll_us));
+                    self.drive_all(&mut late);
+                }
             }
             if !busy || active {
                 // Not on every empty busy-poll round: the snapshot takes a lock and walks

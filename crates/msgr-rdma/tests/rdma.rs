@@ -663,6 +663,50 @@ mod messenger {
         server.shutdown();
     }
 
+    /// Busy-polling reactors (two each) leave their CQs unarmed while they spin and re-arm
+    /// them before they sleep: bursts separated by pauses longer than the busy window all get
+    /// through, so every sleeping reactor was woken by its completion channel again.
+    #[test]
+    fn busy_polling_reactors_sleep_and_wake_between_bursts() {
+        let opts = RdmaOptions {
+            poll_us: 3000,
+            ..small_opts()
+        };
+        let mk = |kind, num, d: Arc<Collect>| {
+            let mut c = common::config(kind, num, SocketAddr::new(rdma_ip(), 0), opts.clone());
+            c.workers = 2;
+            common::messenger(c, d)
+        };
+        let sd = Arc::new(Collect {
+            echo: true,
+            ..Default::default()
+        });
+        let cd = Arc::new(Collect::default());
+        let server = mk(EntityType::OSD, 0, sd.clone());
+        let client = mk(EntityType::CLIENT, 1, cd.clone());
+        let conn = start_and_connect(&server, &client);
+        let mut sent = 0u64;
+        for burst in 0..5 {
+            for _ in 0..20 {
+                conn.send_message(Message::new(100, format!("req {sent}")).with_tid(sent))
+                    .unwrap();
+                sent += 1;
+            }
+            cd.wait_for("the burst's replies", |c| {
+                c.msgs.lock().len() as u64 == sent
+            });
+            if burst < 4 {
+                // well past the busy window: both reactors go back to sleep
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        }
+        let tids: Vec<u64> = cd.msgs.lock().iter().map(|m| m.tid).collect();
+        assert_eq!(tids, (0..sent).collect::<Vec<_>>());
+        assert_eq!(client.rdma_counters().completions_with_error, 0);
+        client.shutdown();
+        server.shutdown();
+    }
+
     fn sixteen_mib_messages(opts: RdmaOptions) {
         let sd = Arc::new(Collect::default());
         let cd = Arc::new(Collect::default());

@@ -260,14 +260,16 @@ impl Cq {
         Ok(())
     }
 
-    /// Consume and acknowledge the channel's event (the fd is readable), then re-arm. Returns
-    /// whether there was one. Poll the CQ after this: completions that arrived between the last
-    /// poll and the re-arm would otherwise wait for the next one.
+    /// Consume and acknowledge the channel's event (the fd is readable); re-arm if `rearm`.
+    /// Returns whether there was one. Poll the CQ after this: completions that arrived between
+    /// the last poll and the re-arm would otherwise wait for the next one. Not re-arming (while
+    /// busy-polling) keeps the device from raising an event, and the kernel from waking pollers,
+    /// for every completion; [`Cq::arm`] before sleeping on the channel again.
     ///
     /// One read, not a loop until EAGAIN: a CQ raises at most one event per arming and this is
-    /// the only CQ on its channel, so a second event can only follow the re-arm below (and
-    /// then the fd becomes readable again). That saves a failing `read` per wake-up.
-    pub fn take_events(&self) -> Result<usize, RdmaError> {
+    /// the only CQ on its channel, so a second event can only follow a re-arm (and then the fd
+    /// becomes readable again). That saves a failing `read` per wake-up.
+    pub fn take_events(&self, rearm: bool) -> Result<usize, RdmaError> {
         let mut cq: *mut ibv_cq = std::ptr::null_mut();
         let mut ctx: *mut libc::c_void = std::ptr::null_mut();
         // SAFETY: live, non-blocking channel; on success it names a CQ on this channel.
@@ -284,7 +286,9 @@ impl Cq {
         // all the same, as the library requires.
         // SAFETY: `cq` was just reported by the channel and is live (it is `self`).
         unsafe { ibv_ack_cq_events(cq, 1) };
-        self.arm()?;
+        if rearm {
+            self.arm()?;
+        }
         Ok(1)
     }
 
