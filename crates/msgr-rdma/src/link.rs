@@ -379,6 +379,8 @@ pub struct Link {
     max_read: usize,
     /// Payloads the peer may be reading, oldest first, until its READ done.
     exposed: VecDeque<(u32, ExposedRegion)>,
+    exposed_bytes: usize,
+    max_exposed: usize,
     next_read_id: u32,
     /// Completed receives and READ requests not consumed yet.
     ready_in: VecDeque<Input>,
@@ -423,6 +425,8 @@ impl Link {
             read_threshold: opts.read_threshold,
             max_read: opts.max_read,
             exposed: VecDeque::new(),
+            exposed_bytes: 0,
+            max_exposed: opts.max_exposed,
             next_read_id: 0,
             ready_in: VecDeque::new(),
             ready_bytes: 0,
@@ -486,9 +490,22 @@ impl Link {
     pub fn recv_buffers_held(&self) -> usize {
         self.ready_in.len()
     }
-    /// Payloads exposed to the peer's RDMA READ and not released yet.
+    /// Payloads exposed to the peer's RDMA READ and not released yet, and their bytes.
     pub fn exposed_regions(&self) -> usize {
         self.exposed.len()
+    }
+    pub fn exposed_bytes(&self) -> usize {
+        self.exposed_bytes
+    }
+
+    /// Whether a payload of `len` bytes may be exposed now (see `RdmaOptions::max_exposed`).
+    fn may_expose(&self, len: usize) -> bool {
+        self.exposed.is_empty() || self.exposed_bytes + len <= self.max_exposed
+    }
+
+    /// The next payload to be read, if it is at the queue's front and may not be exposed yet.
+    fn read_blocked(&self) -> bool {
+        matches!(self.out.front(), Some(Out::Read(b)) if !self.may_expose(b.len()))
     }
     /// Waiting for credits right now.
     pub fn is_stalled(&self) -> bool {
@@ -533,6 +550,14 @@ impl Link {
         while self.out_bytes > 0 || self.done_unreported.is_some() {
             if !self.credits.can_send_data() {
                 if !self.stalled && self.out_bytes > 0 {
+                    self.stalled = true;
+                    self.counters.credit_stalls += 1;
+                }
+                break;
+            }
+            if self.done_unreported.is_none() && self.read_blocked() {
+                // Waiting for the peer's READ dones (counted as a stall, like credits).
+                if !self.stalled {
                     self.stalled = true;
                     self.counters.credit_stalls += 1;
                 }
@@ -621,7 +646,7 @@ impl Link {
     /// If the queue's front is a payload to be read, expose it and return its READ request. A
     /// payload that cannot be registered is copied through send buffers instead.
     fn expose_next_read(&mut self) -> Option<ReadRequest> {
-        if !matches!(self.out.front(), Some(Out::Read(_))) {
+        if !matches!(self.out.front(), Some(Out::Read(_))) || self.read_blocked() {
             return None;
         }
         let Some(Out::Read(b)) = self.out.pop_front() else {
@@ -642,6 +667,7 @@ impl Link {
                 self.counters.read_registrations += region.registered_here() as u64;
                 self.out_bytes -= region.len();
                 self.counters.bytes_out += region.len() as u64;
+                self.exposed_bytes += region.len();
                 self.exposed.push_back((id, region));
                 Some(req)
             }
@@ -850,7 +876,9 @@ impl Link {
                 .front()
                 .is_some_and(|(e, _)| id.wrapping_sub(*e) < u32::MAX / 2)
             {
-                self.exposed.pop_front();
+                if let Some((_, r)) = self.exposed.pop_front() {
+                    self.exposed_bytes -= r.len();
+                }
             }
         }
         if let Some(r) = header.read {

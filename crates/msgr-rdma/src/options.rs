@@ -45,6 +45,10 @@ pub struct RdmaOptions {
     /// Largest RDMA READ a peer may ask for (a longer request fails the link). The messenger
     /// sets it from its decode limits (largest data section).
     pub max_read: usize,
+    /// Payload bytes a link keeps exposed for the peer's READs (announced, not reported done)
+    /// before it announces another: bounds what a slow or misbehaving receiver can keep
+    /// registered and alive on the sender. One payload may always be exposed, whatever its size.
+    pub max_exposed: usize,
 }
 
 /// RDMA READs a link keeps posted at once (a device runs as many concurrently as rdma_cm
@@ -68,6 +72,7 @@ impl Default for RdmaOptions {
             backlog: 128,
             read_threshold: 64 * 1024,
             max_read: 64 << 20,
+            max_exposed: 64 << 20,
         }
     }
 }

@@ -421,6 +421,50 @@ fn read_destinations_are_reused_once_consumed() {
     );
 }
 
+/// A receiver that does not consume (so sends no READ dones) cannot make the sender keep more
+/// than `max_exposed` bytes registered for it; once it consumes, the rest follows, in order.
+#[test]
+fn exposed_payloads_are_bounded_until_the_reader_catches_up() {
+    let opts = RdmaOptions {
+        read_threshold: 8192,
+        max_exposed: 1 << 20,
+        ..test_opts()
+    };
+    let (mut server, mut client, st, ct) = pair(opts);
+    server.read_budget = 0;
+    let mut expected = Vec::new();
+    for i in 0..8u8 {
+        let chunk = pattern(300_000, i);
+        expected.extend_from_slice(&chunk);
+        client.send(ct, chunk);
+    }
+    pump_until(
+        &mut [&mut server, &mut client],
+        "the sender to stall",
+        |s| s[1].links[&ct].is_stalled(),
+    );
+    for _ in 0..50 {
+        server.pump();
+        client.pump();
+    }
+    let c = &client.links[&ct];
+    assert_eq!(c.exposed_regions(), 3, "{:?}", c.counters);
+    assert!(c.exposed_bytes() <= 1 << 20);
+    server.read_budget = usize::MAX;
+    server.drain = true;
+    pump_until(&mut [&mut server, &mut client], "the stream", |s| {
+        s[0].received.get(&st).map_or(0, |r| r.len()) >= expected.len()
+    });
+    assert!(
+        server.received[&st] == expected,
+        "stream corrupted or reordered"
+    );
+    pump_until(&mut [&mut server, &mut client], "READ dones", |s| {
+        s[1].links[&ct].exposed_regions() == 0
+    });
+    assert_eq!(client.links[&ct].counters.read_requests, 8);
+}
+
 /// A READ request longer than the receiver's limit fails the link with a message saying so
 /// (no allocation of the asked size).
 #[test]
