@@ -435,6 +435,47 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
     sorted[rank - 1] as f64 / 1e3
 }
 
+/// What `ping` measured: one JSON line (`--json`, for the bench) or one human line.
+#[derive(serde::Serialize)]
+struct PingSummary {
+    transport: &'static str,
+    size: usize,
+    count: u64,
+    concurrency: u64,
+    connections: u64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    msgs_per_s: f64,
+    gbytes_per_s: f64,
+    cpu_s_client: f64,
+    wall_s: f64,
+    one_way: bool,
+}
+
+impl std::fmt::Display for PingSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{} size={} count={} concurrency={} connections={}: p50 {:.1} us, p99 {:.1} us, \
+             max {:.1} us; {:.0} msg/s, {:.3} GB/s; client CPU {:.2} s over {:.3} s",
+            self.transport,
+            if self.one_way { " one-way" } else { "" },
+            self.size,
+            self.count,
+            self.concurrency,
+            self.connections,
+            self.p50_us,
+            self.p99_us,
+            self.max_us,
+            self.msgs_per_s,
+            self.gbytes_per_s,
+            self.cpu_s_client,
+            self.wall_s
+        )
+    }
+}
+
 fn ping(a: PingArgs) -> Result<(), AnyError> {
     let base = load_config(&a.config, a.no_crc_data)?;
     let peer = parse_addr(&a.peer)?;
@@ -536,45 +577,25 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
     let count = lat.len() as u64;
     let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
     let max = lat.last().map_or(0.0, |v| *v as f64 / 1e3);
-    let msgs_per_s = count as f64 / wall;
-    let gbytes_per_s = (count as f64 * a.size as f64) / wall / 1e9;
+    let summary = PingSummary {
+        transport: base.transport.name(),
+        size: a.size,
+        count,
+        concurrency: a.concurrency,
+        connections: a.connections,
+        p50_us: p50,
+        p99_us: p99,
+        max_us: max,
+        msgs_per_s: count as f64 / wall,
+        gbytes_per_s: (count as f64 * a.size as f64) / wall / 1e9,
+        cpu_s_client: cpu,
+        wall_s: wall,
+        one_way: a.one_way,
+    };
     if a.json {
-        println!(
-            "{{\"transport\":\"{}\",\"size\":{},\"count\":{},\"concurrency\":{},\"connections\":{},\
-             \"p50_us\":{:.3},\"p99_us\":{:.3},\"max_us\":{:.3},\"msgs_per_s\":{:.1},\
-             \"gbytes_per_s\":{:.6},\"cpu_s_client\":{:.3},\"wall_s\":{:.6},\"one_way\":{}}}",
-            base.transport.name(),
-            a.size,
-            count,
-            a.concurrency,
-            a.connections,
-            p50,
-            p99,
-            max,
-            msgs_per_s,
-            gbytes_per_s,
-            cpu,
-            wall,
-            a.one_way
-        );
+        println!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!(
-            "{}{} size={} count={} concurrency={} connections={}: p50 {:.1} us, p99 {:.1} us, \
-             max {:.1} us; {:.0} msg/s, {:.3} GB/s; client CPU {:.2} s over {:.3} s",
-            base.transport.name(),
-            if a.one_way { " one-way" } else { "" },
-            a.size,
-            count,
-            a.concurrency,
-            a.connections,
-            p50,
-            p99,
-            max,
-            msgs_per_s,
-            gbytes_per_s,
-            cpu,
-            wall
-        );
+        println!("{summary}");
     }
     Ok(())
 }
