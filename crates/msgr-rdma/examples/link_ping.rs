@@ -11,6 +11,19 @@ use msgr_rdma::endpoint::{Endpoint, EndpointEvent};
 use msgr_rdma::link::{Hello, Link};
 use msgr_rdma::RdmaOptions;
 
+/// Process rdma_cm events until a link is established (busy polling).
+fn established(ep: &mut Endpoint) -> Link {
+    let mut evs = Vec::new();
+    loop {
+        ep.process(&mut |_, _| true, &mut evs).unwrap();
+        for e in evs.drain(..) {
+            if let EndpointEvent::Established { link, .. } = e {
+                return *link;
+            }
+        }
+    }
+}
+
 fn main() {
     let ip: std::net::IpAddr = std::env::var("RDMA_IP")
         .expect("set RDMA_IP")
@@ -25,17 +38,7 @@ fn main() {
         let mut ep = Endpoint::new(server_opts.clone(), Hello::from_options(&server_opts)).unwrap();
         let addr = ep.listen(SocketAddr::new(ip, 0)).unwrap();
         tx.send(addr).unwrap();
-        let mut link: Option<Link> = None;
-        let mut evs = Vec::new();
-        while link.is_none() {
-            ep.process(&mut |_, _| true, &mut evs).unwrap();
-            for e in evs.drain(..) {
-                if let EndpointEvent::Established { link: l, .. } = e {
-                    link = Some(*l);
-                }
-            }
-        }
-        let mut link = link.unwrap();
+        let mut link = established(&mut ep);
         let mut buf = BytesMut::new();
         let mut n = 0;
         while n < rounds {
@@ -56,17 +59,7 @@ fn main() {
     let addr = rx.recv().unwrap();
     let mut ep = Endpoint::new(opts.clone(), Hello::from_options(&opts)).unwrap();
     ep.connect(addr).unwrap();
-    let mut link: Option<Link> = None;
-    let mut evs = Vec::new();
-    while link.is_none() {
-        ep.process(&mut |_, _| true, &mut evs).unwrap();
-        for e in evs.drain(..) {
-            if let EndpointEvent::Established { link: l, .. } = e {
-                link = Some(*l);
-            }
-        }
-    }
-    let mut link = link.unwrap();
+    let mut link = established(&mut ep);
     let mut buf = BytesMut::new();
     let msg = Bytes::from(vec![1u8; 64]);
     let mut rtts = Vec::with_capacity(rounds);
