@@ -371,7 +371,7 @@ impl RdmaMessenger {
     pub fn inject_qp_error(&self, addr: &EntityAddr) -> bool {
         match self.shared.registry.get(addr) {
             Some(c) => {
-                let link = c.inner.lock().link;
+                let link = c.core.inner.lock().link;
                 match link {
                     Some(t) => {
                         self.shared.send(Cmd::FaultQp(t));
@@ -411,7 +411,7 @@ impl RdmaMessenger {
         );
         let conn = RdmaConnection::new(s, session, *addr, peer_type, true);
         conn.init_throttle(peer_type, &policy);
-        conn.inner.lock().reconnect_pending = true;
+        conn.core.inner.lock().reconnect_pending = true;
         reg.insert(*addr, conn.clone());
         drop(reg);
         s.send(Cmd::Dial(conn.clone()));
@@ -523,15 +523,11 @@ impl Messenger for RdmaMessenger {
     }
 
     fn mark_down(&self, addr: &EntityAddr) {
-        if let Some(c) = self.shared.registry.get(addr) {
-            msgr_core::api::Connection::mark_down(&*c);
-        }
+        self.shared.registry.mark_down(addr);
     }
 
     fn mark_down_all(&self) {
-        for c in self.shared.registry.all() {
-            msgr_core::api::Connection::mark_down(&*c);
-        }
+        self.shared.registry.mark_down_all();
     }
 
     fn shutdown(&self) {

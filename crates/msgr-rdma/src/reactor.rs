@@ -17,11 +17,11 @@ use bytes::{Bytes, BytesMut};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use msgr_core::node::registry::{replaces_existing, resolve_accept};
-use msgr_core::session::{AcceptDecision, ConnectRequest, Session, SessionError, SessionState};
+use msgr_core::node::{attach_accepted, Accepting, Attached};
+use msgr_core::session::{ConnectRequest, Session, SessionError, SessionState};
 use msgr_core::wire::{EntityAddr, EntityType};
 
-use crate::conn::{lock_pair, Followup, RdmaConnection};
+use crate::conn::{Followup, RdmaConnection, ACCESS};
 use crate::endpoint::{Endpoint, EndpointEvent};
 use crate::link::Link;
 use crate::messenger::{Cmd, RdmaCounters, Shared};
@@ -298,7 +298,7 @@ impl Reactor {
                         tracing::debug!(target: "msgr_rdma", conn = conn.id, "connect failed: {error}");
                         let now = Instant::now();
                         let follow = {
-                            let mut g = conn.inner.lock();
+                            let mut g = conn.core.inner.lock();
                             // the dial is over: a reconnect timer may be armed again
                             g.reconnect_pending = false;
                             g.ever_linked = true;
@@ -369,12 +369,13 @@ impl Reactor {
             return;
         }
         let follow = {
-            let mut g = conn.inner.lock();
+            let mut g = conn.core.inner.lock();
             if outgoing {
                 g.reconnect_pending = false;
                 if g.ever_linked {
-                    conn.counters.add_reconnects(1);
-                    conn.counters
+                    conn.core.counters.add_reconnects(1);
+                    conn.core
+                        .counters
                         .add_replayed(g.session.pending_messages() as u64);
                 }
             }
@@ -403,7 +404,7 @@ impl Reactor {
             return;
         };
         let now = Instant::now();
-        let mut g = conn.inner.lock();
+        let mut g = conn.core.inner.lock();
         if conn.is_closed() || g.link.is_some() || self.stopping {
             g.reconnect_pending = false;
             return;
@@ -462,10 +463,7 @@ impl Reactor {
                 .push((Instant::now() + d, Timer::Reconnect(conn.clone())));
         }
         if f.unregister {
-            let addr = conn.peer_addr_now();
-            self.shared
-                .registry
-                .remove_if(&addr, |c| Arc::ptr_eq(c, conn));
+            self.shared.registry.unregister(conn);
         }
         conn.run_dispatch();
         if let (Some(req), Some(token)) = (f.accept, token) {
@@ -500,7 +498,7 @@ impl Reactor {
         let conn = slot.conn.clone();
         conn.drive_pending
             .store(false, std::sync::atomic::Ordering::Release);
-        let mut g = conn.inner.lock();
+        let mut g = conn.core.inner.lock();
         if g.link != Some(token) {
             drop(g);
             self.links.insert(token, slot);
@@ -541,7 +539,7 @@ impl Reactor {
                 break;
             }
         }
-        conn.counters.add_bytes_in(got_total as u64);
+        conn.core.counters.add_bytes_in(got_total as u64);
         if !dead {
             if let Some(f) = slot.link.failure() {
                 if g.session.state() != SessionState::Closed {
@@ -563,20 +561,14 @@ impl Reactor {
                 }
             }
         }
-        let wanted = !dead && g.session.has_link();
-        if !wanted {
-            g.link = None;
-        }
-        let deadline = if wanted {
-            g.session.poll_timeout()
-        } else {
-            None
-        };
+        let (wanted, deadline) = g.keep_link(dead);
         let follow = conn.absorb_events(&mut g);
         drop(g);
         let flushed = slot.link.flush();
         let after = slot.link.counters.bytes_out + slot.link.queued_bytes() as u64;
-        conn.counters.add_bytes_out(after.saturating_sub(before));
+        conn.core
+            .counters
+            .add_bytes_out(after.saturating_sub(before));
         conn.note_written(slot.link.counters.bytes_out - before_out);
         if wanted && flushed.is_ok() {
             if let Some(d) = deadline {
@@ -599,7 +591,7 @@ impl Reactor {
     fn fail(&mut self, conn: &Arc<RdmaConnection>, token: u64, e: SessionError) {
         let now = Instant::now();
         let follow = {
-            let mut g = conn.inner.lock();
+            let mut g = conn.core.inner.lock();
             if g.link != Some(token) {
                 drop(g);
                 self.close_link(token);
@@ -639,7 +631,7 @@ impl Reactor {
                 Timer::Reconnect(conn) => {
                     tracing::debug!(target: "msgr_rdma", conn = conn.id, "reconnect timer");
                     if self.ep.is_some() {
-                        conn.inner.lock().reconnect_pending = false;
+                        conn.core.inner.lock().reconnect_pending = false;
                         self.dial(conn);
                     } else {
                         // Reactor 0 dials; the connection stays "reconnect pending" meanwhile,
@@ -651,77 +643,29 @@ impl Reactor {
         }
     }
 
-    /// Answer an accepting session's connect (see `msgr_core::node::registry`).
+    /// Answer an accepting session's connect (see `msgr_core::node::attach`).
     fn resolve(&mut self, token: u64, temp: Arc<RdmaConnection>, req: ConnectRequest) {
         let s = self.shared.clone();
-        let now = Instant::now();
-        let allowed = !self.stopping && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type);
         let policy = s.policy_for(req.peer_type);
-        let my_addr = s.my_addr();
-        let mut old_link = None;
-        let mut lossy_replaced = None;
-        let owner;
-        {
-            let mut reg = s.registry.lock();
-            let existing = reg
-                .get(&req.peer_addr)
-                .filter(|e| !Arc::ptr_eq(e, &temp))
-                .cloned();
-            let (mut gn, mut ge) = lock_pair(&temp, existing.as_deref());
-            if gn.link != Some(token) {
-                return;
-            }
-            let existing_lossy = ge.as_ref().is_some_and(|g| g.session.policy().lossy);
-            let decision = resolve_accept(
-                allowed,
-                &req,
-                &mut gn.session,
-                ge.as_mut().map(|g| &mut g.session),
-                &my_addr,
-                &policy,
-                now,
-            );
-            tracing::debug!(target: "msgr_rdma", peer = ?req.peer_addr, ?decision, "accept resolved");
-            match (&decision, existing.clone(), ge) {
-                (d, Some(ex), Some(mut ge)) if replaces_existing(d) && existing_lossy => {
-                    old_link = ge.link.take();
-                    let follow = ex.absorb_events(&mut ge);
-                    lossy_replaced = Some((ex.clone(), follow));
-                    temp.set_peer_addr(req.peer_addr);
-                    temp.init_throttle(req.peer_type, &policy);
-                    gn.peer_type = req.peer_type;
-                    gn.announced = true;
-                    reg.insert(req.peer_addr, temp.clone());
-                    owner = temp.clone();
-                }
-                (d, Some(ex), Some(mut ge)) if replaces_existing(d) => {
-                    std::mem::swap(&mut gn.session, &mut ge.session);
-                    old_link = ge.link.take();
-                    ge.link = gn.link.take();
-                    ge.reconnect_pending = false;
-                    ge.ever_linked = true;
-                    ge.peer_type = req.peer_type;
-                    let _ = temp.absorb_events(&mut gn);
-                    ex.counters.add_reconnects(1);
-                    owner = ex.clone();
-                }
-                (AcceptDecision::New, _, _) | (AcceptDecision::Replace, None, _) => {
-                    temp.set_peer_addr(req.peer_addr);
-                    temp.init_throttle(req.peer_type, &policy);
-                    gn.peer_type = req.peer_type;
-                    gn.announced = true;
-                    reg.insert(req.peer_addr, temp.clone());
-                    owner = temp.clone();
-                }
-                (AcceptDecision::Refuse, _, _) => {
-                    s.counters
-                        .refused
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    owner = temp.clone();
-                }
-                _ => owner = temp.clone(),
-            };
-        }
+        let acc = Accepting {
+            req: &req,
+            hook_allows: !self.stopping
+                && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type),
+            my_addr: s.my_addr(),
+            policy: &policy,
+            now: Instant::now(),
+        };
+        let is_current = |l: Option<u64>| l == Some(token);
+        let Some(Attached {
+            decision,
+            owner,
+            old_link,
+            lossy_replaced,
+        }) = attach_accepted(&ACCESS, &s.registry, &s.throttles, &temp, is_current, acc)
+        else {
+            return;
+        };
+        tracing::debug!(target: "msgr_rdma", peer = ?req.peer_addr, ?decision, "accept resolved");
         if !Arc::ptr_eq(&owner, &temp) {
             if let Some(slot) = self.links.get_mut(&token) {
                 slot.conn = owner.clone();

@@ -242,7 +242,7 @@ impl TcpMessenger {
             );
             let conn = TcpConnection::new(s, session, *addr, peer_type, true);
             conn.init_throttle(peer_type, &policy);
-            conn.inner.lock().reconnect_pending = true;
+            conn.core.inner.lock().reconnect_pending = true;
             reg.insert(*addr, conn.clone());
             conn
         };
@@ -379,15 +379,11 @@ impl Messenger for TcpMessenger {
     }
 
     fn mark_down(&self, addr: &EntityAddr) {
-        if let Some(c) = self.shared.registry.get(addr) {
-            msgr_core::api::Connection::mark_down(&*c);
-        }
+        self.shared.registry.mark_down(addr);
     }
 
     fn mark_down_all(&self) {
-        for c in self.shared.registry.all() {
-            msgr_core::api::Connection::mark_down(&*c);
-        }
+        self.shared.registry.mark_down_all();
     }
 
     fn shutdown(&self) {

@@ -18,11 +18,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use msgr_core::api::Connection;
-use msgr_core::node::registry::{replaces_existing, resolve_accept};
-use msgr_core::session::{AcceptDecision, ConnectRequest, Session, SessionError, SessionState};
+use msgr_core::node::{attach_accepted, Accepting, Attached};
+use msgr_core::session::{ConnectRequest, Session, SessionError, SessionState};
 use msgr_core::wire::{EntityAddr, EntityType};
 
-use crate::conn::{link_error, lock_pair, Followup, LinkRef, TcpConnection};
+use crate::conn::{link_error, Followup, LinkRef, TcpConnection, ACCESS};
 use crate::fault::FaultInjector;
 use crate::messenger::{set_current_worker, Cmd, Shared};
 use crate::timer::TimerHeap;
@@ -255,7 +255,7 @@ impl Worker {
             Cmd::Dispatch(conn) => {
                 conn.run_dispatch();
                 if !conn.is_paused() {
-                    let link = conn.inner.lock().link;
+                    let link = conn.core.inner.lock().link;
                     if let Some(l) = link.filter(|l| l.worker == self.idx) {
                         if self.links.get(&l.token).is_some_and(|x| x.gen == l.gen) {
                             self.drive(l.token, true);
@@ -391,7 +391,7 @@ impl Worker {
             }
         };
         let follow = {
-            let mut g = conn.inner.lock();
+            let mut g = conn.core.inner.lock();
             g.link = Some(link);
             g.ever_linked = true;
             g.session.link_up(now);
@@ -403,7 +403,7 @@ impl Worker {
 
     fn dial(&mut self, conn: Arc<TcpConnection>) {
         let now = Instant::now();
-        let mut g = conn.inner.lock();
+        let mut g = conn.core.inner.lock();
         g.reconnect_pending = false;
         if conn.is_closed() || g.link.is_some() || self.stop_at.is_some() {
             return;
@@ -420,8 +420,9 @@ impl Worker {
         match result {
             Ok(link) => {
                 if !first {
-                    conn.counters.add_reconnects(1);
-                    conn.counters
+                    conn.core.counters.add_reconnects(1);
+                    conn.core
+                        .counters
                         .add_replayed(g.session.pending_messages() as u64);
                 }
                 g.link = Some(link);
@@ -462,10 +463,7 @@ impl Worker {
                 .push(Instant::now() + d, Timer::Reconnect(conn.clone()));
         }
         if f.unregister {
-            let addr = conn.peer_addr();
-            self.shared
-                .registry
-                .remove_if(&addr, |c| Arc::ptr_eq(c, conn));
+            self.shared.registry.unregister(conn);
         }
         conn.run_dispatch();
         if let (Some(req), Some(token)) = (f.accept, token) {
@@ -491,7 +489,7 @@ impl Worker {
         if read && !conn.is_paused() {
             let (n, end) = read_link(&mut link, &mut self.faults);
             got = n;
-            conn.counters.add_bytes_in(n as u64);
+            conn.core.counters.add_bytes_in(n as u64);
             match end {
                 ReadEnd::Drained => {}
                 ReadEnd::More => self.ready.push(token),
@@ -499,7 +497,7 @@ impl Worker {
             }
         }
 
-        let mut g = conn.inner.lock();
+        let mut g = conn.core.inner.lock();
         if g.link.map(|l| l.gen) != Some(link.gen) {
             // Replaced or marked down meanwhile: this socket is no longer the session's.
             drop(g);
@@ -544,15 +542,7 @@ impl Worker {
         }
         // The session may be done with this link (CloseLink: closed, told to wait, faulted
         // itself); what it handed out above is still written once before the socket closes.
-        let wanted = !dead && g.session.has_link();
-        if !wanted {
-            g.link = None;
-        }
-        let deadline = if wanted {
-            g.session.poll_timeout()
-        } else {
-            None
-        };
+        let (wanted, deadline) = g.keep_link(dead);
         let follow = conn.absorb_events(&mut g);
         drop(g);
         if let Some(e) = &input_err {
@@ -567,7 +557,7 @@ impl Worker {
             match write_link(&mut link, &mut self.faults, &mut self.scratch) {
                 Ok(n) => {
                     if n > 0 {
-                        conn.counters.add_bytes_out(n as u64);
+                        conn.core.counters.add_bytes_out(n as u64);
                         conn.note_written(n as u64);
                     }
                 }
@@ -615,7 +605,7 @@ impl Worker {
     fn fail(&mut self, conn: &Arc<TcpConnection>, link: Option<LinkRef>, e: SessionError) {
         let now = Instant::now();
         let follow = {
-            let mut g = conn.inner.lock();
+            let mut g = conn.core.inner.lock();
             if g.link != link || link.is_none() {
                 return;
             }
@@ -631,83 +621,32 @@ impl Worker {
         self.after(conn, follow, None);
     }
 
-    /// Answer an accepting session's connect (see `msgr_core::node::registry`).
+    /// Answer an accepting session's connect (see `msgr_core::node::attach`).
     fn resolve(&mut self, token: usize, temp: Arc<TcpConnection>, req: ConnectRequest) {
         let s = self.shared.clone();
-        let now = Instant::now();
-        let allowed =
-            self.stop_at.is_none() && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type);
         let policy = s.policy_for(req.peer_type);
-        let my_addr = s.my_addr();
-        let mut old_link = None;
-        let mut lossy_replaced = None;
-        let owner;
-        {
-            let mut reg = s.registry.lock();
-            let existing = reg
-                .get(&req.peer_addr)
-                .filter(|e| !Arc::ptr_eq(e, &temp))
-                .cloned();
-            let (mut gn, ge) = lock_pair(&temp, existing.as_deref());
-            if gn.link.map(|l| l.token) != Some(token) {
-                return;
-            }
-            let mut ge = ge;
-            let existing_lossy = ge.as_ref().is_some_and(|g| g.session.policy().lossy);
-            let decision = resolve_accept(
-                allowed,
-                &req,
-                &mut gn.session,
-                ge.as_mut().map(|g| &mut g.session),
-                &my_addr,
-                &policy,
-                now,
-            );
-            tracing::debug!(peer = ?req.peer_addr, ?decision, "accept resolved");
-            match (&decision, existing.clone(), ge) {
-                (d, Some(ex), Some(mut ge)) if replaces_existing(d) && existing_lossy => {
-                    // A lossy session has nothing worth keeping: it was reset (the application
-                    // hears of it on the old connection) and the new one is registered.
-                    old_link = ge.link.take();
-                    let follow = ex.absorb_events(&mut ge);
-                    lossy_replaced = Some((ex.clone(), follow));
-                    temp.set_peer(req.peer_addr, req.peer_type, &policy);
-                    gn.peer_type = req.peer_type;
-                    gn.announced = true;
-                    reg.insert(req.peer_addr, temp.clone());
-                    owner = temp.clone();
-                }
-                (d, Some(ex), Some(mut ge)) if replaces_existing(d) => {
-                    // The existing connection (which the application may hold) keeps its
-                    // identity and takes over the new link and the session now holding its queues.
-                    std::mem::swap(&mut gn.session, &mut ge.session);
-                    old_link = ge.link.take();
-                    ge.link = gn.link.take();
-                    ge.reconnect_pending = false;
-                    ge.ever_linked = true;
-                    ge.peer_type = req.peer_type;
-                    let _ = temp.absorb_events(&mut gn);
-                    temp.mark_closed();
-                    ex.counters.add_reconnects(1);
-                    owner = ex.clone();
-                }
-                (AcceptDecision::New, _, _) | (AcceptDecision::Replace, None, _) => {
-                    temp.set_peer(req.peer_addr, req.peer_type, &policy);
-                    gn.peer_type = req.peer_type;
-                    gn.announced = true;
-                    reg.insert(req.peer_addr, temp.clone());
-                    owner = temp.clone();
-                }
-                (AcceptDecision::Refuse, _, _) => {
-                    s.counters
-                        .refused
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    owner = temp.clone();
-                }
-                _ => owner = temp.clone(),
-            };
-        }
+        let acc = Accepting {
+            req: &req,
+            hook_allows: self.stop_at.is_none()
+                && s.dispatchers.verify_accept(&req.peer_addr, req.peer_type),
+            my_addr: s.my_addr(),
+            policy: &policy,
+            now: Instant::now(),
+        };
+        let is_current = |l: Option<LinkRef>| l.map(|l| l.token) == Some(token);
+        let Some(Attached {
+            decision,
+            owner,
+            old_link,
+            lossy_replaced,
+        }) = attach_accepted(&ACCESS, &s.registry, &s.throttles, &temp, is_current, acc)
+        else {
+            return;
+        };
+        tracing::debug!(peer = ?req.peer_addr, ?decision, "accept resolved");
         if !Arc::ptr_eq(&owner, &temp) {
+            // The existing connection took the link over; the temporary one is done.
+            temp.mark_closed();
             if let Some(l) = self.links.get_mut(&token) {
                 l.conn = owner.clone();
             }
@@ -740,7 +679,7 @@ impl Worker {
         let flushed = self
             .links
             .values()
-            .all(|l| l.wq.is_empty() && l.conn.inner.lock().session.pending_messages() == 0);
+            .all(|l| l.wq.is_empty() && l.conn.core.inner.lock().session.pending_messages() == 0);
         flushed || Instant::now() >= deadline
     }
 
@@ -752,10 +691,7 @@ impl Worker {
                 continue;
             };
             let conn = l.conn.clone();
-            let addr = conn.peer_addr();
-            self.shared
-                .registry
-                .remove_if(&addr, |c| Arc::ptr_eq(c, &conn));
+            self.shared.registry.unregister(&conn);
             let _ = conn.mark_down_now();
             self.remove_link(token);
             conn.run_dispatch();

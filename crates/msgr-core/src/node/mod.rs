@@ -6,6 +6,8 @@
 //! - [`registry`]: sessions keyed by peer address, and [`registry::resolve_accept`], which asks the
 //!   accept hook and [`crate::session::accept::decide`] how to answer a peer's connect, then
 //!   applies the answer with [`crate::session::Session::resolve_accept`].
+//! - [`attach`]: the registry step of accept resolution ([`attach_accepted`]): which connection
+//!   owns an accepted link.
 //! - [`dispatch`]: the registered [`crate::api::Dispatcher`]s, and how each
 //!   [`crate::session::SessionEvent`] maps to a dispatcher callback.
 //! - [`inbox`]: a connection's ordered event queue and the throttled loop that hands it to the
@@ -13,13 +15,17 @@
 //! - [`local`]: loopback delivery when the destination is our own address (no socket involved).
 //! - [`throttle`]: per-policy throttles on received messages and bytes not yet released by the
 //!   application (Ceph's policy throttlers), with wake-up callbacks for paused readers.
+//! - [`conn`]: one connection's session, link bookkeeping, inbox, throttle and send-queue
+//!   accounting ([`ConnCore`]); the transport adds how a link is driven.
 //! - [`counters`]: atomic counters per connection and per messenger, readable through the API.
 //! - [`backoff`]: capped exponential reconnect delay.
 //!
 //! Nothing here opens a socket, spawns a thread or sleeps; callbacks are run on the caller's
 //! thread.
 
+pub mod attach;
 pub mod backoff;
+pub mod conn;
 pub mod counters;
 pub mod dispatch;
 pub mod inbox;
@@ -27,7 +33,9 @@ pub mod local;
 pub mod registry;
 pub mod throttle;
 
+pub use attach::{attach_accepted, Accepting, Attached, ConnAccess};
 pub use backoff::Backoff;
+pub use conn::{ConnCore, Followup, LinkState, SendFollowup};
 pub use counters::{ConnCounterCells, ErrorClass, MessengerCounterCells};
 pub use dispatch::Dispatchers;
 pub use inbox::Inbox;

@@ -16,10 +16,12 @@
 //! (e.g. by connection id); never take the registry while holding a connection lock.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::api::Connection;
 use crate::policy::Policy;
 use crate::session::accept::decide;
 use crate::session::{AcceptDecision, ConnectRequest, Session};
@@ -83,6 +85,27 @@ impl<C: Clone> Registry<C> {
     }
 }
 
+impl<C: Connection + ?Sized> Registry<Arc<C>> {
+    /// Remove `conn` from its peer address's slot, unless a newer connection took the slot.
+    pub fn unregister(&self, conn: &Arc<C>) {
+        self.remove_if(&conn.peer_addr(), |c| Arc::ptr_eq(c, conn));
+    }
+
+    /// `Messenger::mark_down`: mark down the connection registered for `addr`, if any.
+    pub fn mark_down(&self, addr: &EntityAddr) {
+        if let Some(c) = self.get(addr) {
+            c.mark_down();
+        }
+    }
+
+    /// `Messenger::mark_down_all`: mark down every registered connection.
+    pub fn mark_down_all(&self) {
+        for c in self.all() {
+            c.mark_down();
+        }
+    }
+}
+
 /// Answer a peer's connect on the accepting session `new`, given the `existing` session for the
 /// same peer address. `hook_allows` is the accept hook's verdict; a refused peer gets
 /// [`AcceptDecision::Refuse`]. Returns the decision applied.
@@ -132,6 +155,30 @@ mod tests {
         assert_eq!(r.remove_if(&addr(1), |c| *c == 9), None);
         assert_eq!(r.get(&addr(1)), Some(10));
         assert_eq!(r.remove_if(&addr(1), |c| *c == 10), Some(10));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn unregister_spares_a_newer_connection() {
+        use crate::node::counters::{CounterPair, MessengerCounterCells};
+        use crate::node::Loopback;
+        use crate::wire::{EntityName, EntityType};
+        let lb = || {
+            let counters = CounterPair::new(Arc::new(MessengerCounterCells::default()));
+            Loopback::new(
+                EntityName::new(EntityType::OSD, 1),
+                addr(1),
+                0,
+                counters,
+                || {},
+            )
+        };
+        let (old, new) = (lb(), lb());
+        let r: Registry<Arc<Loopback>> = Registry::default();
+        r.insert(addr(1), new.clone());
+        r.unregister(&old);
+        assert!(r.get(&addr(1)).is_some_and(|c| Arc::ptr_eq(&c, &new)));
+        r.unregister(&new);
         assert!(r.is_empty());
     }
 
