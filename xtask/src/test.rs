@@ -454,8 +454,19 @@ fn rdma() -> Outcome {
     let command = || {
         let mut c = match &device {
             Some(dev) => {
+                // The tests take the addresses from the environment (the VM runner sets them);
+                // on a host device they default to the device netdev's own addresses.
+                // NO_RDMA_IP6 (an address on a netdev without RDMA) cannot be guessed: the IPv6
+                // error tests say they did not run without it.
                 let mut c = Command::new("bash");
                 c.env("RDMA_DEV", dev);
+                for (var, v6) in [("RDMA_IP", false), ("RDMA_IP6", true)] {
+                    if std::env::var_os(var).is_none() {
+                        if let Some(ip) = crate::util::device_ip(dev, v6) {
+                            c.env(var, ip);
+                        }
+                    }
+                }
                 c
             }
             None => {

@@ -154,6 +154,23 @@ pub fn is_root() -> bool {
     output_of("id", &["-u"]).as_deref() == Some("0")
 }
 
+/// The first address of RDMA device `dev`'s netdev (port 1): IPv4, or a global IPv6 address.
+pub fn device_ip(dev: &str, v6: bool) -> Option<String> {
+    let ndev = std::fs::read_to_string(format!(
+        "/sys/class/infiniband/{dev}/ports/1/gid_attrs/ndevs/0"
+    ))
+    .ok()?;
+    let family = if v6 { "-6" } else { "-4" };
+    let mut args = vec![family, "-o", "addr", "show", "dev", ndev.trim()];
+    if v6 {
+        args.extend(["scope", "global"]);
+    }
+    let out = output_of("ip", &args)?;
+    let key = if v6 { "inet6" } else { "inet" };
+    let addr = out.split_whitespace().skip_while(|w| *w != key).nth(1)?;
+    Some(addr.split('/').next()?.to_string())
+}
+
 /// The first RDMA device of this machine (from sysfs), if the kernel has one.
 pub fn host_rdma_device() -> Option<String> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/infiniband")

@@ -157,9 +157,10 @@ pub fn run_inner(a: InnerArgs) -> i32 {
         Some(d) => d.clone(),
         None => "none".into(),
     };
-    let ip = std::env::var("RDMA_IP")
-        .ok()
-        .or_else(|| dev.as_deref().and_then(ipv4_of_device));
+    let ip = std::env::var("RDMA_IP").ok().or_else(|| {
+        dev.as_deref()
+            .and_then(|d| crate::util::device_ip(d, false))
+    });
     // rdma_cm cannot use 127.0.0.1 over Soft-RoCE: msgrd binds to the device's address.
     let config = match (ip.as_deref(), plan.out.parent()) {
         (Some(ip), Some(dir)) => {
@@ -212,16 +213,6 @@ pub fn run_inner(a: InnerArgs) -> i32 {
 }
 
 /// The IPv4 address of the netdev under an RDMA device (RoCE), for rdma_cm.
-fn ipv4_of_device(dev: &str) -> Option<String> {
-    let ndev = std::fs::read_to_string(format!(
-        "/sys/class/infiniband/{dev}/ports/1/gid_attrs/ndevs/0"
-    ))
-    .ok()?;
-    let out = crate::util::output_of("ip", &["-4", "-o", "addr", "show", "dev", ndev.trim()])?;
-    let inet = out.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
-    Some(inet.split('/').next()?.to_string())
-}
-
 fn perftest_row(
     spec: &Spec,
     dev: Option<&str>,
