@@ -1,18 +1,16 @@
 //! [`RdmaMessenger`]: start / stop, the connection map, commands to the reactor thread.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
-use msgr_core::node::counters::CounterPair;
-use msgr_core::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
+use msgr_core::node::NodeShared;
 use msgr_core::policy::{Policy, PolicySet};
-use msgr_core::session::{Session, SessionConfig};
 use msgr_core::wire::{DecodeLimits, EntityAddr, EntityName, EntityType};
 
 use crate::conn::RdmaConnection;
@@ -199,41 +197,27 @@ thread_local! {
     static REACTOR_OF_THREAD: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
+/// State shared by the messenger handle, its connections and its reactors: the
+/// transport-neutral [`NodeShared`] (reached through `Deref`) plus the reactor ports.
 pub(crate) struct Shared {
     pub cfg: RdmaConfig,
-    policies: RwLock<PolicySet>,
-    pub dispatchers: Dispatchers,
-    pub registry: Registry<Arc<RdmaConnection>>,
-    pub counters: Arc<MessengerCounterCells>,
-    pub throttles: Throttles,
-    pub loopback: OnceLock<Arc<Loopback>>,
+    node: NodeShared<Arc<RdmaConnection>>,
     pub ports: Vec<ReactorPort>,
-    pub session_cfg: OnceLock<Arc<SessionConfig>>,
     /// The device the messenger is bound to, for `register_buffer`.
     bound_device: OnceLock<Arc<crate::verbs::Device>>,
-    my_addr: RwLock<EntityAddr>,
-    next_id: AtomicU64,
-    started: AtomicBool,
-    stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+// The messenger's shared state is the node's plus the transport's own fields: the node's
+// fields and methods read as the messenger's (`s.registry`, `s.next_id()`).
+impl Deref for Shared {
+    type Target = NodeShared<Arc<RdmaConnection>>;
+    fn deref(&self) -> &Self::Target {
+        &self.node
+    }
+}
+
 impl Shared {
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-    pub fn my_addr(&self) -> EntityAddr {
-        *self.my_addr.read()
-    }
-    pub fn policy_for(&self, t: EntityType) -> Policy {
-        self.policies.read().get(t).clone()
-    }
-    pub fn session_cfg(&self) -> Arc<SessionConfig> {
-        self.session_cfg.get().expect("started").clone()
-    }
     /// The reactor that owns link `token`.
     pub fn owner(&self, token: u64) -> usize {
         (token % self.ports.len() as u64) as usize
@@ -298,44 +282,15 @@ pub struct RdmaMessenger {
     shared: Arc<Shared>,
 }
 
-fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() >> 16) as u32
-}
-
 impl RdmaMessenger {
     pub fn new(cfg: RdmaConfig) -> Self {
-        let nonce = cfg.nonce.unwrap_or_else(random_u32);
-        let my_addr = EntityAddr {
-            kind: 0,
-            nonce,
-            addr: Some(cfg.bind),
-        };
-        let policies = cfg.policies.clone();
         let workers = cfg.workers.max(1);
         RdmaMessenger {
             shared: Arc::new(Shared {
+                node: NodeShared::new(cfg.name, cfg.bind, cfg.nonce, cfg.policies.clone()),
                 cfg,
-                policies: RwLock::new(policies),
-                dispatchers: Dispatchers::default(),
-                registry: Registry::default(),
-                counters: Arc::new(MessengerCounterCells::default()),
-                throttles: Throttles::default(),
-                loopback: OnceLock::new(),
                 ports: (0..workers).map(|_| ReactorPort::default()).collect(),
-                session_cfg: OnceLock::new(),
                 bound_device: OnceLock::new(),
-                my_addr: RwLock::new(my_addr),
-                next_id: AtomicU64::new(1),
-                started: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
                 threads: Mutex::new(Vec::new()),
             }),
         }
@@ -395,26 +350,21 @@ impl RdmaMessenger {
                 "cannot connect to {addr:?}: it has no IP address and port"
             )));
         };
-        let policy = s.policy_for(peer_type);
-        let mut reg = s.registry.lock();
-        if let Some(c) = reg.get(addr) {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
-        }
-        let session = Session::connect(
-            s.session_cfg(),
-            *addr,
+        let (conn, created) = s.dialing_conn(
             peer_type,
-            policy.clone(),
+            addr,
             Instant::now(),
+            |c| c.is_closed(),
+            |session, policy| {
+                let conn = RdmaConnection::new(s, session, *addr, peer_type, true);
+                conn.init_throttle(peer_type, &policy);
+                conn.core.inner.lock().reconnect_pending = true;
+                conn
+            },
         );
-        let conn = RdmaConnection::new(s, session, *addr, peer_type, true);
-        conn.init_throttle(peer_type, &policy);
-        conn.core.inner.lock().reconnect_pending = true;
-        reg.insert(*addr, conn.clone());
-        drop(reg);
-        s.send(Cmd::Dial(conn.clone()));
+        if created {
+            s.send(Cmd::Dial(conn.clone()));
+        }
         Ok(conn)
     }
 }
@@ -427,7 +377,7 @@ impl Messenger for RdmaMessenger {
         self.shared.my_addr()
     }
     fn set_policy(&self, peer_type: EntityType, policy: Policy) {
-        self.shared.policies.write().set(peer_type, policy);
+        self.shared.node.set_policy(peer_type, policy);
     }
     fn add_dispatcher(&self, dispatcher: Arc<dyn Dispatcher>) {
         self.shared.dispatchers.add(dispatcher);
@@ -435,19 +385,10 @@ impl Messenger for RdmaMessenger {
 
     fn start(&self) -> Result<(), MessengerError> {
         let s = &self.shared;
-        if s.dispatchers.is_empty() {
-            return Err(MessengerError::NoDispatcher);
-        }
-        if s.is_stopping() {
-            return Err(MessengerError::ShutDown);
-        }
-        if s.started.swap(true, Ordering::AcqRel) {
+        if !s.begin_start()? {
             return Ok(());
         }
-        let fail = |e: MessengerError| {
-            s.started.store(false, Ordering::Release);
-            e
-        };
+        let fail = |e: MessengerError| s.abort_start(e);
         let tr = |e: crate::RdmaError| MessengerError::Transport(e.to_string());
         let hello = Hello {
             entity_type: s.cfg.name.kind.0,
@@ -462,32 +403,19 @@ impl Messenger for RdmaMessenger {
         if let Some(d) = ep.bound_device() {
             let _ = s.bound_device.set(d);
         }
-        let my_addr = EntityAddr {
-            addr: Some(bound),
-            ..s.my_addr()
-        };
-        *s.my_addr.write() = my_addr;
-        let mut scfg = SessionConfig::new(s.cfg.name, my_addr);
-        scfg.limits = s.cfg.limits;
-        scfg.policies = s.policies.read().clone();
-        scfg.handshake_timeout = s.cfg.handshake_timeout;
-        scfg.keepalive_interval = s.cfg.keepalive_interval;
-        scfg.idle_timeout = s.cfg.idle_timeout;
-        scfg.crc_data = s.cfg.crc_data;
-        let _ = s.session_cfg.set(Arc::new(scfg));
+        let my_addr = s.set_bound(bound, |scfg| {
+            scfg.limits = s.cfg.limits;
+            scfg.handshake_timeout = s.cfg.handshake_timeout;
+            scfg.keepalive_interval = s.cfg.keepalive_interval;
+            scfg.idle_timeout = s.cfg.idle_timeout;
+            scfg.crc_data = s.cfg.crc_data;
+        });
         let lb_shared = Arc::downgrade(s);
-        let lb = Loopback::new(
-            s.cfg.name,
-            my_addr,
-            s.session_cfg().features_supported,
-            CounterPair::new(s.counters.clone()),
-            move || {
-                if let Some(s) = lb_shared.upgrade() {
-                    s.send(Cmd::Loopback);
-                }
-            },
-        );
-        let _ = s.loopback.set(lb);
+        s.install_loopback(move || {
+            if let Some(s) = lb_shared.upgrade() {
+                s.send(Cmd::Loopback);
+            }
+        });
         // Reactor 0 runs rdma_cm (the endpoint); the others only links.
         let mut ep = Some(ep);
         for i in 0..s.ports.len() {
@@ -508,15 +436,7 @@ impl Messenger for RdmaMessenger {
         peer_type: EntityType,
         addr: &EntityAddr,
     ) -> Result<ConnectionRef, MessengerError> {
-        let s = &self.shared;
-        if !s.started.load(Ordering::Acquire) {
-            return Err(MessengerError::NotStarted);
-        }
-        if s.is_stopping() {
-            return Err(MessengerError::ShutDown);
-        }
-        if *addr == s.my_addr() {
-            let lb: ConnectionRef = s.loopback.get().expect("started").clone();
+        if let Some(lb) = self.shared.check_connect(addr)? {
             return Ok(lb);
         }
         Ok(self.connect_rdma(peer_type, addr)?)
@@ -532,7 +452,7 @@ impl Messenger for RdmaMessenger {
 
     fn shutdown(&self) {
         let s = &self.shared;
-        if !s.started.load(Ordering::Acquire) || s.stopping.swap(true, Ordering::AcqRel) {
+        if !s.begin_shutdown() {
             return;
         }
         s.send(Cmd::Shutdown);
@@ -541,14 +461,10 @@ impl Messenger for RdmaMessenger {
                 tracing::error!(target: "msgr_rdma", "a reactor thread panicked");
             }
         }
-        for c in s.registry.take_all() {
+        s.finish_shutdown(|c| {
             let _ = c.mark_down_now();
             c.run_dispatch();
-        }
-        if let Some(lb) = s.loopback.get() {
-            lb.deliver_pending(&s.dispatchers);
-            let _ = lb.take_pending();
-        }
+        });
     }
 
     fn counters(&self) -> MessengerCounters {

@@ -1,21 +1,18 @@
 //! [`TcpMessenger`]: start / stop, the connection map, and commands to worker threads.
 
 use std::cell::Cell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
-use msgr_core::node::counters::CounterPair;
-use msgr_core::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
-use msgr_core::policy::{Policy, PolicySet};
-use msgr_core::session::{Session, SessionConfig};
+use msgr_core::node::NodeShared;
+use msgr_core::policy::Policy;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 use crate::config::TcpConfig;
@@ -69,42 +66,26 @@ pub(crate) fn set_current_worker(messenger: u64, idx: usize) {
 
 static NEXT_MESSENGER_ID: AtomicU64 = AtomicU64::new(0);
 
-/// State shared by the messenger handle, its connections and its workers.
+/// State shared by the messenger handle, its connections and its workers: the
+/// transport-neutral [`NodeShared`] (reached through `Deref`) plus the workers.
 pub(crate) struct Shared {
     pub id: u64,
     pub cfg: TcpConfig,
-    policies: RwLock<PolicySet>,
-    pub dispatchers: Dispatchers,
-    pub registry: Registry<Arc<TcpConnection>>,
-    pub counters: Arc<MessengerCounterCells>,
-    pub throttles: Throttles,
-    pub session_cfg: OnceLock<Arc<SessionConfig>>,
-    my_addr: RwLock<EntityAddr>,
+    node: NodeShared<Arc<TcpConnection>>,
     pub workers: OnceLock<Vec<WorkerHandle>>,
-    pub loopback: OnceLock<Arc<Loopback>>,
-    next_id: AtomicU64,
-    started: AtomicBool,
-    stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl Shared {
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+// The messenger's shared state is the node's plus the transport's own fields: the node's
+// fields and methods read as the messenger's (`s.registry`, `s.next_id()`).
+impl Deref for Shared {
+    type Target = NodeShared<Arc<TcpConnection>>;
+    fn deref(&self) -> &Self::Target {
+        &self.node
     }
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-    pub fn my_addr(&self) -> EntityAddr {
-        *self.my_addr.read()
-    }
-    pub fn policy_for(&self, t: EntityType) -> Policy {
-        self.policies.read().get(t).clone()
-    }
-    pub fn session_cfg(&self) -> Arc<SessionConfig> {
-        self.session_cfg.get().expect("started").clone()
-    }
+}
 
+impl Shared {
     /// Queue a command for worker `idx` and wake it (unless it is the calling thread, which
     /// drains its queue before it polls again).
     pub fn send(&self, idx: usize, cmd: Cmd) {
@@ -154,41 +135,13 @@ impl std::fmt::Debug for TcpMessenger {
     }
 }
 
-fn random_u32() -> u32 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() >> 16) as u32
-}
-
 impl TcpMessenger {
     pub fn new(cfg: TcpConfig) -> Self {
-        let nonce = cfg.nonce.unwrap_or_else(random_u32);
-        let my_addr = EntityAddr {
-            kind: 0,
-            nonce,
-            addr: Some(cfg.bind),
-        };
-        let policies = cfg.policies.clone();
         let shared = Arc::new(Shared {
             id: NEXT_MESSENGER_ID.fetch_add(1, Ordering::Relaxed),
+            node: NodeShared::new(cfg.name, cfg.bind, cfg.nonce, cfg.policies.clone()),
             cfg,
-            policies: RwLock::new(policies),
-            dispatchers: Dispatchers::default(),
-            registry: Registry::default(),
-            counters: Arc::new(MessengerCounterCells::default()),
-            throttles: Throttles::default(),
-            session_cfg: OnceLock::new(),
-            my_addr: RwLock::new(my_addr),
             workers: OnceLock::new(),
-            loopback: OnceLock::new(),
-            next_id: AtomicU64::new(1),
-            started: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });
         TcpMessenger {
@@ -209,7 +162,7 @@ impl TcpMessenger {
         addr: &EntityAddr,
     ) -> Result<Arc<TcpConnection>, MessengerError> {
         let s = &self.shared;
-        if !s.started.load(Ordering::Acquire) {
+        if !s.is_started() {
             return Err(MessengerError::NotStarted);
         }
         if s.is_stopping() {
@@ -225,27 +178,21 @@ impl TcpMessenger {
                 "connect_tcp to our own address: use connect_to for loopback".into(),
             ));
         }
-        let policy = s.policy_for(peer_type);
-        let conn = {
-            let mut reg = s.registry.lock();
-            if let Some(c) = reg.get(addr) {
-                if !c.is_closed() {
-                    return Ok(c.clone());
-                }
-            }
-            let session = Session::connect(
-                s.session_cfg(),
-                *addr,
-                peer_type,
-                policy.clone(),
-                Instant::now(),
-            );
-            let conn = TcpConnection::new(s, session, *addr, peer_type, true);
-            conn.init_throttle(peer_type, &policy);
-            conn.core.inner.lock().reconnect_pending = true;
-            reg.insert(*addr, conn.clone());
-            conn
-        };
+        let (conn, created) = s.dialing_conn(
+            peer_type,
+            addr,
+            Instant::now(),
+            |c| c.is_closed(),
+            |session, policy| {
+                let conn = TcpConnection::new(s, session, *addr, peer_type, true);
+                conn.init_throttle(peer_type, &policy);
+                conn.core.inner.lock().reconnect_pending = true;
+                conn
+            },
+        );
+        if !created {
+            return Ok(conn);
+        }
         tracing::debug!(conn = conn.id, peer = %sock, "connecting");
         s.send(
             conn.home_worker(),
@@ -265,13 +212,13 @@ impl Messenger for TcpMessenger {
     }
 
     fn set_policy(&self, peer_type: EntityType, policy: Policy) {
-        if self.shared.started.load(Ordering::Acquire) {
+        if self.shared.is_started() {
             tracing::warn!(
                 ?peer_type,
                 "set_policy after start applies to new connections only"
             );
         }
-        self.shared.policies.write().set(peer_type, policy);
+        self.shared.node.set_policy(peer_type, policy);
     }
 
     fn add_dispatcher(&self, dispatcher: Arc<dyn Dispatcher>) {
@@ -280,39 +227,23 @@ impl Messenger for TcpMessenger {
 
     fn start(&self) -> Result<(), MessengerError> {
         let s = &self.shared;
-        if s.dispatchers.is_empty() {
-            return Err(MessengerError::NoDispatcher);
-        }
-        if s.is_stopping() {
-            return Err(MessengerError::ShutDown);
-        }
-        if s.started.swap(true, Ordering::AcqRel) {
+        if !s.begin_start()? {
             return Ok(());
         }
-        let fail = |e: MessengerError| {
-            s.started.store(false, Ordering::Release);
-            e
-        };
+        let fail = |e: MessengerError| s.abort_start(e);
         let bind_err = |source: std::io::Error| MessengerError::Bind {
             addr: s.cfg.bind.to_string(),
             source,
         };
         let listener = mio::net::TcpListener::bind(s.cfg.bind).map_err(|e| fail(bind_err(e)))?;
         let bound: SocketAddr = listener.local_addr().map_err(|e| fail(bind_err(e)))?;
-        let my_addr = EntityAddr {
-            addr: Some(bound),
-            ..s.my_addr()
-        };
-        *s.my_addr.write() = my_addr;
-
-        let mut scfg = SessionConfig::new(s.cfg.name, my_addr);
-        scfg.limits = s.cfg.limits;
-        scfg.policies = s.policies.read().clone();
-        scfg.handshake_timeout = s.cfg.handshake_timeout;
-        scfg.keepalive_interval = s.cfg.keepalive_interval;
-        scfg.idle_timeout = s.cfg.idle_timeout;
-        scfg.crc_data = s.cfg.crc_data;
-        let _ = s.session_cfg.set(Arc::new(scfg));
+        let my_addr = s.set_bound(bound, |scfg| {
+            scfg.limits = s.cfg.limits;
+            scfg.handshake_timeout = s.cfg.handshake_timeout;
+            scfg.keepalive_interval = s.cfg.keepalive_interval;
+            scfg.idle_timeout = s.cfg.idle_timeout;
+            scfg.crc_data = s.cfg.crc_data;
+        });
 
         let n = s.cfg.workers.max(1);
         let mut workers = Vec::with_capacity(n);
@@ -334,18 +265,11 @@ impl Messenger for TcpMessenger {
             return Err(fail(MessengerError::Transport("started twice".into())));
         }
         let lb_shared = Arc::downgrade(s);
-        let lb = Loopback::new(
-            s.cfg.name,
-            my_addr,
-            s.session_cfg().features_supported,
-            CounterPair::new(s.counters.clone()),
-            move || {
-                if let Some(s) = lb_shared.upgrade() {
-                    s.send(0, Cmd::Loopback);
-                }
-            },
-        );
-        let _ = s.loopback.set(lb);
+        s.install_loopback(move || {
+            if let Some(s) = lb_shared.upgrade() {
+                s.send(0, Cmd::Loopback);
+            }
+        });
         let mut threads = s.threads.lock();
         for w in workers {
             let name = format!("msgr-tcp-{}", w.idx());
@@ -364,15 +288,7 @@ impl Messenger for TcpMessenger {
         peer_type: EntityType,
         addr: &EntityAddr,
     ) -> Result<ConnectionRef, MessengerError> {
-        let s = &self.shared;
-        if !s.started.load(Ordering::Acquire) {
-            return Err(MessengerError::NotStarted);
-        }
-        if s.is_stopping() {
-            return Err(MessengerError::ShutDown);
-        }
-        if *addr == s.my_addr() {
-            let lb: ConnectionRef = s.loopback.get().expect("started").clone();
+        if let Some(lb) = self.shared.check_connect(addr)? {
             return Ok(lb);
         }
         Ok(self.connect_tcp(peer_type, addr)?)
@@ -398,7 +314,7 @@ impl Messenger for TcpMessenger {
 /// Stop accepting, let workers flush (up to `shutdown_flush`), fail what is left (reported to
 /// the dispatcher), join the workers. Idempotent.
 fn shutdown(s: &Arc<Shared>) {
-    if !s.started.load(Ordering::Acquire) || s.stopping.swap(true, Ordering::AcqRel) {
+    if !s.begin_shutdown() {
         return;
     }
     let n = s.workers.get().map_or(0, |w| w.len());
@@ -416,14 +332,9 @@ fn shutdown(s: &Arc<Shared>) {
             tracing::error!("a worker thread panicked");
         }
     }
-    // Connections without a link (standby, waiting to reconnect) are failed here.
-    for c in s.registry.take_all() {
+    s.finish_shutdown(|c| {
         let _ = c.mark_down_now();
         c.run_dispatch();
-    }
-    if let Some(lb) = s.loopback.get() {
-        lb.deliver_pending(&s.dispatchers);
-        let _ = lb.take_pending();
-    }
+    });
     tracing::info!("messenger shut down");
 }

@@ -19,6 +19,8 @@
 //!   accounting ([`ConnCore`]); the transport adds how a link is driven.
 //! - [`counters`]: atomic counters per connection and per messenger, readable through the API.
 //! - [`backoff`]: capped exponential reconnect delay.
+//! - [`shared`]: a messenger's transport-neutral state ([`NodeShared`]: policies, registry,
+//!   addresses, started / stopping) and the common steps of `start`, `connect_to`, `shutdown`.
 //!
 //! Nothing here opens a socket, spawns a thread or sleeps; callbacks are run on the caller's
 //! thread.
@@ -31,6 +33,7 @@ pub mod dispatch;
 pub mod inbox;
 pub mod local;
 pub mod registry;
+pub mod shared;
 pub mod throttle;
 
 pub use attach::{attach_accepted, Accepting, Attached, ConnAccess};
@@ -41,4 +44,5 @@ pub use dispatch::Dispatchers;
 pub use inbox::Inbox;
 pub use local::Loopback;
 pub use registry::Registry;
+pub use shared::NodeShared;
 pub use throttle::{PolicyThrottle, Throttles};

@@ -1,0 +1,310 @@
+//! [`NodeShared`]: the transport-neutral state of a messenger, and the steps of the
+//! [`crate::api::Messenger`] calls that do not depend on how links are driven.
+//!
+//! A transport embeds one in its own shared state (next to its threads, wakers and device
+//! handles) and calls these steps from its `Messenger` impl: the order of checks in `start`,
+//! `connect_to` and `shutdown` is then the same for every transport.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use crate::api::{ConnectionRef, MessengerError};
+use crate::node::counters::CounterPair;
+use crate::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
+use crate::policy::{Policy, PolicySet};
+use crate::session::{Session, SessionConfig};
+use crate::wire::{EntityAddr, EntityName, EntityType};
+
+/// What a messenger shares between its handle, its connections and its transport threads,
+/// minus the transport. `C` is the transport's connection handle (kept in the registry).
+///
+/// Lifecycle: created stopped; [`NodeShared::begin_start`] marks it started (undone by
+/// [`NodeShared::abort_start`] if the transport cannot bind or spawn);
+/// [`NodeShared::set_bound`] fixes our address and the session configuration;
+/// [`NodeShared::begin_shutdown`] marks it stopping, for good.
+pub struct NodeShared<C> {
+    pub name: EntityName,
+    policies: RwLock<PolicySet>,
+    pub dispatchers: Dispatchers,
+    pub registry: Registry<C>,
+    pub counters: Arc<MessengerCounterCells>,
+    pub throttles: Throttles,
+    /// Set once started (it needs our bound address).
+    pub loopback: OnceLock<Arc<Loopback>>,
+    session_cfg: OnceLock<Arc<SessionConfig>>,
+    my_addr: RwLock<EntityAddr>,
+    next_id: AtomicU64,
+    started: AtomicBool,
+    stopping: AtomicBool,
+}
+
+/// A nonce for a messenger whose configuration gives none: differs between processes and
+/// between messengers of one process (each `RandomState` is seeded afresh), so a restarted
+/// peer is told apart from its previous instance.
+pub fn random_nonce() -> u32 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() >> 16) as u32
+}
+
+impl<C: Clone> NodeShared<C> {
+    /// A stopped node named `name` that will listen on `bind`; `nonce` None: a random one.
+    pub fn new(
+        name: EntityName,
+        bind: SocketAddr,
+        nonce: Option<u32>,
+        policies: PolicySet,
+    ) -> Self {
+        NodeShared {
+            name,
+            policies: RwLock::new(policies),
+            dispatchers: Dispatchers::default(),
+            registry: Registry::default(),
+            counters: Arc::new(MessengerCounterCells::default()),
+            throttles: Throttles::default(),
+            loopback: OnceLock::new(),
+            session_cfg: OnceLock::new(),
+            my_addr: RwLock::new(EntityAddr {
+                kind: 0,
+                nonce: nonce.unwrap_or_else(random_nonce),
+                addr: Some(bind),
+            }),
+            next_id: AtomicU64::new(1),
+            started: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// A fresh connection id (starts at 1).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+    pub fn my_addr(&self) -> EntityAddr {
+        *self.my_addr.read()
+    }
+    pub fn policy_for(&self, t: EntityType) -> Policy {
+        self.policies.read().get(t).clone()
+    }
+    pub fn set_policy(&self, t: EntityType, policy: Policy) {
+        self.policies.write().set(t, policy);
+    }
+    /// The session configuration. Panics before [`NodeShared::set_bound`]: connections exist
+    /// only once started.
+    pub fn session_cfg(&self) -> Arc<SessionConfig> {
+        self.session_cfg.get().expect("started").clone()
+    }
+
+    /// First step of `start`: refuse without a dispatcher or after shutdown, then mark
+    /// started. Ok(false): it was started already, nothing to do.
+    pub fn begin_start(&self) -> Result<bool, MessengerError> {
+        if self.dispatchers.is_empty() {
+            return Err(MessengerError::NoDispatcher);
+        }
+        if self.is_stopping() {
+            return Err(MessengerError::ShutDown);
+        }
+        Ok(!self.started.swap(true, Ordering::AcqRel))
+    }
+
+    /// `start` failed after [`NodeShared::begin_start`]: back to stopped, pass `e` on.
+    pub fn abort_start(&self, e: MessengerError) -> MessengerError {
+        self.started.store(false, Ordering::Release);
+        e
+    }
+
+    /// The transport listens on `bound`: our address takes that port, and the session
+    /// configuration is fixed (`tune` sets what the transport's config decides). Returns our
+    /// address.
+    pub fn set_bound(
+        &self,
+        bound: SocketAddr,
+        tune: impl FnOnce(&mut SessionConfig),
+    ) -> EntityAddr {
+        let my_addr = EntityAddr {
+            addr: Some(bound),
+            ..self.my_addr()
+        };
+        *self.my_addr.write() = my_addr;
+        let mut scfg = SessionConfig::new(self.name, my_addr);
+        scfg.policies = self.policies.read().clone();
+        tune(&mut scfg);
+        let _ = self.session_cfg.set(Arc::new(scfg));
+        my_addr
+    }
+
+    /// Create the loopback connection (after [`NodeShared::set_bound`]); `wake` must make a
+    /// transport thread call [`Loopback::deliver_pending`] soon.
+    pub fn install_loopback(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let lb = Loopback::new(
+            self.name,
+            self.my_addr(),
+            self.session_cfg().features_supported,
+            CounterPair::new(self.counters.clone()),
+            wake,
+        );
+        let _ = self.loopback.set(lb);
+    }
+
+    /// The checks `connect_to` makes before the transport: Err when not started or shut
+    /// down; Ok(Some) with the loopback connection when `addr` is our own; Ok(None): the
+    /// transport connects.
+    pub fn check_connect(
+        &self,
+        addr: &EntityAddr,
+    ) -> Result<Option<ConnectionRef>, MessengerError> {
+        if !self.is_started() {
+            return Err(MessengerError::NotStarted);
+        }
+        if self.is_stopping() {
+            return Err(MessengerError::ShutDown);
+        }
+        if *addr == self.my_addr() {
+            let lb: ConnectionRef = self.loopback.get().expect("started").clone();
+            return Ok(Some(lb));
+        }
+        Ok(None)
+    }
+
+    /// The open connection to `addr`, or a new dialing one: `is_closed` tells whether a
+    /// registered connection is done with; `create` makes a connection around a connecting
+    /// session (with `addr`'s policy). The bool is true when it was created: the transport
+    /// must dial it.
+    pub fn dialing_conn(
+        &self,
+        peer_type: EntityType,
+        addr: &EntityAddr,
+        now: Instant,
+        is_closed: impl FnOnce(&C) -> bool,
+        create: impl FnOnce(Session, Policy) -> C,
+    ) -> (C, bool) {
+        let policy = self.policy_for(peer_type);
+        let mut reg = self.registry.lock();
+        if let Some(c) = reg.get(addr) {
+            if !is_closed(c) {
+                return (c.clone(), false);
+            }
+        }
+        let session = Session::connect(self.session_cfg(), *addr, peer_type, policy.clone(), now);
+        let conn = create(session, policy);
+        reg.insert(*addr, conn.clone());
+        (conn, true)
+    }
+
+    /// First step of `shutdown`: false when not started or already shutting down (the call
+    /// is then a no-op); afterwards the node refuses to start or connect.
+    pub fn begin_shutdown(&self) -> bool {
+        self.is_started() && !self.stopping.swap(true, Ordering::AcqRel)
+    }
+
+    /// Last step of `shutdown`, once transport threads are gone: `fail` each connection left
+    /// (standby, waiting to reconnect), deliver what the loopback holds and drop the rest.
+    pub fn finish_shutdown(&self, mut fail: impl FnMut(C)) {
+        for c in self.registry.take_all() {
+            fail(c);
+        }
+        if let Some(lb) = self.loopback.get() {
+            lb.deliver_pending(&self.dispatchers);
+            let _ = lb.take_pending();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Dispatcher;
+    use crate::wire::EntityType;
+    use crate::Message;
+
+    struct Nop;
+    impl Dispatcher for Nop {
+        fn ms_dispatch(&self, _conn: &ConnectionRef, _msg: Message) {}
+    }
+
+    fn node() -> NodeShared<u32> {
+        let name = EntityName::new(EntityType::CLIENT, 1);
+        NodeShared::new(
+            name,
+            "127.0.0.1:0".parse().unwrap(),
+            Some(7),
+            PolicySet::default(),
+        )
+    }
+
+    #[test]
+    fn start_connect_shutdown_order() {
+        let n = node();
+        let peer = EntityAddr {
+            kind: 0,
+            nonce: 9,
+            addr: Some("127.0.0.1:1".parse().unwrap()),
+        };
+        assert!(matches!(n.begin_start(), Err(MessengerError::NoDispatcher)));
+        assert!(matches!(
+            n.check_connect(&peer),
+            Err(MessengerError::NotStarted)
+        ));
+        n.dispatchers.add(Arc::new(Nop));
+        assert!(n.begin_start().unwrap());
+        assert!(!n.begin_start().unwrap(), "second start is a no-op");
+        let me = n.set_bound("127.0.0.1:6800".parse().unwrap(), |c| c.crc_data = false);
+        assert_eq!(me.nonce, 7);
+        assert_eq!(n.my_addr().addr, Some("127.0.0.1:6800".parse().unwrap()));
+        assert!(!n.session_cfg().crc_data);
+        n.install_loopback(|| {});
+        assert!(
+            n.check_connect(&me).unwrap().is_some(),
+            "own address: loopback"
+        );
+        assert!(n.check_connect(&peer).unwrap().is_none());
+
+        let (c, created) =
+            n.dialing_conn(EntityType::OSD, &peer, Instant::now(), |_| false, |_, _| 5);
+        assert_eq!((c, created), (5, true));
+        let (c, created) =
+            n.dialing_conn(EntityType::OSD, &peer, Instant::now(), |_| false, |_, _| 6);
+        assert_eq!((c, created), (5, false), "open connection reused");
+        let (c, created) =
+            n.dialing_conn(EntityType::OSD, &peer, Instant::now(), |_| true, |_, _| 6);
+        assert_eq!((c, created), (6, true), "closed connection replaced");
+
+        assert!(n.begin_shutdown());
+        assert!(!n.begin_shutdown(), "shutdown is idempotent");
+        let mut failed = Vec::new();
+        n.finish_shutdown(|c| failed.push(c));
+        assert_eq!(failed, vec![6]);
+        assert!(matches!(
+            n.check_connect(&peer),
+            Err(MessengerError::ShutDown)
+        ));
+        assert!(matches!(n.begin_start(), Err(MessengerError::ShutDown)));
+    }
+
+    #[test]
+    fn abort_start_allows_a_retry() {
+        let n = node();
+        n.dispatchers.add(Arc::new(Nop));
+        assert!(n.begin_start().unwrap());
+        let e = n.abort_start(MessengerError::NotStarted);
+        assert!(matches!(e, MessengerError::NotStarted));
+        assert!(!n.is_started());
+        assert!(n.begin_start().unwrap());
+    }
+}
