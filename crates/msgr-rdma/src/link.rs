@@ -568,9 +568,8 @@ impl Link {
             };
             self.stalled = false;
             // Framed when there is a done to report or a READ within this SEND's reach.
-            let before_read = self.stream_bytes_before_read();
-            let framed = self.done_unreported.is_some()
-                || before_read.is_some_and(|n| n <= self.chunk - FRAME_HEADER);
+            let framed =
+                self.done_unreported.is_some() || self.read_within(self.chunk - FRAME_HEADER);
             let start = if framed { FRAME_HEADER } else { 0 };
             let mut qp = self.id.qp_mut().expect("link has a qp");
             let buf = qp.send_slot_mut(slot).expect("free send slot");
@@ -631,16 +630,20 @@ impl Link {
         Ok(())
     }
 
-    /// Queued stream bytes before the first payload to be read, if one is queued.
-    fn stream_bytes_before_read(&self) -> Option<usize> {
+    /// Whether a payload to be read is queued behind at most `reach` stream bytes. Looks at
+    /// no more of the queue than that (it may hold many small chunks; this runs per SEND).
+    fn read_within(&self, reach: usize) -> bool {
         let mut n = 0;
         for o in &self.out {
             match o {
                 Out::Stream(b) => n += b.len(),
-                Out::Read(_) => return Some(n),
+                Out::Read(_) => return true,
+            }
+            if n > reach {
+                return false;
             }
         }
-        None
+        false
     }
 
     /// If the queue's front is a payload to be read, expose it and return its READ request. A
@@ -652,8 +655,7 @@ impl Link {
         let Some(Out::Read(b)) = self.out.pop_front() else {
             unreachable!("checked above")
         };
-        let device = Arc::clone(self.id.qp().expect("link has a qp").device());
-        match ExposedRegion::new(&device, b.clone()) {
+        match ExposedRegion::new(&self.device(), b.clone()) {
             Ok(region) => {
                 let id = self.next_read_id;
                 self.next_read_id = id.wrapping_add(1);
