@@ -1,52 +1,18 @@
 //! tcp-baseline as the bench harness runs it: `serve` announces `LISTENING <addr>`, `ping --json`
 //! prints one line with the fields the harness reads.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
 use msgr_benches::report::RunResult;
 
-struct Server(Child);
+const BIN: &str = env!("CARGO_BIN_EXE_tcp-baseline");
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-baseline"))
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tcp-baseline serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("first line is not LISTENING: {line:?}"))
-        .to_string();
-    (Server(child), addr)
+fn start_server() -> (common::Server, String) {
+    common::start_server(BIN)
 }
 
 fn ping(addr: &str, args: &[&str]) -> RunResult {
-    let out = Command::new(env!("CARGO_BIN_EXE_tcp-baseline"))
-        .args(["ping", "--peer", addr, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
-    serde_json::from_str(stdout.trim()).unwrap()
+    common::ping(BIN, addr, args)
 }
 
 #[test]
@@ -97,7 +63,7 @@ fn unreachable_peer_is_an_error_that_names_it() {
         .local_addr()
         .unwrap()
         .to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_tcp-baseline"))
+    let out = std::process::Command::new(BIN)
         .args(["ping", "--peer", &addr, "--count", "1"])
         .output()
         .unwrap();

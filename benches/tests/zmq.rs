@@ -1,51 +1,19 @@
 //! zmq-baseline as the bench harness runs it: `serve` announces both endpoints, `ping --json`
 //! prints one line with the fields the harness reads, and one server serves run after run.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
 use msgr_benches::report::RunResult;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const BIN: &str = env!("CARGO_BIN_EXE_zmq-baseline");
 
 fn ping(peer: &str, args: &[&str]) -> RunResult {
-    let out = Command::new(env!("CARGO_BIN_EXE_zmq-baseline"))
-        .args(["ping", "--peer", peer, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::ping(BIN, peer, args)
 }
 
 #[test]
 fn echo_with_a_window_and_stream_report_what_they_did() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zmq-baseline"))
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let peer = line
-        .trim()
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("first line is not LISTENING: {line:?}"))
-        .to_string();
+    let (_server, peer) = common::start_server(BIN);
     assert_eq!(peer.split(',').count(), 2, "{peer}");
 
     let r = ping(
@@ -71,7 +39,7 @@ fn echo_with_a_window_and_stream_report_what_they_did() {
 
 #[test]
 fn a_malformed_peer_is_an_error_that_says_what_is_expected() {
-    let out = Command::new(env!("CARGO_BIN_EXE_zmq-baseline"))
+    let out = std::process::Command::new(BIN)
         .args(["ping", "--peer", "127.0.0.1:1", "--count", "1"])
         .output()
         .unwrap();
