@@ -681,50 +681,20 @@ impl Reactor {
     }
 
     fn past_add(&mut self, link: &Link) {
-        let c = &link.counters;
-        self.past.credit_stalls += c.credit_stalls;
-        self.past.credit_messages += c.credit_sends;
-        self.past.completions_with_error += c.wc_errors;
-        self.past.rnr_events += c.rnr_errors;
-        self.past.bytes_out += c.bytes_out;
-        self.past.bytes_in += c.bytes_in;
-        self.past.data_sends += c.data_sends;
-        self.past.data_recvs += c.data_recvs;
-        self.past.read_requests += c.read_requests;
-        self.past.read_registrations += c.read_registrations;
-        self.past.read_fallbacks += c.read_fallbacks;
-        self.past.reads += c.reads;
-        self.past.read_bytes += c.read_bytes;
-        self.past.read_copies += c.read_copies;
-        self.past.read_buffers_registered += c.read_buffers_registered;
+        add_link_totals(&mut self.past, &link.counters);
     }
 
     fn publish_counters(&mut self) {
         let mut r = self.past.clone();
         for slot in self.links.values() {
             let l = &slot.link;
-            let c = &l.counters;
             r.send_buffers_in_use += l.sends_in_flight() as u64;
             r.send_buffers_free += l.send_buffers_free() as u64;
             r.recv_buffers_held += l.recv_buffers_held() as u64;
             r.links_waiting_for_credits += l.is_stalled() as u64;
-            r.credit_stalls += c.credit_stalls;
-            r.credit_messages += c.credit_sends;
-            r.completions_with_error += c.wc_errors;
-            r.rnr_events += c.rnr_errors;
-            r.bytes_out += c.bytes_out;
-            r.bytes_in += c.bytes_in;
-            r.data_sends += c.data_sends;
-            r.data_recvs += c.data_recvs;
-            r.read_requests += c.read_requests;
-            r.read_registrations += c.read_registrations;
-            r.read_fallbacks += c.read_fallbacks;
-            r.reads += c.reads;
-            r.read_bytes += c.read_bytes;
-            r.read_copies += c.read_copies;
-            r.read_buffers_registered += c.read_buffers_registered;
             r.exposed_regions += l.exposed_regions() as u64;
             r.live_links += 1;
+            add_link_totals(&mut r, &l.counters);
         }
         *self.shared.ports[self.index].counters.lock() = r;
     }
@@ -743,6 +713,43 @@ impl Reactor {
         self.publish_counters();
         self.closing.clear();
     }
+}
+
+/// Add a link's running totals to the messenger's (for live links and for links gone).
+fn add_link_totals(r: &mut RdmaCounters, c: &crate::link::LinkCounters) {
+    // Destructured, so a new link counter cannot be forgotten here.
+    let crate::link::LinkCounters {
+        bytes_out,
+        bytes_in,
+        data_sends,
+        credit_sends,
+        data_recvs,
+        credit_stalls,
+        wc_errors,
+        rnr_errors,
+        read_requests,
+        read_registrations,
+        read_fallbacks,
+        reads,
+        read_bytes,
+        read_copies,
+        read_buffers_registered,
+    } = c;
+    r.credit_stalls += credit_stalls;
+    r.credit_messages += credit_sends;
+    r.completions_with_error += wc_errors;
+    r.rnr_events += rnr_errors;
+    r.bytes_out += bytes_out;
+    r.bytes_in += bytes_in;
+    r.data_sends += data_sends;
+    r.data_recvs += data_recvs;
+    r.read_requests += read_requests;
+    r.read_registrations += read_registrations;
+    r.read_fallbacks += read_fallbacks;
+    r.reads += reads;
+    r.read_bytes += read_bytes;
+    r.read_copies += read_copies;
+    r.read_buffers_registered += read_buffers_registered;
 }
 
 fn conn_peer(conn: &RdmaConnection) -> Option<std::net::SocketAddr> {
