@@ -39,11 +39,11 @@ fn send_message_timeout_gives_up() {
     use msgr::{EntityAddr, EntityType, Messenger, MessengerError};
     let mut cfg = msgr_tests::test_config(T, "client.1");
     cfg.limits.send_queue_bytes = 1024;
-    let m = msgr::tcp_from_config(&cfg).unwrap();
+    let m = msgr::from_config(&cfg).unwrap();
     m.add_dispatcher(std::sync::Arc::new(msgr_tests::Recorder::default()));
     m.start().unwrap();
     let nowhere = EntityAddr::new("127.0.0.1:9".parse().unwrap(), 0);
-    let conn = m.connect_tcp(EntityType::OSD, &nowhere).unwrap();
+    let conn = m.connect(EntityType::OSD, &nowhere).unwrap();
     let msg = || msgr::Message::new(1, vec![0u8; 1000]);
     conn.send_message_timeout(msg(), std::time::Duration::from_millis(10))
         .unwrap();

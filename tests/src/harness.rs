@@ -45,7 +45,7 @@ pub fn test_config(transport: &str, name: &str) -> Config {
     );
     let mut cfg =
         Config::from_toml_str(&text, &format!("<test {name}>")).expect("test config is valid");
-    if cfg.transport == msgr::Transport::Rdma {
+    if cfg.uses(msgr::Transport::Rdma) {
         // Small registered pools: the stress scenario's 256 connection ends must fit the
         // Soft-RoCE VM's memory, and messages then span many buffers (more paths exercised).
         cfg.rdma.buffer_size = 16 << 10;
@@ -226,7 +226,7 @@ impl Dispatcher for Recorder {
 
 /// A started messenger and its recorder; shut down on drop.
 pub struct Node {
-    pub msgr: Arc<dyn Messenger>,
+    pub msgr: msgr::Node,
     pub rec: Arc<Recorder>,
 }
 

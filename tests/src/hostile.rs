@@ -4,6 +4,7 @@
 //! others, and its memory stays bounded. A request shorter than the banner + address is refused
 //! on its first wrong byte, not after the handshake timeout.
 
+use msgr::Messenger as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! StatelessTest, ClientStandbyTest, ReconnectTest, MessageTest with large payloads), plus
 //! throttle back-pressure, send-queue limits, the accept hook and shutdown reporting.
 
+use msgr::Messenger as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

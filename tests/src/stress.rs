@@ -3,6 +3,7 @@
 //! checked for payload, exactly-once delivery and per-connection, per-priority order. With
 //! injected socket failures and lossless policies the result must be identical.
 
+use msgr::Messenger as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 

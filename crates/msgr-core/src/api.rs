@@ -1,4 +1,5 @@
-//! The application-facing API, implemented by each transport (`msgr-tcp`, `msgr-rdma`).
+//! The application-facing API, implemented by the node driver (`msgr-node`) whatever the
+//! transports.
 //!
 //! An application builds a messenger (usually from a TOML file through the `msgr` facade),
 //! registers a [`Dispatcher`], starts it, and sends messages to entity addresses or on
@@ -73,6 +74,9 @@ pub struct MessengerCounters {
     pub protocol_errors: u64,
     pub handshake_timeouts: u64,
     pub open_connections: u64,
+    /// Dials that fell back to a later transport of the node's list (the earlier one could not
+    /// reach the peer).
+    pub fallbacks: u64,
 }
 
 /// One peer, as the application sees it.
@@ -96,6 +100,11 @@ pub trait Connection: Send + Sync {
     /// the dispatcher returns, unless the dispatcher keeps them with `Dispatcher::defer_release`).
     fn release(&self, msg_len: usize) {
         let _ = msg_len;
+    }
+    /// The transport carrying this connection now, or the last one that did ("tcp", "rdma",
+    /// "mem"; "local" for a messenger's connection to itself); None before a first link.
+    fn transport(&self) -> Option<&'static str> {
+        None
     }
 }
 

@@ -16,7 +16,7 @@
 
 pub mod api;
 pub mod message;
-pub mod node;
+
 pub mod policy;
 pub mod session;
 pub mod wire;

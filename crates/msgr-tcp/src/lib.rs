@@ -1,40 +1,31 @@
-//! msgr1 over TCP on a mio reactor.
+//! msgr over TCP: a transport plug-in for the msgr node driver (`msgr-node`), on mio sockets.
 //!
-//! [`TcpMessenger`] implements [`msgr_core::api::Messenger`]. It is a thin driver of
-//! [`msgr_core::session::Session`]: a fixed set of worker threads (config `workers`), each with
-//! its own `mio::Poll`, owns the sockets; sessions, policy, dispatch, throttles and counters come
-//! from [`msgr_core::node`].
+//! [`TcpTransport`] listens and dials; each connection's socket is a [`TcpLink`], an ordered
+//! byte stream the node's workers drive (register with the worker's poller, read into the
+//! session's buffer, write the session's output with vectored writes). Everything else (the
+//! sessions, timers, reconnects, dispatch, counters) is the node's.
 //!
-//! Threads and ownership:
-//! - worker 0 also owns the listener; accepted sockets are spread round-robin over the workers;
-//!   outgoing connections go to worker `id % workers`. No thread per connection.
-//! - a connection ([`conn::TcpConnection`], the `Connection` the application holds) owns its
-//!   session under a mutex and is registered by peer address; the worker that owns its current
-//!   socket ("link") does all I/O for it. Application threads queue messages into the session and
-//!   wake that worker (at most one wake-up per batch).
-//! - dispatcher callbacks run on worker threads, outside every lock.
+//! ```no_run
+//! use std::sync::Arc;
+//! use msgr_core::api::Messenger;
+//! use msgr_core::{EntityName, EntityType};
+//! use msgr_node::{Node, NodeConfig};
+//! use msgr_tcp::{TcpOptions, TcpTransport};
 //!
-//! Back-pressure (documented behaviour):
-//! - receiving: per-policy throttles ([`msgr_core::node::throttle`]); when one is full the worker
-//!   stops reading from that peer until the application releases messages (on dispatcher return,
-//!   or `Connection::release` when the dispatcher defers release).
-//! - sending: each connection accepts at most `send_queue_bytes` of payload not yet written to the
-//!   socket. `Connection::send_message` on a full queue returns
-//!   [`msgr_core::api::MessengerError::QueueFull`] at once (nothing is queued; retry later);
-//!   [`conn::TcpConnection::send_message_timeout`] instead waits up to a timeout for room. A
-//!   message larger than the whole limit is accepted when the queue is empty.
+//! let cfg = NodeConfig::new(EntityName::new(EntityType::OSD, 0), "127.0.0.1:0".parse()?);
+//! let node = Node::new(cfg, vec![TcpTransport::new(TcpOptions::default())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
-//! Faults: a lossless client re-dials with capped exponential backoff and the session replays
-//! what the peer did not acknowledge; a lossy session reports `ms_handle_reset`. With
-//! `inject_socket_failures = N` about one read or write in N shuts the socket down (tests).
+//! Receive path: reads land in zeroed spare space right after the unconsumed bytes (joined
+//! without a copy) while traffic is small; large bursts and large message bodies are read
+//! through std's `read_to_end` into uninitialised capacity (no zeroing), straight into the
+//! buffer the session slices messages from, and those buffers are recycled once every message
+//! sliced from them is dropped (see [`read`]).
 
-mod config;
-pub mod conn;
-mod fault;
-mod messenger;
-mod timer;
-mod worker;
+mod link;
+mod read;
+mod transport;
 
-pub use config::TcpConfig;
-pub use conn::TcpConnection;
-pub use messenger::TcpMessenger;
+pub use link::TcpLink;
+pub use transport::{TcpOptions, TcpTransport};

@@ -1,16 +1,19 @@
 //! # msgr
 //!
 //! The one entry point applications use: read a TOML file into a [`Config`], then
-//! [`from_config`] builds the messenger of the transport the file names, behind the common
-//! [`Messenger`] trait.
+//! [`from_config`] builds a [`Node`] (the messenger) with the transports the file lists, in
+//! order of preference.
 //!
 //! ```no_run
 //! let cfg = msgr::Config::from_file("config/tcp.toml")?;
-//! let messenger = msgr::from_config(&cfg)?;
+//! let node = msgr::from_config(&cfg)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! See `config/tcp.toml` in the repository for every key, documented.
+//!
+//! Transports: `tcp` (always built), `mem` (in-process, always built), `rdma` (cargo feature
+//! `rdma`: needs libibverbs / librdmacm headers and clang to build, an RDMA device to run).
 
 mod config;
 
@@ -25,55 +28,67 @@ pub use msgr_core::api::{
     MessengerError,
 };
 pub use msgr_core::{EntityAddr, EntityName, EntityType, Message, Policy, Priority};
+pub use msgr_node::{Node, NodeConfig, NodeConnection};
 
 /// Errors of [`from_config`].
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The configuration holds a value the transport refuses (names the file and the key).
+    /// The configuration holds a value a transport refuses (names the file and the key).
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
-/// Build the messenger the configuration names (not started: add a dispatcher, then `start`).
+/// A node and handles on the transports it was built with (for transport-specific extras).
+#[derive(Clone)]
+pub struct Built {
+    pub node: Node,
+    /// The RDMA transport, when the configuration lists it (`RdmaTransport::counters`,
+    /// `register_buffer`).
+    #[cfg(feature = "rdma")]
+    pub rdma: Option<Arc<msgr_rdma::RdmaTransport>>,
+}
+
+/// Build the node the configuration describes (not started: add a dispatcher, then `start`).
 ///
-/// Over RDMA, a machine without an RDMA device fails at `start` with msgr-rdma's
-/// "no RDMA device found ...; ... or use transport = \"tcp\"" error.
-pub fn from_config(cfg: &Config) -> Result<Arc<dyn Messenger>, BuildError> {
-    match cfg.transport {
-        Transport::Tcp => Ok(Arc::new(msgr_tcp::TcpMessenger::new(cfg.tcp_config()))),
-        Transport::Rdma => rdma(cfg),
-    }
+/// With `transports = ["rdma", "tcp"]` on a machine without an RDMA device, `start` logs that
+/// RDMA is not available and goes on over TCP; with `rdma` alone it fails with msgr-rdma's
+/// "no RDMA device found ..." error.
+pub fn from_config(cfg: &Config) -> Result<Node, BuildError> {
+    Ok(build(cfg)?.node)
 }
 
-/// The RDMA arm: settings checked (errors name the file and the `rdma.*` key), then built.
-fn rdma(cfg: &Config) -> Result<Arc<dyn Messenger>, BuildError> {
-    Ok(Arc::new(rdma_from_config(cfg)?))
-}
-
-/// An RDMA messenger with its concrete type (for RDMA-only extras such as
-/// `RdmaMessenger::rdma_counters`). Errors if the file names another transport.
-pub fn rdma_from_config(cfg: &Config) -> Result<msgr_rdma::RdmaMessenger, ConfigError> {
-    if cfg.transport != Transport::Rdma {
-        return Err(ConfigError::new(
-            &cfg.origin,
-            "transport",
-            format!("expected \"rdma\" here, got \"{}\"", cfg.transport.name()),
-        ));
+/// [`from_config`], keeping handles on the transports.
+pub fn build(cfg: &Config) -> Result<Built, BuildError> {
+    let mut transports: Vec<Arc<dyn msgr_node::Transport>> = Vec::new();
+    #[cfg(feature = "rdma")]
+    let mut rdma = None;
+    for t in &cfg.transports {
+        match t {
+            Transport::Tcp => transports.push(msgr_tcp::TcpTransport::new(cfg.tcp_options())),
+            Transport::Mem => todo!(),
+            #[cfg(feature = "rdma")]
+            Transport::Rdma => {
+                let r = msgr_rdma::RdmaTransport::new(cfg.rdma_options()?);
+                rdma = Some(r.clone());
+                transports.push(r);
+            }
+            #[cfg(not(feature = "rdma"))]
+            Transport::Rdma => {
+                return Err(ConfigError::new(
+                    &cfg.origin,
+                    "transports",
+                    "\"rdma\" needs msgr built with the `rdma` cargo feature \
+                     (e.g. `msgr = { version = \"*\", features = [\"rdma\"] }`), or use \"tcp\"",
+                )
+                .into())
+            }
+        }
     }
-    Ok(msgr_rdma::RdmaMessenger::new(cfg.rdma_config()?))
-}
-
-/// A TCP messenger with its concrete type (for TCP-only extras such as
-/// `TcpConnection::send_message_timeout`). Errors if the file names another transport.
-pub fn tcp_from_config(cfg: &Config) -> Result<msgr_tcp::TcpMessenger, ConfigError> {
-    if cfg.transport != Transport::Tcp {
-        return Err(ConfigError::new(
-            &cfg.origin,
-            "transport",
-            format!("expected \"tcp\" here, got \"{}\"", cfg.transport.name()),
-        ));
-    }
-    Ok(msgr_tcp::TcpMessenger::new(cfg.tcp_config()))
+    Ok(Built {
+        node: Node::new(cfg.node_config(), transports),
+        #[cfg(feature = "rdma")]
+        rdma,
+    })
 }
 
 #[cfg(test)]
@@ -86,24 +101,28 @@ mod tests {
     }
 
     #[test]
-    fn rdma_transport_is_built_and_tcp_only_helpers_refuse_it() {
+    fn transports_in_order_of_preference() {
+        let cfg = Config::from_toml_str("transports = [\"mem\", \"tcp\"]\n", "<both>").unwrap();
+        let n = from_config(&cfg).unwrap();
+        assert_eq!(n.transports(), vec!["mem", "tcp"]);
+        assert_eq!(n.my_name(), cfg.name);
+    }
+
+    #[cfg(not(feature = "rdma"))]
+    #[test]
+    fn rdma_without_the_feature_says_which_feature() {
         let cfg = Config::from_toml_str("transport = \"rdma\"\n", "<rdma>").unwrap();
-        let m = from_config(&cfg).unwrap();
-        assert_eq!(m.my_name(), cfg.name);
-        let e = tcp_from_config(&cfg).unwrap_err();
-        assert_eq!(e.key, "transport");
-        let tcp = Config::from_toml_str("", "<tcp>").unwrap();
-        let Err(e) = rdma_from_config(&tcp) else {
-            panic!("a TCP config gave an RDMA messenger")
+        let Err(e) = from_config(&cfg) else {
+            panic!("built an RDMA node without the rdma feature")
         };
-        assert_eq!(
-            e.to_string(),
-            "<tcp>: key \"transport\": expected \"rdma\" here, got \"tcp\""
-        );
+        let e = e.to_string();
+        assert!(e.contains("`rdma` cargo feature"), "{e}");
+        assert!(e.starts_with("<rdma>: key \"transports\""), "{e}");
     }
 
     /// On a machine without an RDMA device (CI hosts, most laptops), `start` says so and
     /// points at Soft-RoCE and TCP. Where a device exists this check has nothing to look at.
+    #[cfg(feature = "rdma")]
     #[test]
     fn rdma_without_a_device_fails_at_start_with_a_hint() {
         if let Ok(devices) = msgr_rdma::verbs::list_devices() {
@@ -118,6 +137,22 @@ mod tests {
         assert!(e.contains("rdma link add rxe0 type rxe"), "{e}");
         assert!(e.contains("or use transport = \"tcp\""), "{e}");
         // A failed start leaves the messenger stoppable.
+        m.shutdown();
+    }
+
+    /// Without a device, `["rdma", "tcp"]` starts over TCP alone (a warning, not an error).
+    #[cfg(feature = "rdma")]
+    #[test]
+    fn rdma_then_tcp_without_a_device_falls_back_to_tcp() {
+        if msgr_rdma::verbs::list_devices().is_ok() {
+            eprintln!("RDMA devices present: nothing to fall back from here");
+            return;
+        }
+        let cfg = Config::from_toml_str("transports = [\"rdma\", \"tcp\"]\n", "<both>").unwrap();
+        let m = from_config(&cfg).unwrap();
+        m.add_dispatcher(Arc::new(Nop));
+        m.start().unwrap();
+        assert_eq!(m.transports(), vec!["tcp"]);
         m.shutdown();
     }
 }

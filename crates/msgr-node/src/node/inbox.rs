@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::api::ConnectionRef;
+use msgr_core::api::ConnectionRef;
 use crate::node::counters::CounterPair;
 use crate::node::{Dispatchers, PolicyThrottle};
-use crate::session::SessionEvent;
+use msgr_core::session::SessionEvent;
 
 /// Events of one connection waiting for the dispatcher. See the module docs.
 #[derive(Debug, Default)]

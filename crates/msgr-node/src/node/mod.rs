@@ -1,15 +1,15 @@
 //! Transport-independent parts of a messenger node, shared by the TCP and RDMA drivers.
 //!
 //! A transport owns sockets (or queue pairs), threads and timers; everything else a messenger
-//! does around its [`crate::session::Session`]s lives here so both transports behave the same:
+//! does around its [`msgr_core::session::Session`]s lives here so both transports behave the same:
 //!
 //! - [`registry`]: sessions keyed by peer address, and [`registry::resolve_accept`], which asks the
-//!   accept hook and [`crate::session::accept::decide`] how to answer a peer's connect, then
-//!   applies the answer with [`crate::session::Session::resolve_accept`].
+//!   accept hook and [`msgr_core::session::accept::decide`] how to answer a peer's connect, then
+//!   applies the answer with [`msgr_core::session::Session::resolve_accept`].
 //! - [`attach`]: the registry step of accept resolution ([`attach_accepted`]): which connection
 //!   owns an accepted link.
-//! - [`dispatch`]: the registered [`crate::api::Dispatcher`]s, and how each
-//!   [`crate::session::SessionEvent`] maps to a dispatcher callback.
+//! - [`dispatch`]: the registered [`msgr_core::api::Dispatcher`]s, and how each
+//!   [`msgr_core::session::SessionEvent`] maps to a dispatcher callback.
 //! - [`inbox`]: a connection's ordered event queue and the throttled loop that hands it to the
 //!   dispatchers.
 //! - [`local`]: loopback delivery when the destination is our own address (no socket involved).
@@ -38,8 +38,8 @@ pub mod throttle;
 
 pub use attach::{attach_accepted, Accepting, Attached, ConnAccess};
 pub use backoff::Backoff;
-pub use conn::{ConnCore, Followup, LinkState, SendFollowup};
-pub use counters::{ConnCounterCells, ErrorClass, MessengerCounterCells};
+pub use conn::Followup;
+pub use counters::MessengerCounterCells;
 pub use dispatch::Dispatchers;
 pub use inbox::Inbox;
 pub use local::Loopback;

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::api::{ConnectionCounters, ConnectionRef, MessengerError};
-use crate::message::Message;
+use msgr_core::api::{ConnectionCounters, ConnectionRef, MessengerError};
+use msgr_core::message::Message;
 use crate::node::counters::CounterPair;
 use crate::node::{Backoff, Dispatchers, Inbox, PolicyThrottle, Throttles};
-use crate::policy::Policy;
-use crate::session::{ConnectRequest, Session, SessionEvent};
-use crate::wire::{EntityAddr, EntityName, EntityType};
+use msgr_core::policy::Policy;
+use msgr_core::session::{ConnectRequest, Session, SessionEvent};
+use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 /// State guarded by the connection's lock; `L` names the current link.
 pub struct LinkState<L> {
@@ -450,8 +450,8 @@ mod tests {
 
     use super::*;
     use crate::node::MessengerCounterCells;
-    use crate::session::SessionConfig;
-    use crate::wire::EntityName;
+    use msgr_core::session::SessionConfig;
+    use msgr_core::wire::EntityName;
 
     fn addr(port: u16, nonce: u32) -> EntityAddr {
         EntityAddr::new(SocketAddr::from(([127, 0, 0, 1], port)), nonce)

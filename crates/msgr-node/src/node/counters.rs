@@ -7,9 +7,9 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::api::{ConnectionCounters, MessengerCounters};
-use crate::session::SessionError;
-use crate::wire::WireError;
+use msgr_core::api::{ConnectionCounters, MessengerCounters};
+use msgr_core::session::SessionError;
+use msgr_core::wire::WireError;
 
 /// Per-connection counters.
 #[derive(Debug, Default)]
@@ -49,6 +49,7 @@ pub struct MessengerCounterCells {
     pub protocol_errors: AtomicU64,
     pub handshake_timeouts: AtomicU64,
     pub open_connections: AtomicU64,
+    pub fallbacks: AtomicU64,
 }
 
 impl MessengerCounterCells {
@@ -61,6 +62,7 @@ impl MessengerCounterCells {
             protocol_errors: self.protocol_errors.load(Relaxed),
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
+            fallbacks: self.fallbacks.load(Relaxed),
         }
     }
 

@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 
 use super::counters::CounterPair;
 use super::dispatch::Dispatchers;
-use crate::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
-use crate::message::Message;
-use crate::wire::{EntityAddr, EntityName, EntityType};
+use msgr_core::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
+use msgr_core::message::Message;
+use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 /// The connection of a messenger to itself.
 pub struct Loopback {
@@ -113,14 +113,17 @@ impl Connection for Loopback {
     fn counters(&self) -> ConnectionCounters {
         self.counters.conn.snapshot()
     }
+    fn transport(&self) -> Option<&'static str> {
+        Some("local")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Dispatcher;
+    use msgr_core::api::Dispatcher;
     use crate::node::counters::MessengerCounterCells;
-    use crate::wire::EntityType;
+    use msgr_core::wire::EntityType;
 
     struct Collect(Mutex<Vec<(u64, Vec<u8>)>>);
     impl Dispatcher for Collect {

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::api::{ConnectionRef, Dispatcher};
-use crate::message::Message;
-use crate::session::{ConnectRequest, SessionEvent};
-use crate::wire::{EntityAddr, EntityType};
+use msgr_core::api::{ConnectionRef, Dispatcher};
+use msgr_core::message::Message;
+use msgr_core::session::{ConnectRequest, SessionEvent};
+use msgr_core::wire::{EntityAddr, EntityType};
 
 /// The dispatchers of one messenger. Cheap to read from many threads: callers take a snapshot
 /// (one `Arc` clone) and call without holding any lock, so a dispatcher may call back into the
@@ -112,8 +112,8 @@ impl Dispatchers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Connection, ConnectionCounters, MessengerError};
-    use crate::wire::{EntityName, EntityType};
+    use msgr_core::api::{Connection, ConnectionCounters, MessengerError};
+    use msgr_core::wire::{EntityName, EntityType};
 
     struct NoConn;
     impl Connection for NoConn {

@@ -2,7 +2,7 @@
 //! transport (see [`crate::node::registry`] for the steps and the lock order).
 //!
 //! A transport's accepting link starts on a temporary connection. When its session asks
-//! ([`crate::session::SessionEvent::AcceptRequest`]), [`attach_accepted`] decides, under the
+//! ([`msgr_core::session::SessionEvent::AcceptRequest`]), [`attach_accepted`] decides, under the
 //! registry lock and both connection locks, whether the temporary connection becomes the
 //! registered one for that peer, or the existing connection (which the application may hold)
 //! takes the new link over. The transport then closes the replaced link and drives the new one.
@@ -13,9 +13,9 @@ use std::time::Instant;
 use crate::node::conn::{lock_pair, ConnCore, Followup, LinkState};
 use crate::node::registry::{replaces_existing, resolve_accept};
 use crate::node::{Registry, Throttles};
-use crate::policy::Policy;
-use crate::session::{AcceptDecision, ConnectRequest};
-use crate::wire::EntityAddr;
+use msgr_core::policy::Policy;
+use msgr_core::session::{AcceptDecision, ConnectRequest};
+use msgr_core::wire::EntityAddr;
 
 /// How the node layer reaches into a transport's connection type `C`, whose links are `L` (a
 /// socket's worker and token, a queue pair's token). Plain functions rather than a trait, so the

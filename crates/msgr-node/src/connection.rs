@@ -1,33 +1,35 @@
-//! [`TcpConnection`]: the `Connection` an application holds for one peer address.
+//! [`NodeConnection`]: the `Connection` an application holds for one peer address.
 //!
-//! It owns the peer's [`Session`] (under `inner`) and outlives the sockets ("links") the session
-//! runs on: a lossless reconnect, or a peer reconnecting to us, attaches a new link to the same
-//! `TcpConnection`, so handles the application keeps stay valid.
+//! It owns the peer's [`Session`] (in its [`ConnCore`]) and outlives the links the session
+//! runs on: a lossless reconnect (perhaps over another transport), or a peer reconnecting to
+//! us, attaches a new link to the same `NodeConnection`, so handles the application keeps stay
+//! valid.
 //!
 //! Events the session emits are moved into an ordered inbox and handed to the dispatcher by
-//! [`TcpConnection::run_dispatch`], outside every lock, on a worker thread. A message is admitted
-//! to the dispatcher only when its policy throttle has budget; otherwise the connection is
-//! `paused` (its worker stops reading from the peer) until budget is released.
+//! [`NodeConnection::run_dispatch`], outside every lock, on a worker thread. A message is
+//! admitted to the dispatcher only when its policy throttle has budget; otherwise the
+//! connection is paused (its worker stops reading from the peer) until budget is released.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use msgr_core::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
 use msgr_core::message::Message;
-use msgr_core::node::conn::{ConnCore, LinkState, SendFollowup};
-use msgr_core::node::counters::CounterPair;
-use msgr_core::node::{Backoff, ConnAccess};
 use msgr_core::policy::Policy;
-use msgr_core::session::{Session, SessionError, SessionEvent};
+use msgr_core::session::{Session, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
-use crate::messenger::{Cmd, Shared};
+use crate::driver::port::Cmd;
+use crate::node::conn::{ConnCore, Followup, LinkState, SendFollowup};
+use crate::node::counters::CounterPair;
+use crate::node::{Backoff, ConnAccess};
+use crate::shared::Shared;
 
-pub(crate) use msgr_core::node::conn::Followup;
-
-/// Where a connection's current socket lives: which worker, its token there, and a generation
-/// number unique over the messenger's life (so a stale socket is never mistaken for the current).
+/// Where a connection's current link lives: which worker, its token there, and a generation
+/// number unique over the node's life (so a stale link is never mistaken for the current).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LinkRef {
     pub worker: usize,
@@ -38,21 +40,26 @@ pub(crate) struct LinkRef {
 /// State guarded by the connection's lock.
 pub(crate) type ConnInner = LinkState<LinkRef>;
 
-/// A peer connection over TCP. See the module docs.
-pub struct TcpConnection {
+/// A peer connection, whatever carries it. See the module docs.
+pub struct NodeConnection {
     pub(crate) id: u64,
-    me: Weak<TcpConnection>,
+    me: Weak<NodeConnection>,
     pub(crate) shared: Arc<Shared>,
-    /// Session, link, inbox, throttle, send queue and counters (shared with the RDMA transport).
+    /// Session, link, inbox, throttle, send queue and counters.
     pub(crate) core: ConnCore<LinkRef>,
     pub(crate) flush_pending: AtomicBool,
+    /// The transport of the current (or last) link.
+    transport: Mutex<Option<&'static str>>,
+    /// A fallback to a later transport was logged for this connection already.
+    pub(crate) fallback_logged: AtomicBool,
 }
 
-impl std::fmt::Debug for TcpConnection {
+impl std::fmt::Debug for NodeConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpConnection")
+        f.debug_struct("NodeConnection")
             .field("id", &self.id)
             .field("peer", &self.core.peer_addr())
+            .field("transport", &self.transport())
             .field("connected", &self.is_connected())
             .finish()
     }
@@ -66,7 +73,7 @@ fn peer_string(a: &EntityAddr) -> String {
     }
 }
 
-impl TcpConnection {
+impl NodeConnection {
     pub(crate) fn new(
         shared: &Arc<Shared>,
         session: Session,
@@ -77,7 +84,7 @@ impl TcpConnection {
         let cfg = &shared.cfg;
         let id = shared.next_id();
         let backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max);
-        Arc::new_cyclic(|me| TcpConnection {
+        Arc::new_cyclic(|me| NodeConnection {
             id,
             me: me.clone(),
             shared: shared.clone(),
@@ -89,10 +96,12 @@ impl TcpConnection {
                 LinkState::new(session, peer_type, announced, backoff),
             ),
             flush_pending: AtomicBool::new(false),
+            transport: Mutex::new(None),
+            fallback_logged: AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn arc(&self) -> Arc<TcpConnection> {
+    pub(crate) fn arc(&self) -> Arc<NodeConnection> {
         self.me.upgrade().expect("connection used after drop")
     }
 
@@ -109,13 +118,14 @@ impl TcpConnection {
         self.core.is_closed()
     }
 
-    pub(crate) fn mark_closed(&self) {
-        self.core.mark_closed();
+    pub(crate) fn set_transport(&self, name: &'static str) {
+        *self.transport.lock() = Some(name);
     }
 
-    /// Bytes accepted by `send_message` were written to a socket.
-    pub(crate) fn note_written(&self, n: u64) {
-        self.core.note_written(n);
+    /// The transport carrying this connection now, or the last one that did ("tcp", "rdma",
+    /// "mem"); None before a first link.
+    pub fn transport(&self) -> Option<&'static str> {
+        *self.transport.lock()
     }
 
     /// Move the session's events to the inbox and note what the driver must do. Called with the
@@ -203,13 +213,13 @@ impl TcpConnection {
             })
     }
 
-    /// Payload bytes accepted by `send_message` and not yet written to a socket.
+    /// Payload bytes accepted by `send_message` and not yet handed to a link.
     pub fn queued_bytes(&self) -> u64 {
         self.core.queued_bytes()
     }
 }
 
-/// Log the session events a TCP operator wants to see (under this crate's target).
+/// Log the session events an operator wants to see.
 fn trace_event(conn: u64, ev: &SessionEvent) {
     match ev {
         SessionEvent::Connected { peer_name, .. } | SessionEvent::Accepted { peer_name, .. } => {
@@ -228,7 +238,7 @@ fn trace_event(conn: u64, ev: &SessionEvent) {
     }
 }
 
-impl Connection for TcpConnection {
+impl Connection for NodeConnection {
     fn peer_addr(&self) -> EntityAddr {
         self.core.peer_addr()
     }
@@ -241,8 +251,8 @@ impl Connection for TcpConnection {
     fn features(&self) -> u64 {
         self.core.features()
     }
-    /// Returns `QueueFull` at once when `send_queue_bytes` are already queued (see the crate
-    /// docs); use [`TcpConnection::send_message_timeout`] to wait for room instead.
+    /// Returns `QueueFull` at once when `send_queue_bytes` are already queued; use
+    /// [`NodeConnection::send_message_timeout`] to wait for room instead.
     fn send_message(&self, msg: Message) -> Result<(), MessengerError> {
         self.queue_message(msg, None)
     }
@@ -258,8 +268,7 @@ impl Connection for TcpConnection {
     fn mark_down(&self) {
         let me = self.arc();
         self.shared.registry.unregister(&me);
-        let link = self.mark_down_now();
-        if let Some(l) = link {
+        if let Some(l) = self.mark_down_now() {
             self.shared.send(
                 l.worker,
                 Cmd::Close {
@@ -276,15 +285,13 @@ impl Connection for TcpConnection {
     fn release(&self, msg_len: usize) {
         self.core.release(msg_len);
     }
-}
-
-/// Errors from the socket, as the session sees them.
-pub(crate) fn link_error(what: &str, e: &std::io::Error) -> SessionError {
-    SessionError::LinkFailed(format!("{what}: {e}"))
+    fn transport(&self) -> Option<&'static str> {
+        NodeConnection::transport(self)
+    }
 }
 
 /// How the node layer's accept resolution reaches a connection's core.
-pub(crate) const ACCESS: ConnAccess<TcpConnection, LinkRef> = ConnAccess {
+pub(crate) const ACCESS: ConnAccess<NodeConnection, LinkRef> = ConnAccess {
     core: |c| &c.core,
-    absorb: TcpConnection::absorb_events,
+    absorb: NodeConnection::absorb_events,
 };

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::policy::Policy;
-use crate::wire::EntityType;
+use msgr_core::policy::Policy;
+use msgr_core::wire::EntityType;
 
 /// Called once, when budget was released after a failed acquire.
 pub type Wake = Box<dyn FnOnce() + Send>;
@@ -62,6 +62,7 @@ impl PolicyThrottle {
     }
 
     /// Whether any limit is set (an unlimited throttle is skipped by transports).
+    #[cfg(test)]
     pub fn is_limited(&self) -> bool {
         self.max_bytes.is_some() || self.max_messages.is_some()
     }
@@ -93,6 +94,7 @@ impl PolicyThrottle {
     }
 
     /// Take budget without waiting (returns false when full).
+    #[cfg(test)]
     pub fn try_acquire(&self, len: u64) -> bool {
         let mut s = self.state.lock();
         if self.fits(&s, len) {
@@ -118,6 +120,7 @@ impl PolicyThrottle {
     }
 
     /// (bytes, messages) currently held.
+    #[cfg(test)]
     pub fn in_flight(&self) -> (u64, u64) {
         let s = self.state.lock();
         (s.bytes, s.messages)

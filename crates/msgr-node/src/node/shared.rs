@@ -1,5 +1,5 @@
 //! [`NodeShared`]: the transport-neutral state of a messenger, and the steps of the
-//! [`crate::api::Messenger`] calls that do not depend on how links are driven.
+//! [`msgr_core::api::Messenger`] calls that do not depend on how links are driven.
 //!
 //! A transport embeds one in its own shared state (next to its threads, wakers and device
 //! handles) and calls these steps from its `Messenger` impl: the order of checks in `start`,
@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 
-use crate::api::{ConnectionRef, MessengerError};
+use msgr_core::api::{ConnectionRef, MessengerError};
 use crate::node::counters::CounterPair;
 use crate::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
-use crate::policy::{Policy, PolicySet};
-use crate::session::{Session, SessionConfig};
-use crate::wire::{EntityAddr, EntityName, EntityType};
+use msgr_core::policy::{Policy, PolicySet};
+use msgr_core::session::{Session, SessionConfig};
+use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 /// What a messenger shares between its handle, its connections and its transport threads,
 /// minus the transport. `C` is the transport's connection handle (kept in the registry).
@@ -229,9 +229,9 @@ impl<C: Clone> NodeShared<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Dispatcher;
-    use crate::wire::EntityType;
-    use crate::Message;
+    use msgr_core::api::Dispatcher;
+    use msgr_core::wire::EntityType;
+    use msgr_core::Message;
 
     struct Nop;
     impl Dispatcher for Nop {

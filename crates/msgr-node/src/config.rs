@@ -1,4 +1,4 @@
-//! Settings of a TCP messenger (the `msgr` facade fills them from a TOML file).
+//! [`NodeConfig`]: the settings of a node that do not depend on the transport.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,13 +6,17 @@ use std::time::Duration;
 use msgr_core::policy::PolicySet;
 use msgr_core::wire::{DecodeLimits, EntityName};
 
-/// Everything a [`crate::TcpMessenger`] needs. [`TcpConfig::new`] gives working defaults.
+use crate::clock::Clock;
+
+/// Everything a [`crate::Node`] needs besides its transports. [`NodeConfig::new`] gives working
+/// defaults; the `msgr` facade fills it from a TOML file.
 #[derive(Clone, Debug)]
-pub struct TcpConfig {
+pub struct NodeConfig {
     pub name: EntityName,
-    /// Address to listen on; port 0 picks a free one (see `Messenger::my_addr` after start).
+    /// Address to listen on (every transport listens on the same IP and port, see the crate
+    /// docs); port 0 picks a free one (see `Messenger::my_addr` after start).
     pub bind: SocketAddr,
-    /// Our nonce (part of our identity, peers verify it); None: a random one at start.
+    /// Our nonce (part of our identity, peers verify it); None: a random one.
     pub nonce: Option<u32>,
     /// Worker threads, each with its own poller (at least 1).
     pub workers: usize,
@@ -29,26 +33,28 @@ pub struct TcpConfig {
     pub reconnect_max: Duration,
     /// Payload bytes a connection accepts before `send_message` returns `QueueFull`.
     pub send_queue_bytes: u64,
-    /// Checksum the data section of sent messages (Ceph `ms_crc_data`); see
-    /// `SessionConfig::crc_data`.
+    /// Checksum the data section of sent messages (Ceph `ms_crc_data`).
     pub crc_data: bool,
-    /// TCP_NODELAY on every socket.
-    pub nodelay: bool,
-    /// SO_SNDBUF / SO_RCVBUF (None: the kernel's default, auto-tuned).
-    pub send_buffer: Option<usize>,
-    pub recv_buffer: Option<usize>,
-    /// After activity, workers poll without sleeping for this long before blocking (zero: never).
-    /// Lowers round-trip latency at the cost of CPU while traffic flows.
+    /// After activity, workers poll without sleeping for this long (zero: never): lower
+    /// latency for CPU. Links that can (RDMA completion queues) are polled directly.
     pub busy_poll: Duration,
-    /// Shut a socket down on about one in N reads or writes (0: never). For tests.
-    pub inject_socket_failures: u64,
+    /// Break a link (as a network fault would) on about one in N drives of it (0: never).
+    /// Ceph's `ms_inject_socket_failures`; for tests.
+    pub inject_failures: u64,
+    /// Seed of the fault injection (with the worker index); None: from the nonce.
+    pub seed: Option<u64>,
     /// How long `shutdown` lets workers write what is queued before failing it.
     pub shutdown_flush: Duration,
+    /// The time source (a virtual one for simulations).
+    pub clock: Clock,
+    /// True: `start` spawns the worker threads. False: nothing runs until the application
+    /// calls [`crate::Node::step`] (deterministic simulation on one thread).
+    pub threads: bool,
 }
 
-impl TcpConfig {
+impl NodeConfig {
     pub fn new(name: EntityName, bind: SocketAddr) -> Self {
-        TcpConfig {
+        NodeConfig {
             name,
             bind,
             nonce: None,
@@ -62,12 +68,12 @@ impl TcpConfig {
             reconnect_max: Duration::from_secs(15),
             send_queue_bytes: 256 << 20,
             crc_data: true,
-            nodelay: true,
-            send_buffer: None,
-            recv_buffer: None,
             busy_poll: Duration::ZERO,
-            inject_socket_failures: 0,
+            inject_failures: 0,
+            seed: None,
             shutdown_flush: Duration::from_secs(2),
+            clock: Clock::System,
+            threads: true,
         }
     }
 }

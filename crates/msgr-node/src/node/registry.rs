@@ -4,10 +4,10 @@
 //! A messenger has at most one session per peer address (Ceph's `conns` map). The transport
 //! stores its own connection handle `C` per address (it owns the sessions: they live with the
 //! socket or queue pair). When an accepting session reports
-//! [`SessionEvent::AcceptRequest`](crate::session::SessionEvent::AcceptRequest), the transport:
+//! [`SessionEvent::AcceptRequest`](msgr_core::session::SessionEvent::AcceptRequest), the transport:
 //! 1. runs the accept hook ([`super::Dispatchers::verify_accept`]);
 //! 2. locks the registry, looks up the existing handle for `req.peer_addr` and locks its session;
-//! 3. calls [`resolve_accept`], which decides ([`crate::session::accept::decide`]) and applies the
+//! 3. calls [`resolve_accept`], which decides ([`msgr_core::session::accept::decide`]) and applies the
 //!    decision ([`Session::resolve_accept`]);
 //! 4. on [`AcceptDecision::New`] inserts the new handle; when [`replaces_existing`] is true the
 //!    existing handle stays registered (the application may hold it) and takes the new link over.
@@ -21,11 +21,11 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::api::Connection;
-use crate::policy::Policy;
-use crate::session::accept::decide;
-use crate::session::{AcceptDecision, ConnectRequest, Session};
-use crate::wire::EntityAddr;
+use msgr_core::api::Connection;
+use msgr_core::policy::Policy;
+use msgr_core::session::accept::decide;
+use msgr_core::session::{AcceptDecision, ConnectRequest, Session};
+use msgr_core::wire::EntityAddr;
 
 /// Connection handles by peer address.
 #[derive(Debug)]
@@ -47,6 +47,7 @@ impl<C: Clone> Registry<C> {
     }
 
     /// Insert, returning the handle it displaced.
+    #[cfg(test)]
     pub fn insert(&self, addr: EntityAddr, conn: C) -> Option<C> {
         self.map.lock().insert(addr, conn)
     }
@@ -71,10 +72,12 @@ impl<C: Clone> Registry<C> {
         self.map.lock().values().cloned().collect()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.lock().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -162,7 +165,7 @@ mod tests {
     fn unregister_spares_a_newer_connection() {
         use crate::node::counters::{CounterPair, MessengerCounterCells};
         use crate::node::Loopback;
-        use crate::wire::{EntityName, EntityType};
+        use msgr_core::wire::{EntityName, EntityType};
         let lb = || {
             let counters = CounterPair::new(Arc::new(MessengerCounterCells::default()));
             Loopback::new(

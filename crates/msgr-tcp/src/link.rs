@@ -1,0 +1,203 @@
+//! [`TcpLink`]: one socket as a [`msgr_node::Link`]: registered with a worker's poller,
+//! read with [`crate::read`]'s strategies, written with vectored writes (small frames
+//! coalesced into one buffer).
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, Write};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+
+use bytes::{Buf, Bytes, BytesMut};
+use mio::net::TcpStream;
+use mio::Interest;
+
+use msgr_core::session::SessionError;
+use msgr_node::{Link, ReadEnd, Ready, Registration};
+
+use crate::read::{read_link, MIN_READ};
+use crate::transport::TcpOptions;
+
+/// Chunks per vectored write.
+const MAX_IOV: usize = 64;
+/// Queued chunks totalling at most this many bytes are copied into one write.
+const COALESCE_MAX: usize = 8 << 10;
+
+/// A connected socket and what its reader and writer keep.
+pub struct TcpLink {
+    pub(crate) sock: TcpStream,
+    /// The same socket as a std stream (a duplicated descriptor), for large reads: std's
+    /// `read_to_end` reads a std socket into a `Vec`'s spare capacity without zeroing it.
+    pub(crate) std_sock: std::net::TcpStream,
+    /// Zeroed space right after the session's buffer in the same allocation: reads land here
+    /// and are joined to the buffer without a copy; each byte is zeroed once.
+    pub(crate) spare: BytesMut,
+    /// Size of the next receive allocation: grows while reads fill it, shrinks while large
+    /// reads find little.
+    pub(crate) read_size: usize,
+    /// Large receive buffers handed to the session, oldest first, each as an empty handle at
+    /// the end of its allocation: once the messages sliced from one are all dropped the handle
+    /// is its only owner and the allocation is read into again (already paged in).
+    pub(crate) recycle: VecDeque<BytesMut>,
+    /// Large reads in a row that found little (see [`crate::read`]).
+    pub(crate) small_bursts: u8,
+    /// The poller reported the peer's end closed: read until EOF.
+    pub(crate) peer_closed: bool,
+    wq: VecDeque<Bytes>,
+    wq_bytes: usize,
+    /// Reused buffer for coalescing small writes.
+    scratch: Vec<u8>,
+    /// Set by fault injection: every later read or write fails.
+    injected: bool,
+}
+
+impl std::fmt::Debug for TcpLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpLink")
+            .field("peer", &self.sock.peer_addr().ok())
+            .field("queued", &self.wq_bytes)
+            .finish()
+    }
+}
+
+/// Errors from the socket, as the session sees them.
+pub(crate) fn link_error(what: &str, e: &std::io::Error) -> SessionError {
+    SessionError::LinkFailed(format!("{what}: {e}"))
+}
+
+fn injected() -> SessionError {
+    SessionError::LinkFailed("injected socket failure".into())
+}
+
+impl TcpLink {
+    /// Wrap a connected (or connecting) socket, tuned as `opts` says.
+    pub fn new(sock: TcpStream, opts: &TcpOptions) -> std::io::Result<TcpLink> {
+        if let Err(e) = sock.set_nodelay(opts.nodelay) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let s = socket2::SockRef::from(&sock);
+        if let Some(n) = opts.send_buffer {
+            let _ = s.set_send_buffer_size(n);
+        }
+        if let Some(n) = opts.recv_buffer {
+            let _ = s.set_recv_buffer_size(n);
+        }
+        let std_sock = std::net::TcpStream::from(sock.as_fd().try_clone_to_owned()?);
+        Ok(TcpLink {
+            sock,
+            std_sock,
+            spare: BytesMut::new(),
+            read_size: MIN_READ,
+            recycle: VecDeque::new(),
+            small_bursts: 0,
+            peer_closed: false,
+            wq: VecDeque::new(),
+            wq_bytes: 0,
+            scratch: Vec::with_capacity(COALESCE_MAX),
+            injected: false,
+        })
+    }
+}
+
+impl Link for TcpLink {
+    fn transport(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn register(&mut self, reg: &Registration<'_>) -> std::io::Result<()> {
+        reg.registry
+            .register(&mut self.sock, reg.token, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    fn on_ready(&mut self, ready: Ready, _busy: bool) {
+        if ready.closed {
+            self.peer_closed = true;
+        }
+    }
+
+    fn read(&mut self, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
+        if self.injected {
+            return (0, ReadEnd::Failed(injected()));
+        }
+        read_link(self, buf, wanted)
+    }
+
+    fn queue(&mut self, chunk: Bytes) {
+        self.wq_bytes += chunk.len();
+        self.wq.push_back(chunk);
+    }
+
+    fn queued(&self) -> usize {
+        self.wq_bytes
+    }
+
+    fn flush(&mut self) -> Result<usize, SessionError> {
+        if self.injected {
+            return Err(injected());
+        }
+        write_link(self)
+    }
+
+    fn inject_failure(&mut self) {
+        self.injected = true;
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
+    fn close(&mut self) -> std::time::Duration {
+        let _ = self.sock.shutdown(Shutdown::Both);
+        std::time::Duration::ZERO
+    }
+}
+
+/// Write queued chunks with vectored writes until done or the socket would block.
+fn write_link(link: &mut TcpLink) -> Result<usize, SessionError> {
+    let scratch = &mut link.scratch;
+    let mut total = 0;
+    while !link.wq.is_empty() {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        let mut bytes = 0;
+        for c in link.wq.iter().take(MAX_IOV) {
+            iov[n] = IoSlice::new(c);
+            n += 1;
+            bytes += c.len();
+        }
+        // Small frames (header, front, footer, ACK ...) are cheaper copied into one buffer than
+        // handed to the kernel as many tiny iovecs; payloads go vectored, uncopied.
+        let result = if n > 1 && bytes <= COALESCE_MAX {
+            scratch.clear();
+            for c in &iov[..n] {
+                scratch.extend_from_slice(c);
+            }
+            link.sock.write(scratch)
+        } else {
+            link.sock.write_vectored(&iov[..n])
+        };
+        match result {
+            Ok(0) => return Err(SessionError::LinkFailed("socket wrote nothing".into())),
+            Ok(mut w) => {
+                total += w;
+                link.wq_bytes -= w;
+                while w > 0 {
+                    let front = link.wq.front_mut().expect("wrote more than queued");
+                    if front.len() <= w {
+                        w -= front.len();
+                        link.wq.pop_front();
+                    } else {
+                        front.advance(w);
+                        w = 0;
+                    }
+                }
+            }
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => break,
+                std::io::ErrorKind::Interrupted => continue,
+                _ => return Err(link_error("write", &e)),
+            },
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,208 @@
+//! Reading a socket into the session's buffer, sized to the traffic.
+//!
+//! Small traffic: reads land in zeroed spare space right after the unconsumed bytes, joined to
+//! them without a copy. Large bursts and the rest of a large message body: std's
+//! `read_to_end` into uninitialised capacity (safe code cannot read into uninitialised memory
+//! any other way), straight into the buffer the session decodes from; those allocations are
+//! recycled once every message sliced from them is dropped.
+
+use std::collections::VecDeque;
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use msgr_core::session::SessionError;
+use msgr_node::ReadEnd;
+
+use crate::link::{link_error, TcpLink};
+
+/// Receive allocations adapt between these: small for request/response traffic and idle
+/// links, large for streams.
+pub(crate) const MIN_READ: usize = 4 << 10;
+pub(crate) const MAX_READ: usize = 1 << 20;
+/// From this read size on, reads go into fresh uninitialised memory through std's
+/// `read_to_end` (no zeroing; see [`read_large`]); below it, into zeroed spare space.
+pub(crate) const LARGE_READ: usize = 64 << 10;
+/// Bytes read from one link before others get a turn.
+pub(crate) const READ_BUDGET: usize = 1 << 20;
+/// Large receive buffers a link keeps watching for reuse (see [`read_large`]): enough for
+/// `MAX_READ`-sized buffers to cover what a busy peer keeps referenced (a few MiB).
+pub(crate) const RECYCLE: usize = 8;
+/// Large reads in a row that find under an eighth of their room before the read size halves.
+pub(crate) const SHRINK_AFTER: u8 = 16;
+
+/// Make room to read: when the spare space is nearly used up, move the unconsumed bytes into a
+/// fresh allocation with `read_size` (or, for a large message being assembled, as much again)
+/// zeroed bytes after them.
+fn ensure_spare(link: &mut TcpLink, buf: &mut BytesMut) {
+    if link.spare.len() >= MIN_READ {
+        return;
+    }
+    let keep = buf.len();
+    let size = link.read_size.max(keep);
+    let mut fresh = BytesMut::with_capacity(keep + size);
+    fresh.extend_from_slice(&buf[..]);
+    fresh.resize(keep + size, 0);
+    link.spare = fresh.split_off(keep);
+    *buf = fresh;
+}
+
+/// One large read burst: the unconsumed bytes and up to about `read_size` new ones go into a
+/// `Vec` (recycled when one is free, see [`large_buffer`]), read through the std socket's
+/// `read_to_end`, which fills spare capacity without zeroing it first (std reads sockets into
+/// uninitialised memory; safe code cannot). Costs one copy of the unconsumed tail (a partial
+/// frame) per burst instead of zeroing every byte, and a few more `recv` calls (std starts each
+/// `read_to_end` at 8 KiB and doubles). The `Vec` becomes the buffer without a copy; its unused
+/// capacity is where the decoder's reservation for the rest of a partial frame lands.
+fn read_large(link: &mut TcpLink, buf: &mut BytesMut) -> (usize, ReadEnd) {
+    let keep = buf.len();
+    let mut v = large_buffer(&mut link.recycle, keep, link.read_size);
+    let limit = v.capacity() - keep;
+    v.extend_from_slice(&buf[..]);
+    let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
+    let n = v.len() - keep;
+    link.spare = BytesMut::new();
+    // Both conversions keep the allocation (and its spare capacity): the Vec is unique.
+    let mut rbuf = BytesMut::from(Bytes::from(v));
+    let end_handle = rbuf.split_off(rbuf.capacity());
+    link.recycle.push_back(end_handle);
+    *buf = rbuf;
+    let end = match result {
+        // The limit was reached: more may be waiting, and larger reads would pay.
+        Ok(_) if n == limit => {
+            link.read_size = (limit * 2).min(MAX_READ);
+            ReadEnd::Yield
+        }
+        Ok(_) => ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
+        Err(e) => match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
+                if n < limit / 8 {
+                    link.small_bursts += 1;
+                } else {
+                    link.small_bursts = 0;
+                }
+                if link.small_bursts >= SHRINK_AFTER {
+                    // The stream has become little traffic: smaller allocations (and, below
+                    // LARGE_READ, back to zeroed reads, which stop at the first short read).
+                    link.small_bursts = 0;
+                    link.read_size = (link.read_size / 2).max(MIN_READ);
+                    if link.read_size < LARGE_READ {
+                        link.recycle.clear();
+                    }
+                }
+                ReadEnd::Drained
+            }
+            _ => ReadEnd::Failed(link_error("read", &e)),
+        },
+    };
+    (n, end)
+}
+
+/// The rest of a large message body: the buffer becomes a `Vec` with room for the whole body, read
+/// through the std socket's `read_to_end` (no zeroing, as in [`read_large`]), and goes back
+/// to the session as the same allocation. The first burst of a body copies what was received
+/// of it once (or, if nothing else references the allocation, nothing); later bursts find
+/// the buffer unique and unshared (the session takes nothing from it until the body is complete),
+/// so the conversions copy nothing. At most `MAX_READ` bytes per call: one large message does
+/// not keep the worker from other links.
+fn read_body(link: &mut TcpLink, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
+    let keep = buf.len();
+    let missing = wanted - keep;
+    let mut v: Vec<u8> = std::mem::take(&mut *buf).into();
+    // The decoder has usually reserved exactly the body already: reading up to its end and no
+    // further costs nothing (the next burst starts a fresh buffer), whereas asking for more
+    // room here would reallocate and copy the partial body (up to a whole message) again.
+    // Only when the body does not fit, grow once, with room for the start of what follows.
+    if v.capacity() - keep < missing {
+        v.reserve(missing + MIN_READ);
+    }
+    let limit = (v.capacity() - keep).min(MAX_READ);
+    let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
+    let n = v.len() - keep;
+    link.spare = BytesMut::new();
+    *buf = BytesMut::from(Bytes::from(v));
+    let end = match result {
+        Ok(_) if n == limit => ReadEnd::Yield,
+        Ok(_) => ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
+        Err(e) => match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => ReadEnd::Drained,
+            _ => ReadEnd::Failed(link_error("read", &e)),
+        },
+    };
+    (n, end)
+}
+
+/// A buffer with room for `keep` bytes and about `size` more: the oldest recycled allocation
+/// that nothing references any more and is big enough, else a new one. When `RECYCLE`
+/// buffers are all still in use, the oldest is given up on (freed when its messages go).
+fn large_buffer(recycle: &mut VecDeque<BytesMut>, keep: usize, size: usize) -> Vec<u8> {
+    let need = keep + size / 2;
+    // `try_reclaim` is true only for a handle that is its allocation's sole owner (every
+    // message sliced from it was dropped) and big enough; for others it is one atomic load.
+    if let Some(i) = recycle.iter_mut().position(|h| h.try_reclaim(need)) {
+        let v: Vec<u8> = recycle.remove(i).expect("position is in range").into();
+        if v.capacity() >= need {
+            tracing::trace!(capacity = v.capacity(), "receive buffer reused");
+            return v;
+        }
+    } else if recycle.len() >= RECYCLE {
+        recycle.pop_front();
+    }
+    Vec::with_capacity(keep + size)
+}
+
+/// Read until the socket is drained or the budget is spent. Returns bytes read and why it
+/// stopped.
+pub(crate) fn read_link(link: &mut TcpLink, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
+    let mut total = 0;
+    loop {
+        if wanted >= LARGE_READ && wanted > buf.len() {
+            // The rest of a large message, however little: straight into the buffer that will
+            // hold it (the paths below would copy the whole partial body to a new buffer).
+            let (n, end) = read_body(link, buf, wanted);
+            return (total + n, end);
+        }
+        if link.read_size >= LARGE_READ && buf.len() <= link.read_size / 2 {
+            // One burst per drive: the session consumes it before the next burst, which would
+            // otherwise copy it again as "unconsumed". Each burst here copies the unconsumed
+            // bytes once, so a large partial frame whose size is not known yet takes the
+            // zeroed path below, whose allocations double with it.
+            let (n, end) = read_large(link, buf);
+            return (total + n, end);
+        }
+        ensure_spare(link, buf);
+        let want = link.spare.len();
+        match link.sock.read(&mut link.spare[..]) {
+            Ok(0) => {
+                return (
+                    total,
+                    ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
+                );
+            }
+            Ok(n) => {
+                // Contiguous with the buffer: joining is O(1).
+                let got = link.spare.split_to(n);
+                buf.unsplit(got);
+                total += n;
+                if n == want {
+                    link.read_size = (link.read_size * 2).min(MAX_READ);
+                } else if !link.peer_closed {
+                    // A short read emptied the socket's receive queue; anything arriving later
+                    // raises a new readiness event (saves one EAGAIN read per wake-up). When
+                    // the peer also closed, read on to see the end of the stream.
+                    return (total, ReadEnd::Drained);
+                }
+                if total >= READ_BUDGET {
+                    return (total, ReadEnd::Yield);
+                }
+            }
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
+                    return (total, ReadEnd::Drained)
+                }
+                std::io::ErrorKind::Interrupted => continue,
+                _ => return (total, ReadEnd::Failed(link_error("read", &e))),
+            },
+        }
+    }
+}
+
