@@ -49,6 +49,7 @@ pub use clock::{Clock, VirtualClock};
 pub use config::NodeConfig;
 pub use connection::NodeConnection;
 pub use messenger::Node;
+pub use node::counters::ErrorClass;
 pub use transport::{
     DialError, DialId, Dialing, Link, Notify, ReadEnd, Ready, Registration, Transport,
     TransportEvent,

@@ -28,7 +28,7 @@ pub use msgr_core::api::{
     MessengerError,
 };
 pub use msgr_core::{EntityAddr, EntityName, EntityType, Message, Policy, Priority};
-pub use msgr_node::{Node, NodeConfig, NodeConnection};
+pub use msgr_node::{ErrorClass, Node, NodeConfig, NodeConnection};
 
 /// Errors of [`from_config`].
 #[derive(Debug, thiserror::Error)]

@@ -33,10 +33,9 @@ use clap::{Parser, Subcommand};
 use parking_lot::{Condvar, Mutex};
 
 use msgr::{
-    Config, ConnectionRef, Dispatcher, EntityAddr, EntityName, EntityType, Message, Messenger,
-    MessengerCounters,
+    Config, ConnectionRef, Dispatcher, EntityAddr, EntityName, EntityType, ErrorClass, Message,
+    Messenger, MessengerCounters,
 };
-use msgr_core::node::ErrorClass;
 use msgr_core::session::SessionError;
 
 #[derive(Parser)]
@@ -183,7 +182,7 @@ fn print_counters(who: &str, c: &MessengerCounters) {
     eprintln!(
         "{who} counters: messages in {} out {}, bytes in {} out {}, faults {}, reconnects {}, \
          replayed {}, throttle waits {}, accepted {}, connected {}, refused {}, protocol errors {}, \
-         handshake timeouts {}, open connections {}",
+         handshake timeouts {}, open connections {}, transport fallbacks {}",
         k.messages_in,
         k.messages_out,
         k.bytes_in,
@@ -197,7 +196,8 @@ fn print_counters(who: &str, c: &MessengerCounters) {
         c.refused,
         c.protocol_errors,
         c.handshake_timeouts,
-        c.open_connections
+        c.open_connections,
+        c.fallbacks
     );
 }
 
@@ -278,7 +278,7 @@ fn serve(path: &PathBuf, no_crc_data: bool) -> Result<(), AnyError> {
         writeln!(out, "LISTENING {}", format_addr(&m.my_addr()))?;
         out.flush()?;
     }
-    tracing::info!(name = %m.my_name(), addr = %m.my_addr(), transport = cfg.transport.name(), crc_data = cfg.protocol.crc_data, "serving (echo)");
+    tracing::info!(name = %m.my_name(), addr = %m.my_addr(), transports = ?m.transports(), crc_data = cfg.protocol.crc_data, "serving (echo)");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -495,7 +495,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
     } else {
         (Bytes::new(), payload)
     };
-    let mut nodes: Vec<(Arc<dyn Messenger>, Arc<Driver>, ConnectionRef)> = Vec::new();
+    let mut nodes: Vec<(msgr::Node, Arc<Driver>, ConnectionRef)> = Vec::new();
     for i in 0..a.connections {
         let mut cfg = base.clone();
         // Clients listen on an ephemeral port of the configured IP (the server has the port).
@@ -555,6 +555,11 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
 
+    // The transport that carried the connections (the first listed that could reach the peer).
+    let carried_by = nodes
+        .first()
+        .and_then(|(_, _, c)| c.transport())
+        .unwrap_or("none");
     let mut lat: Vec<u64> = Vec::with_capacity(a.count as usize);
     let mut total = MessengerCounters::default();
     for (m, d, _) in &nodes {
@@ -570,6 +575,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
         total.connections.replayed += c.connections.replayed;
         total.connected += c.connected;
         total.protocol_errors += c.protocol_errors;
+        total.fallbacks += c.fallbacks;
     }
     print_counters("ping", &total);
     waited?;
@@ -578,7 +584,7 @@ fn ping(a: PingArgs) -> Result<(), AnyError> {
     let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
     let max = lat.last().map_or(0.0, |v| *v as f64 / 1e3);
     let summary = PingSummary {
-        transport: base.transport.name(),
+        transport: carried_by,
         size: a.size,
         count,
         concurrency: a.concurrency,
@@ -613,7 +619,7 @@ mod tests {
         assert!(load_config(&path, false).unwrap().protocol.crc_data);
         let cfg = load_config(&path, true).unwrap();
         assert!(!cfg.protocol.crc_data);
-        assert!(!cfg.tcp_config().crc_data);
+        assert!(!cfg.node_config().crc_data);
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl Worker {
 
     /// Close the link `token` if it is still generation `gen`.
     pub(crate) fn close_link(&mut self, token: usize, gen: u64) {
-        if !self.links.get(&token).is_some_and(|l| l.gen == gen) {
+        if self.links.get(&token).is_none_or(|l| l.gen != gen) {
             return;
         }
         if let Some(mut slot) = self.links.remove(&token) {

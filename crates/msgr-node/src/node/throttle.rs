@@ -61,12 +61,6 @@ impl PolicyThrottle {
         }
     }
 
-    /// Whether any limit is set (an unlimited throttle is skipped by transports).
-    #[cfg(test)]
-    pub fn is_limited(&self) -> bool {
-        self.max_bytes.is_some() || self.max_messages.is_some()
-    }
-
     fn fits(&self, s: &State, len: u64) -> bool {
         let bytes_ok = match self.max_bytes {
             None => true,

@@ -159,7 +159,7 @@ use super::*;
     #[test]
     fn shipped_configs_load() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
-        for f in ["tcp.toml", "rdma.toml"] {
+        for f in ["tcp.toml", "rdma.toml", "rdma-tcp.toml"] {
             let c = Config::from_file(format!("{root}/{f}"));
             assert!(c.is_ok(), "{f}: {:?}", c.err());
         }
