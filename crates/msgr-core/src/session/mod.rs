@@ -27,144 +27,40 @@
 //!    be dropped by the driver.
 //!
 //! Module map: `handshake` (banner, addresses, connect / reply, SEQ exchange, both sides),
-//! `queue` (out queue and sent list), `accept` (how to answer a connect), `timers`, `config`.
+//! `queue` (out queue and sent list), `accept` (how to answer a connect), `timers`, `config`,
+//! `events` (events, errors, public state), `input` (receive path), `transmit` (transmit path),
+//! `lifecycle` (timer expiry, open, fault, end, peer reset).
 
 pub mod accept;
 mod config;
+mod events;
 mod handshake;
+mod input;
+mod lifecycle;
 mod queue;
 mod timers;
+mod transmit;
 
 pub use accept::{AcceptDecision, ConnectRequest, ExistingView};
 pub use config::{
     proto, protocol_version, Authorizer, GlobalSeq, NoneAuthorizer, SessionConfig, CEPH_AUTH_NONE,
 };
+pub use events::{SessionError, SessionEvent, SessionState};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::message::Message;
 use crate::policy::Policy;
-use crate::wire::features::{
-    has_feature, CEPH_FEATUREMASK_MSGR_KEEPALIVE2, CEPH_FEATUREMASK_MSG_AUTH,
-};
-use crate::wire::frame::{self, Frame, FrameDecoder};
-use crate::wire::{EntityAddr, EntityName, EntityType, WireError};
+use crate::wire::frame::FrameDecoder;
+use crate::wire::{EntityAddr, EntityName, EntityType};
 
 use handshake::{ClientStep, ServerStep};
 use queue::{OutQueue, SentList};
 use timers::{Timer, Timers};
-
-/// Why a session's link failed or a session ended. One enum for the session layer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionError {
-    #[error("protocol error from peer: {0}")]
-    Wire(#[from] WireError),
-    #[error("peer {peer} does not support required features {missing:#x}")]
-    MissingFeatures { peer: String, missing: u64 },
-    #[error("peer speaks protocol version {theirs}, we need {ours}")]
-    BadProtocolVersion { theirs: u32, ours: u32 },
-    #[error("peer rejected our authorizer")]
-    BadAuthorizer,
-    #[error("peer claims address {claimed} but we dialed {dialed}")]
-    AddressMismatch { claimed: String, dialed: String },
-    #[error("handshake did not complete within {0:?}: peer stalled")]
-    HandshakeTimeout(std::time::Duration),
-    #[error("nothing received for {0:?}: peer is gone or stalled")]
-    IdleTimeout(std::time::Duration),
-    #[error("link failed: {0}")]
-    LinkFailed(String),
-    #[error("session was marked down locally")]
-    MarkedDown,
-    #[error("peer closed the session")]
-    PeerClosed,
-    #[error("session replaced by a newer connection from the same peer")]
-    Replaced,
-    /// The peer broke a handshake rule (what it did is in the text).
-    #[error("protocol violation by peer: {0}")]
-    Protocol(String),
-    /// The accept hook refused the peer.
-    #[error("connection from {0} refused by the accept hook")]
-    Refused(String),
-    /// The session was closed locally with [`Session::close`].
-    #[error("session closed locally")]
-    Closed,
-}
-
-/// What the session tells its driver / owner.
-#[derive(Debug)]
-pub enum SessionEvent {
-    /// Handshake finished on our outgoing link; messages flow.
-    Connected {
-        peer_addr: EntityAddr,
-        peer_name: EntityName,
-        features: u64,
-    },
-    /// Handshake finished on a link the peer dialed.
-    Accepted {
-        peer_addr: EntityAddr,
-        peer_name: EntityName,
-        features: u64,
-    },
-    /// Accepting side: the peer's connect message arrived; call [`Session::resolve_accept`].
-    AcceptRequest(ConnectRequest),
-    /// A message for the application, in order, exactly once.
-    Message(Message),
-    /// The peer acknowledged our KEEPALIVE2 (stamp echoed). `rtt` is the time since we sent the
-    /// keepalive carrying that stamp (None if the stamp is not one of ours).
-    KeepaliveAck {
-        stamp: (u32, u32),
-        rtt: Option<Duration>,
-    },
-    /// The link failed. `will_reconnect`: a lossless client will want a new link (see
-    /// [`Session::wants_reconnect`]); otherwise it waits for the peer or ends.
-    Faulted {
-        error: SessionError,
-        will_reconnect: bool,
-    },
-    /// The session is gone (lossy fault, mark_down, close, refused). Messages never sent or never
-    /// acknowledged are handed back so the owner can report them.
-    Reset {
-        error: SessionError,
-        undelivered: Vec<Message>,
-    },
-    /// The peer lost its session state (RESETSESSION, or resetcheck found connect_seq 0): our
-    /// side's queues were reset too; `undelivered` are the messages dropped with them.
-    RemoteReset { undelivered: Vec<Message> },
-    /// The session gives up its current link: write what `poll_transmit` returned, then close
-    /// it. Do not call `link_down` for it (harmless if done).
-    CloseLink,
-    /// Accepting side replaced this session (its queues moved to the new one): drop it without
-    /// telling the application; the new session continues the conversation.
-    Replaced,
-    /// The peer told us our address (our configured IP was blank): the messenger may adopt it.
-    LearnedAddr(EntityAddr),
-}
-
-/// Named states of a session, as Ceph names them. `Debug` shows which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionState {
-    /// No link yet (connect side before `link_up`).
-    Idle,
-    /// We dialed: banner / addresses / connect sent, waiting for the reply.
-    Connecting,
-    /// Peer dialed: reading banner / addresses / connect; may be waiting for `resolve_accept`.
-    Accepting,
-    /// Handshake done, messages flow.
-    Open,
-    /// Lossless, link lost, nothing to send: wait until there is something to send or the peer
-    /// reconnects.
-    Standby,
-    /// Link lost; a lossless client wants a new link (backoff is the driver's).
-    Faulted,
-    /// Server told us WAIT: the peer's own connect will replace ours.
-    Wait,
-    /// Gone for good.
-    Closed,
-}
 
 /// The state with the handshake sub-steps (the public [`SessionState`] hides them).
 #[derive(Debug, Clone)]
@@ -358,104 +254,6 @@ impl Session {
         self.fault(error, now, false);
     }
 
-    /// Consume received bytes. Complete frames are taken out of `buf`; a partial frame stays.
-    /// An error means the link must be closed (the session already faulted itself and emitted
-    /// [`SessionEvent::CloseLink`]).
-    pub fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), SessionError> {
-        let Some(link) = self.link.as_mut() else {
-            // Bytes of a link we gave up: nobody reads them.
-            buf.clear();
-            return Ok(());
-        };
-        link.last_rx = now;
-        loop {
-            let step = match &self.state {
-                State::Connecting(_) => self.client_input(buf, now),
-                State::Accepting(_) => self.server_input(buf, now),
-                State::Open => self.open_input(buf, now),
-                _ => {
-                    buf.clear();
-                    Ok(false)
-                }
-            };
-            match step {
-                Ok(true) if self.link.is_some() => continue,
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    self.fault(e.clone(), now, true);
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// Append the chunks to write, in order. Returns the number of chunks appended; call again
-    /// until it returns 0 (one call hands out at most `transmit_batch_bytes` of payload).
-    pub fn poll_transmit(&mut self, out: &mut Vec<Bytes>) -> usize {
-        let before = out.len();
-        let open = matches!(self.state, State::Open);
-        let Some(link) = self.link.as_mut() else {
-            return 0;
-        };
-        if open {
-            if let Some((sec, nsec)) = self.keepalive.take() {
-                if has_feature(self.features, CEPH_FEATUREMASK_MSGR_KEEPALIVE2) {
-                    frame::encode_keepalive2(sec, nsec, &mut link.ctrl);
-                } else {
-                    frame::encode_keepalive(&mut link.ctrl);
-                }
-            }
-        }
-        if !link.ctrl.is_empty() {
-            out.push(link.ctrl.split().freeze());
-        }
-        if !open {
-            return out.len() - before;
-        }
-        let msg_auth = has_feature(self.features, CEPH_FEATUREMASK_MSG_AUTH);
-        let mut budget = self.config.transmit_batch_bytes;
-        let mut wrote_msgs = false;
-        while budget > 0 {
-            let Some(mut m) = self.queue.pop() else { break };
-            if m.seq == 0 {
-                self.out_seq += 1;
-                m.seq = self.out_seq;
-            }
-            m.src = self.config.my_name;
-            let crc_data = self.config.crc_data;
-            frame::encode_message_crc(&m, m.seq, self.config.my_name, msg_auth, crc_data, out);
-            budget = budget.saturating_sub(m.payload_len().max(1));
-            self.sent.push(m);
-            wrote_msgs = true;
-        }
-        if self.policy.lossy {
-            self.sent.cap(self.config.lossy_unacked_limit);
-        }
-        // One ACK covers everything received so far. It rides along with our own messages, or
-        // goes when enough piled up or the deferred-ack deadline passed.
-        let link = self.link.as_mut().expect("checked above");
-        if link.unacked_in > 0
-            && (wrote_msgs
-                || link.ack_due
-                || link.unacked_in >= self.config.ack_every
-                || self.config.ack_delay.is_zero())
-        {
-            let mut b = BytesMut::with_capacity(9);
-            frame::encode_ack(self.in_seq, &mut b);
-            out.push(b.freeze());
-            link.unacked_in = 0;
-            link.ack_due = false;
-            self.timers.stop(Timer::Ack);
-        }
-        if self.closing && self.queue.is_empty() {
-            let mut b = BytesMut::with_capacity(1);
-            frame::encode_close(&mut b);
-            out.push(b.freeze());
-            self.terminate(SessionError::Closed, true);
-        }
-        out.len() - before
-    }
-
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }
@@ -464,59 +262,6 @@ impl Session {
     /// idle timeout, deferred ACK, end of a WAIT).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for t in self.timers.expired(now) {
-            match t {
-                Timer::Handshake => {
-                    if matches!(self.state, State::Connecting(_) | State::Accepting(_)) {
-                        let d = self.config.handshake_timeout;
-                        self.fault(SessionError::HandshakeTimeout(d), now, true);
-                    }
-                }
-                Timer::Idle => {
-                    let (Some(idle), Some(link)) = (self.config.idle_timeout, self.link.as_ref())
-                    else {
-                        continue;
-                    };
-                    if !matches!(self.state, State::Open) {
-                        continue;
-                    }
-                    let deadline = link.last_rx + idle;
-                    if deadline <= now {
-                        self.fault(SessionError::IdleTimeout(idle), now, true);
-                    } else {
-                        self.timers.set(Timer::Idle, deadline);
-                    }
-                }
-                Timer::Keepalive => {
-                    if let (State::Open, Some(every)) =
-                        (&self.state, self.config.keepalive_interval)
-                    {
-                        self.keepalive = Some(self.stamp(now));
-                        self.timers.set(Timer::Keepalive, now + every);
-                    }
-                }
-                Timer::Ack => {
-                    if let Some(link) = self.link.as_mut() {
-                        link.ack_due = link.unacked_in > 0;
-                    }
-                }
-                Timer::WaitRetry => {
-                    if matches!(self.state, State::Wait) {
-                        self.state = State::Faulted;
-                        self.events.push_back(SessionEvent::Faulted {
-                            error: SessionError::LinkFailed(format!(
-                                "peer won the connect race but did not connect within {:?}",
-                                self.config.wait_retry
-                            )),
-                            will_reconnect: true,
-                        });
-                    }
-                }
-            }
-        }
     }
 
     /// Queue a message (ordered by priority, FIFO within one priority). A client in standby
@@ -688,164 +433,6 @@ impl Session {
         if matches!(self.state, State::Standby) && !self.policy.server {
             self.state = State::Faulted;
         }
-    }
-
-    /// Open-state input: one frame per call. Returns whether a frame was consumed.
-    fn open_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<bool, SessionError> {
-        let link = self.link.as_mut().expect("open implies a link");
-        let Some(f) = link.decoder.decode(buf)? else {
-            return Ok(false);
-        };
-        match f {
-            Frame::Msg(m) => {
-                if m.seq <= self.in_seq {
-                    // A replay of something we already delivered: the peer did not see our ACK.
-                    self.duplicates_dropped += 1;
-                    return Ok(true);
-                }
-                self.in_seq = m.seq;
-                self.peer_num = m.src.num;
-                link.unacked_in += 1;
-                if !self.config.ack_delay.is_zero() {
-                    self.timers
-                        .set_if_later_unset(Timer::Ack, now + self.config.ack_delay);
-                }
-                self.events.push_back(SessionEvent::Message(m));
-            }
-            Frame::Ack(seq) => {
-                self.sent.trim(seq);
-            }
-            Frame::Keepalive => {}
-            Frame::Keepalive2 { sec, nsec } => {
-                frame::encode_keepalive2_ack(sec, nsec, &mut link.ctrl);
-            }
-            Frame::Keepalive2Ack { sec, nsec } => {
-                let sent_at = self.born + Duration::new(sec.into(), nsec.min(999_999_999));
-                let rtt = now.checked_duration_since(sent_at);
-                self.events.push_back(SessionEvent::KeepaliveAck {
-                    stamp: (sec, nsec),
-                    rtt,
-                });
-            }
-            Frame::Close => {
-                self.terminate(SessionError::PeerClosed, true);
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Common part of reaching the open state, both sides.
-    fn become_open(&mut self, now: Instant) {
-        let msg_auth = has_feature(self.features, CEPH_FEATUREMASK_MSG_AUTH);
-        if let Some(link) = self.link.as_mut() {
-            link.decoder.set_msg_auth(msg_auth);
-            link.last_rx = now;
-        }
-        self.once_ready = true;
-        self.state = State::Open;
-        self.timers.stop(Timer::Handshake);
-        if let Some(idle) = self.config.idle_timeout {
-            self.timers.set(Timer::Idle, now + idle);
-        }
-        if let Some(every) = self.config.keepalive_interval {
-            self.timers.set(Timer::Keepalive, now + every);
-        }
-    }
-
-    /// Drop the current link after a failure (Ceph `fault`). `ours`: the session decided it (so
-    /// the driver is told to close the link). Does nothing without a link.
-    fn fault(&mut self, error: SessionError, now: Instant, ours: bool) {
-        if self.link.is_none() {
-            return;
-        }
-        let client_early = matches!(self.state, State::Connecting(ClientStep::Banner));
-        if self.policy.lossy && !client_early {
-            self.terminate(error, ours);
-            return;
-        }
-        self.link = None;
-        self.timers.clear();
-        if ours {
-            self.events.push_back(SessionEvent::CloseLink);
-        }
-        self.queue.requeue_front(self.sent.take().into_iter());
-        let was = std::mem::replace(&mut self.state, State::Faulted);
-        if !self.once_ready && self.queue.is_empty() && matches!(was, State::Accepting(_)) {
-            // A half-accepted peer with nothing for it: forget it.
-            self.state = State::Closed;
-            self.events.push_back(SessionEvent::Reset {
-                error,
-                undelivered: Vec::new(),
-            });
-            return;
-        }
-        if self.policy.standby && self.queue.is_empty() && self.keepalive.is_none() {
-            self.state = State::Standby;
-        } else if matches!(was, State::Connecting(_)) {
-            // Still trying to connect: try again (same connect_seq).
-            self.state = State::Faulted;
-        } else if self.policy.server {
-            self.state = State::Standby;
-        } else {
-            // Lost an open (or accepted) link: reconnect as the connecting side.
-            self.connect_seq += 1;
-            self.state = State::Faulted;
-        }
-        let _ = now;
-        self.events.push_back(SessionEvent::Faulted {
-            error,
-            will_reconnect: self.wants_reconnect(),
-        });
-    }
-
-    /// End the session: report everything not acknowledged.
-    fn terminate(&mut self, error: SessionError, ours: bool) {
-        if self.link.take().is_some() && ours {
-            self.events.push_back(SessionEvent::CloseLink);
-        }
-        self.timers.clear();
-        self.state = State::Closed;
-        self.closing = false;
-        self.keepalive = None;
-        let undelivered = self.take_undelivered();
-        self.events
-            .push_back(SessionEvent::Reset { error, undelivered });
-    }
-
-    /// Sent-but-unacked (seq order) then queued messages, emptying both.
-    fn take_undelivered(&mut self) -> Vec<Message> {
-        let mut v: Vec<Message> = self.sent.take().into();
-        v.extend(self.queue.drain_all());
-        v
-    }
-
-    /// The peer lost our shared session (Ceph `session_reset`): numbering restarts, our queues
-    /// are dropped and reported. If no message was ever numbered on this session there is
-    /// nothing the peer could have lost: the queue is kept and nobody is told (Ceph drops it).
-    fn session_reset(&mut self) {
-        self.connect_seq = 0;
-        if self.in_seq == 0 && self.out_seq == 0 {
-            return;
-        }
-        let undelivered = self.take_undelivered();
-        self.in_seq = 0;
-        self.out_seq = 0;
-        self.connect_seq = 0;
-        self.once_ready = false;
-        if let Some(link) = self.link.as_mut() {
-            link.unacked_in = 0;
-        }
-        self.events
-            .push_back(SessionEvent::RemoteReset { undelivered });
-    }
-
-    fn ctrl(&mut self) -> &mut BytesMut {
-        &mut self.link.as_mut().expect("handshake runs on a link").ctrl
-    }
-
-    fn put_u64(&mut self, v: u64) {
-        self.ctrl().put_u64_le(v);
     }
 }
 

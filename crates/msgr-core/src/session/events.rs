@@ -1,0 +1,118 @@
+//! What a session reports to its driver: events, errors, and its public state.
+
+use std::time::Duration;
+
+use crate::message::Message;
+use crate::wire::{EntityAddr, EntityName, WireError};
+
+use super::accept::ConnectRequest;
+
+/// Why a session's link failed or a session ended. One enum for the session layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("protocol error from peer: {0}")]
+    Wire(#[from] WireError),
+    #[error("peer {peer} does not support required features {missing:#x}")]
+    MissingFeatures { peer: String, missing: u64 },
+    #[error("peer speaks protocol version {theirs}, we need {ours}")]
+    BadProtocolVersion { theirs: u32, ours: u32 },
+    #[error("peer rejected our authorizer")]
+    BadAuthorizer,
+    #[error("peer claims address {claimed} but we dialed {dialed}")]
+    AddressMismatch { claimed: String, dialed: String },
+    #[error("handshake did not complete within {0:?}: peer stalled")]
+    HandshakeTimeout(std::time::Duration),
+    #[error("nothing received for {0:?}: peer is gone or stalled")]
+    IdleTimeout(std::time::Duration),
+    #[error("link failed: {0}")]
+    LinkFailed(String),
+    #[error("session was marked down locally")]
+    MarkedDown,
+    #[error("peer closed the session")]
+    PeerClosed,
+    #[error("session replaced by a newer connection from the same peer")]
+    Replaced,
+    /// The peer broke a handshake rule (what it did is in the text).
+    #[error("protocol violation by peer: {0}")]
+    Protocol(String),
+    /// The accept hook refused the peer.
+    #[error("connection from {0} refused by the accept hook")]
+    Refused(String),
+    /// The session was closed locally with [`Session::close`](super::Session::close).
+    #[error("session closed locally")]
+    Closed,
+}
+
+/// What the session tells its driver / owner.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// Handshake finished on our outgoing link; messages flow.
+    Connected {
+        peer_addr: EntityAddr,
+        peer_name: EntityName,
+        features: u64,
+    },
+    /// Handshake finished on a link the peer dialed.
+    Accepted {
+        peer_addr: EntityAddr,
+        peer_name: EntityName,
+        features: u64,
+    },
+    /// Accepting side: the peer's connect message arrived; call
+    /// [`Session::resolve_accept`](super::Session::resolve_accept).
+    AcceptRequest(ConnectRequest),
+    /// A message for the application, in order, exactly once.
+    Message(Message),
+    /// The peer acknowledged our KEEPALIVE2 (stamp echoed). `rtt` is the time since we sent the
+    /// keepalive carrying that stamp (None if the stamp is not one of ours).
+    KeepaliveAck {
+        stamp: (u32, u32),
+        rtt: Option<Duration>,
+    },
+    /// The link failed. `will_reconnect`: a lossless client will want a new link (see
+    /// [`Session::wants_reconnect`](super::Session::wants_reconnect)); otherwise it waits for
+    /// the peer or ends.
+    Faulted {
+        error: SessionError,
+        will_reconnect: bool,
+    },
+    /// The session is gone (lossy fault, mark_down, close, refused). Messages never sent or never
+    /// acknowledged are handed back so the owner can report them.
+    Reset {
+        error: SessionError,
+        undelivered: Vec<Message>,
+    },
+    /// The peer lost its session state (RESETSESSION, or resetcheck found connect_seq 0): our
+    /// side's queues were reset too; `undelivered` are the messages dropped with them.
+    RemoteReset { undelivered: Vec<Message> },
+    /// The session gives up its current link: write what `poll_transmit` returned, then close
+    /// it. Do not call `link_down` for it (harmless if done).
+    CloseLink,
+    /// Accepting side replaced this session (its queues moved to the new one): drop it without
+    /// telling the application; the new session continues the conversation.
+    Replaced,
+    /// The peer told us our address (our configured IP was blank): the messenger may adopt it.
+    LearnedAddr(EntityAddr),
+}
+
+/// Named states of a session, as Ceph names them. `Debug` shows which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// No link yet (connect side before `link_up`).
+    Idle,
+    /// We dialed: banner / addresses / connect sent, waiting for the reply.
+    Connecting,
+    /// Peer dialed: reading banner / addresses / connect; may be waiting for `resolve_accept`.
+    Accepting,
+    /// Handshake done, messages flow.
+    Open,
+    /// Lossless, link lost, nothing to send: wait until there is something to send or the peer
+    /// reconnects.
+    Standby,
+    /// Link lost; a lossless client wants a new link (backoff is the driver's).
+    Faulted,
+    /// Server told us WAIT: the peer's own connect will replace ours.
+    Wait,
+    /// Gone for good.
+    Closed,
+}
