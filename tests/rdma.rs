@@ -41,29 +41,7 @@ fn require_rdma() {
     }
 }
 
-macro_rules! scenarios {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        $( #[test] fn $name() { require_rdma(); msgr_tests::$module::$name(T) } )*
-    };
-}
-
-scenarios! {
-    scenarios::simple_round_trip,
-    scenarios::loopback_delivery,
-    scenarios::mark_down_and_reconnect,
-    scenarios::racing_connects,
-    scenarios::stateful_server_resetcheck,
-    scenarios::remote_reset_reports_undelivered,
-    scenarios::stateless_server,
-    scenarios::client_standby,
-    scenarios::reconnect_counts,
-    scenarios::large_messages,
-    scenarios::throttle_backpressure,
-    scenarios::send_queue_limit,
-    scenarios::accept_hook_refuses,
-    scenarios::shutdown_reports_undelivered,
-    scenarios::keepalive_keeps_idle_link,
-}
+msgr_tests::shared_scenarios!(T, require_rdma);
 
 use msgr_tests::stress::{stress, StressSpec};
 
@@ -90,4 +68,19 @@ fn stress_small() {
 fn stress_small_qp_failures() {
     require_rdma();
     stress(T, small(300));
+}
+
+/// `["rdma", "tcp"]` reaches a TCP-only node over TCP and an RDMA node over RDMA.
+#[test]
+fn fallback_picks_the_transport_per_peer() {
+    require_rdma();
+    msgr_tests::fallback::picks_the_transport_per_peer();
+}
+
+/// 100k numbered messages, lossless, QP errors injected, then the server's RDMA listener
+/// removed mid-stream: the stream finishes over TCP with nothing lost, duplicated or reordered.
+#[test]
+fn fallback_lossless_stream_survives_losing_rdma() {
+    require_rdma();
+    msgr_tests::fallback::lossless_stream_survives_losing_rdma(100_000);
 }

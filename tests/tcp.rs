@@ -2,34 +2,22 @@
 
 const T: &str = "tcp";
 
-macro_rules! scenarios {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        $( #[test] fn $name() { msgr_tests::$module::$name(T) } )*
-    };
-}
+msgr_tests::shared_scenarios!(T, || ();
+    scenarios::streaming_large_messages, hostile::hostile_peers, hostile::short_wrong_banner,
+    stress::stress_plain, stress::stress_inject_600, stress::stress_inject_30);
 
-scenarios! {
-    scenarios::simple_round_trip,
-    scenarios::loopback_delivery,
-    scenarios::mark_down_and_reconnect,
-    scenarios::racing_connects,
-    scenarios::stateful_server_resetcheck,
-    scenarios::remote_reset_reports_undelivered,
-    scenarios::stateless_server,
-    scenarios::client_standby,
-    scenarios::reconnect_counts,
-    scenarios::large_messages,
-    scenarios::streaming_large_messages,
-    scenarios::throttle_backpressure,
-    scenarios::send_queue_limit,
-    scenarios::accept_hook_refuses,
-    scenarios::shutdown_reports_undelivered,
-    scenarios::keepalive_keeps_idle_link,
-    hostile::hostile_peers,
-    hostile::short_wrong_banner,
-    stress::stress_plain,
-    stress::stress_inject_600,
-    stress::stress_inject_30,
+/// Without an RDMA device, a node configured `["rdma", "tcp"]` starts over TCP alone (a
+/// warning, not an error) and talks. Where a device exists there is nothing to fall back from.
+#[test]
+fn rdma_then_tcp_without_a_device_runs_over_tcp() {
+    let has_device = std::fs::read_dir("/sys/class/infiniband")
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if has_device {
+        eprintln!("an RDMA device is present: nothing to fall back from here");
+        return;
+    }
+    msgr_tests::fallback::no_device_falls_back_to_tcp();
 }
 
 /// TCP only: `send_message_timeout` waits for room in a full send queue, then gives up with

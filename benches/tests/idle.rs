@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use msgr::{Config, ConnectionRef, Dispatcher, EntityName, EntityType, Message};
+use msgr::{Config, ConnectionRef, Dispatcher, EntityName, EntityType, Message, Messenger};
 
 /// The sessions stay idle: a message arriving would be a bug worth seeing.
 struct NoMessages;
@@ -15,7 +15,7 @@ impl Dispatcher for NoMessages {
     }
 }
 
-fn server() -> (std::sync::Arc<dyn msgr::Messenger>, String) {
+fn server() -> (msgr::Node, String) {
     let mut cfg = Config::default_tcp(EntityName::new(EntityType::OSD, 0));
     cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.workers = 1;

@@ -35,11 +35,20 @@ pub fn bind_ip(transport: &str) -> std::net::IpAddr {
 /// no keepalive, a short handshake timeout. One worker for TCP; two reactors for RDMA, so
 /// links are handed from the rdma_cm reactor to another and sessions move between reactors
 /// on reconnects.
+///
+/// `transport` may list several, comma-separated, in order of preference (`"rdma,tcp"`).
 pub fn test_config(transport: &str, name: &str) -> Config {
-    let bind = std::net::SocketAddr::new(bind_ip(transport), 0);
-    let workers = if transport == "rdma" { 2 } else { 1 };
+    let list: Vec<&str> = transport.split(',').map(str::trim).collect();
+    let rdma = list.contains(&"rdma");
+    let bind = std::net::SocketAddr::new(bind_ip(if rdma { "rdma" } else { list[0] }), 0);
+    let workers = if rdma { 2 } else { 1 };
+    let transports = list
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let text = format!(
-        "name = \"{name}\"\ntransport = \"{transport}\"\nbind = \"{bind}\"\nworkers = {workers}\n\
+        "name = \"{name}\"\ntransports = [{transports}]\nbind = \"{bind}\"\nworkers = {workers}\n\
          [timeouts]\nhandshake_ms = 5000\nkeepalive_ms = 0\nidle_ms = 0\n\
          reconnect_initial_ms = 5\nreconnect_max_ms = 100\nshutdown_flush_ms = 1000\n"
     );

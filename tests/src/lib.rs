@@ -5,9 +5,38 @@
 //! Waits use generous deadlines only as a safety net (a hung transport fails instead of hanging
 //! CI); no assertion is about how long anything took.
 
+pub mod fallback;
 pub mod harness;
 pub mod hostile;
 pub mod scenarios;
 pub mod stress;
 
 pub use harness::{node, test_config, Node, Recorder};
+
+/// One `#[test]` per transport-independent scenario, for the transport `$t` (a `&str` constant
+/// such as `"tcp"`); `$guard` runs first in each (e.g. a check that the hardware is present).
+/// Every transport's test target lists the same suite this way, plus its own extras after a
+/// `;` (`module::scenario`, each taking the transport name).
+#[macro_export]
+macro_rules! shared_scenarios {
+    ($t:expr, $guard:expr $(; $($module:ident :: $extra:ident),* $(,)?)?) => {
+        $crate::shared_scenarios!(@each $t, $guard;
+            scenarios::simple_round_trip, scenarios::loopback_delivery,
+            scenarios::mark_down_and_reconnect, scenarios::racing_connects,
+            scenarios::stateful_server_resetcheck, scenarios::remote_reset_reports_undelivered,
+            scenarios::stateless_server, scenarios::client_standby, scenarios::reconnect_counts,
+            scenarios::large_messages, scenarios::throttle_backpressure,
+            scenarios::send_queue_limit, scenarios::accept_hook_refuses,
+            scenarios::shutdown_reports_undelivered, scenarios::keepalive_keeps_idle_link
+            $($(, $module::$extra)*)?);
+    };
+    (@each $t:expr, $guard:expr; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $guard();
+                $crate::$module::$name($t)
+            }
+        )*
+    };
+}

@@ -65,7 +65,9 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     for t in &cfg.transports {
         match t {
             Transport::Tcp => transports.push(msgr_tcp::TcpTransport::new(cfg.tcp_options())),
-            Transport::Mem => todo!(),
+            Transport::Mem => transports.push(msgr_mem::MemTransport::new(
+                msgr_mem::MemNetwork::global(),
+            )),
             #[cfg(feature = "rdma")]
             Transport::Rdma => {
                 let r = msgr_rdma::RdmaTransport::new(cfg.rdma_options()?);
