@@ -24,8 +24,10 @@
 //! sliced from them is dropped (see [`read`]).
 
 mod link;
+mod options;
 mod read;
 mod transport;
 
 pub use link::TcpLink;
-pub use transport::{TcpOptions, TcpTransport};
+pub use options::TcpOptions;
+pub use transport::TcpTransport;

@@ -14,8 +14,8 @@ use mio::Interest;
 use msgr_core::session::SessionError;
 use msgr_node::{Link, ReadEnd, Ready, Registration};
 
-use crate::read::{read_link, MIN_READ};
-use crate::transport::TcpOptions;
+use crate::read::{link_error, read_link, Reader};
+use crate::options::TcpOptions;
 
 /// Chunks per vectored write.
 const MAX_IOV: usize = 64;
@@ -24,24 +24,8 @@ const COALESCE_MAX: usize = 8 << 10;
 
 /// A connected socket and what its reader and writer keep.
 pub struct TcpLink {
-    pub(crate) sock: TcpStream,
-    /// The same socket as a std stream (a duplicated descriptor), for large reads: std's
-    /// `read_to_end` reads a std socket into a `Vec`'s spare capacity without zeroing it.
-    pub(crate) std_sock: std::net::TcpStream,
-    /// Zeroed space right after the session's buffer in the same allocation: reads land here
-    /// and are joined to the buffer without a copy; each byte is zeroed once.
-    pub(crate) spare: BytesMut,
-    /// Size of the next receive allocation: grows while reads fill it, shrinks while large
-    /// reads find little.
-    pub(crate) read_size: usize,
-    /// Large receive buffers handed to the session, oldest first, each as an empty handle at
-    /// the end of its allocation: once the messages sliced from one are all dropped the handle
-    /// is its only owner and the allocation is read into again (already paged in).
-    pub(crate) recycle: VecDeque<BytesMut>,
-    /// Large reads in a row that found little (see [`crate::read`]).
-    pub(crate) small_bursts: u8,
-    /// The poller reported the peer's end closed: read until EOF.
-    pub(crate) peer_closed: bool,
+    sock: TcpStream,
+    reader: Reader,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
     /// Reused buffer for coalescing small writes.
@@ -57,11 +41,6 @@ impl std::fmt::Debug for TcpLink {
             .field("queued", &self.wq_bytes)
             .finish()
     }
-}
-
-/// Errors from the socket, as the session sees them.
-pub(crate) fn link_error(what: &str, e: &std::io::Error) -> SessionError {
-    SessionError::LinkFailed(format!("{what}: {e}"))
 }
 
 fn injected() -> SessionError {
@@ -84,12 +63,7 @@ impl TcpLink {
         let std_sock = std::net::TcpStream::from(sock.as_fd().try_clone_to_owned()?);
         Ok(TcpLink {
             sock,
-            std_sock,
-            spare: BytesMut::new(),
-            read_size: MIN_READ,
-            recycle: VecDeque::new(),
-            small_bursts: 0,
-            peer_closed: false,
+            reader: Reader::new(std_sock),
             wq: VecDeque::new(),
             wq_bytes: 0,
             scratch: Vec::with_capacity(COALESCE_MAX),
@@ -114,7 +88,7 @@ impl Link for TcpLink {
 
     fn on_ready(&mut self, ready: Ready, _busy: bool) {
         if ready.closed {
-            self.peer_closed = true;
+            self.reader.peer_closed = true;
         }
     }
 
@@ -122,7 +96,7 @@ impl Link for TcpLink {
         if self.injected {
             return (0, ReadEnd::Failed(injected()));
         }
-        read_link(self, buf, wanted)
+        read_link(&mut self.reader, buf, wanted)
     }
 
     fn queue(&mut self, chunk: Bytes) {

@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use msgr_core::session::SessionError;
 use msgr_node::ReadEnd;
 
-use crate::link::{link_error, TcpLink};
 
 /// Receive allocations adapt between these: small for request/response traffic and idle
 /// links, large for streams.
@@ -30,19 +29,59 @@ pub(crate) const RECYCLE: usize = 8;
 /// Large reads in a row that find under an eighth of their room before the read size halves.
 pub(crate) const SHRINK_AFTER: u8 = 16;
 
+/// Errors from the socket, as the session sees them.
+pub(crate) fn link_error(what: &str, e: &std::io::Error) -> SessionError {
+    SessionError::LinkFailed(format!("{what}: {e}"))
+}
+
+/// A socket's receive side and what it keeps between reads.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    /// The socket as a std stream (a duplicated descriptor, non-blocking like the original):
+    /// std's `read_to_end` reads it into a `Vec`'s spare capacity without zeroing it.
+    sock: std::net::TcpStream,
+    /// Zeroed space right after the session's buffer in the same allocation: reads land here
+    /// and are joined to the buffer without a copy; each byte is zeroed once.
+    spare: BytesMut,
+    /// Size of the next receive allocation: grows while reads fill it, shrinks while large
+    /// reads find little.
+    read_size: usize,
+    /// Large receive buffers handed to the session, oldest first, each as an empty handle at
+    /// the end of its allocation: once the messages sliced from one are all dropped the handle
+    /// is its only owner and the allocation is read into again (already paged in).
+    recycle: VecDeque<BytesMut>,
+    /// Large reads in a row that found little (see [`read_large`]).
+    small_bursts: u8,
+    /// The poller reported the peer's end closed: read until EOF.
+    pub peer_closed: bool,
+}
+
+impl Reader {
+    pub fn new(sock: std::net::TcpStream) -> Self {
+        Reader {
+            sock,
+            spare: BytesMut::new(),
+            read_size: MIN_READ,
+            recycle: VecDeque::new(),
+            small_bursts: 0,
+            peer_closed: false,
+        }
+    }
+}
+
 /// Make room to read: when the spare space is nearly used up, move the unconsumed bytes into a
 /// fresh allocation with `read_size` (or, for a large message being assembled, as much again)
 /// zeroed bytes after them.
-fn ensure_spare(link: &mut TcpLink, buf: &mut BytesMut) {
-    if link.spare.len() >= MIN_READ {
+fn ensure_spare(r: &mut Reader, buf: &mut BytesMut) {
+    if r.spare.len() >= MIN_READ {
         return;
     }
     let keep = buf.len();
-    let size = link.read_size.max(keep);
+    let size = r.read_size.max(keep);
     let mut fresh = BytesMut::with_capacity(keep + size);
     fresh.extend_from_slice(&buf[..]);
     fresh.resize(keep + size, 0);
-    link.spare = fresh.split_off(keep);
+    r.spare = fresh.split_off(keep);
     *buf = fresh;
 }
 
@@ -53,40 +92,40 @@ fn ensure_spare(link: &mut TcpLink, buf: &mut BytesMut) {
 /// frame) per burst instead of zeroing every byte, and a few more `recv` calls (std starts each
 /// `read_to_end` at 8 KiB and doubles). The `Vec` becomes the buffer without a copy; its unused
 /// capacity is where the decoder's reservation for the rest of a partial frame lands.
-fn read_large(link: &mut TcpLink, buf: &mut BytesMut) -> (usize, ReadEnd) {
+fn read_large(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
     let keep = buf.len();
-    let mut v = large_buffer(&mut link.recycle, keep, link.read_size);
+    let mut v = large_buffer(&mut r.recycle, keep, r.read_size);
     let limit = v.capacity() - keep;
     v.extend_from_slice(&buf[..]);
-    let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
+    let result = (&r.sock).take(limit as u64).read_to_end(&mut v);
     let n = v.len() - keep;
-    link.spare = BytesMut::new();
+    r.spare = BytesMut::new();
     // Both conversions keep the allocation (and its spare capacity): the Vec is unique.
     let mut rbuf = BytesMut::from(Bytes::from(v));
     let end_handle = rbuf.split_off(rbuf.capacity());
-    link.recycle.push_back(end_handle);
+    r.recycle.push_back(end_handle);
     *buf = rbuf;
     let end = match result {
         // The limit was reached: more may be waiting, and larger reads would pay.
         Ok(_) if n == limit => {
-            link.read_size = (limit * 2).min(MAX_READ);
+            r.read_size = (limit * 2).min(MAX_READ);
             ReadEnd::Yield
         }
         Ok(_) => ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
         Err(e) => match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
                 if n < limit / 8 {
-                    link.small_bursts += 1;
+                    r.small_bursts += 1;
                 } else {
-                    link.small_bursts = 0;
+                    r.small_bursts = 0;
                 }
-                if link.small_bursts >= SHRINK_AFTER {
+                if r.small_bursts >= SHRINK_AFTER {
                     // The stream has become little traffic: smaller allocations (and, below
                     // LARGE_READ, back to zeroed reads, which stop at the first short read).
-                    link.small_bursts = 0;
-                    link.read_size = (link.read_size / 2).max(MIN_READ);
-                    if link.read_size < LARGE_READ {
-                        link.recycle.clear();
+                    r.small_bursts = 0;
+                    r.read_size = (r.read_size / 2).max(MIN_READ);
+                    if r.read_size < LARGE_READ {
+                        r.recycle.clear();
                     }
                 }
                 ReadEnd::Drained
@@ -104,7 +143,7 @@ fn read_large(link: &mut TcpLink, buf: &mut BytesMut) -> (usize, ReadEnd) {
 /// the buffer unique and unshared (the session takes nothing from it until the body is complete),
 /// so the conversions copy nothing. At most `MAX_READ` bytes per call: one large message does
 /// not keep the worker from other links.
-fn read_body(link: &mut TcpLink, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
+fn read_body(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
     let keep = buf.len();
     let missing = wanted - keep;
     let mut v: Vec<u8> = std::mem::take(&mut *buf).into();
@@ -116,9 +155,9 @@ fn read_body(link: &mut TcpLink, buf: &mut BytesMut, wanted: usize) -> (usize, R
         v.reserve(missing + MIN_READ);
     }
     let limit = (v.capacity() - keep).min(MAX_READ);
-    let result = (&link.std_sock).take(limit as u64).read_to_end(&mut v);
+    let result = (&r.sock).take(limit as u64).read_to_end(&mut v);
     let n = v.len() - keep;
-    link.spare = BytesMut::new();
+    r.spare = BytesMut::new();
     *buf = BytesMut::from(Bytes::from(v));
     let end = match result {
         Ok(_) if n == limit => ReadEnd::Yield,
@@ -152,26 +191,26 @@ fn large_buffer(recycle: &mut VecDeque<BytesMut>, keep: usize, size: usize) -> V
 
 /// Read until the socket is drained or the budget is spent. Returns bytes read and why it
 /// stopped.
-pub(crate) fn read_link(link: &mut TcpLink, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
+pub(crate) fn read_link(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (usize, ReadEnd) {
     let mut total = 0;
     loop {
         if wanted >= LARGE_READ && wanted > buf.len() {
             // The rest of a large message, however little: straight into the buffer that will
             // hold it (the paths below would copy the whole partial body to a new buffer).
-            let (n, end) = read_body(link, buf, wanted);
+            let (n, end) = read_body(r, buf, wanted);
             return (total + n, end);
         }
-        if link.read_size >= LARGE_READ && buf.len() <= link.read_size / 2 {
+        if r.read_size >= LARGE_READ && buf.len() <= r.read_size / 2 {
             // One burst per drive: the session consumes it before the next burst, which would
             // otherwise copy it again as "unconsumed". Each burst here copies the unconsumed
             // bytes once, so a large partial frame whose size is not known yet takes the
             // zeroed path below, whose allocations double with it.
-            let (n, end) = read_large(link, buf);
+            let (n, end) = read_large(r, buf);
             return (total + n, end);
         }
-        ensure_spare(link, buf);
-        let want = link.spare.len();
-        match link.sock.read(&mut link.spare[..]) {
+        ensure_spare(r, buf);
+        let want = r.spare.len();
+        match (&r.sock).read(&mut r.spare[..]) {
             Ok(0) => {
                 return (
                     total,
@@ -180,12 +219,12 @@ pub(crate) fn read_link(link: &mut TcpLink, buf: &mut BytesMut, wanted: usize) -
             }
             Ok(n) => {
                 // Contiguous with the buffer: joining is O(1).
-                let got = link.spare.split_to(n);
+                let got = r.spare.split_to(n);
                 buf.unsplit(got);
                 total += n;
                 if n == want {
-                    link.read_size = (link.read_size * 2).min(MAX_READ);
-                } else if !link.peer_closed {
+                    r.read_size = (r.read_size * 2).min(MAX_READ);
+                } else if !r.peer_closed {
                     // A short read emptied the socket's receive queue; anything arriving later
                     // raises a new readiness event (saves one EAGAIN read per wake-up). When
                     // the peer also closed, read on to see the end of the stream.

@@ -11,26 +11,7 @@ use parking_lot::Mutex;
 use msgr_node::{DialError, DialId, Dialing, Registration, Transport, TransportEvent};
 
 use crate::link::TcpLink;
-
-/// Socket options of every TCP link.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpOptions {
-    /// TCP_NODELAY on every socket (default true).
-    pub nodelay: bool,
-    /// SO_SNDBUF / SO_RCVBUF (None: the kernel's default, auto-tuned).
-    pub send_buffer: Option<usize>,
-    pub recv_buffer: Option<usize>,
-}
-
-impl Default for TcpOptions {
-    fn default() -> Self {
-        TcpOptions {
-            nodelay: true,
-            send_buffer: None,
-            recv_buffer: None,
-        }
-    }
-}
+use crate::options::TcpOptions;
 
 /// The TCP transport: listens on one address, dials with non-blocking connects (a refused or
 /// failed connect shows as the link failing, which the node retries with backoff).
