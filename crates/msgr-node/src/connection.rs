@@ -257,7 +257,11 @@ impl Connection for NodeConnection {
         self.queue_message(msg, None)
     }
     fn send_keepalive(&self) -> Result<(), MessengerError> {
-        if let Some(l) = self.core.queue_keepalive(|| self.shared.is_stopping())? {
+        let now = self.shared.clock.now();
+        let link = self
+            .core
+            .queue_keepalive(now, || self.shared.is_stopping())?;
+        if let Some(l) = link {
             self.request_flush(l);
         }
         Ok(())

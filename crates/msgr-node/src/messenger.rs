@@ -167,12 +167,15 @@ impl Node {
         next
     }
 
-    /// Simulation: true while some worker has commands queued (a step would do work).
+    /// Simulation: true while a step would do work now (commands queued, links waiting to be
+    /// driven).
     pub fn has_work(&self) -> bool {
-        self.shared
+        let queued = self
+            .shared
             .ports
             .get()
-            .is_some_and(|p| p.iter().any(|p| p.has_cmds()))
+            .is_some_and(|p| p.iter().any(|p| p.has_cmds()));
+        queued || self.shared.manual.lock().iter().any(|w| !w.ready.is_empty())
     }
 }
 

@@ -107,6 +107,12 @@ impl Worker {
         // The session may be done with this link (CloseLink: closed, told to wait, faulted
         // itself); what it handed out above is still flushed once before the link closes.
         let (wanted, deadline) = g.keep_link(dead);
+        // Without its link the session may still have a deadline (WAIT ends): keep it.
+        let unlinked = if wanted {
+            None
+        } else {
+            g.session.poll_timeout()
+        };
         let follow = conn.absorb_events(&mut g);
         drop(g);
         if let Some(e) = &input_err {
@@ -129,6 +135,9 @@ impl Worker {
             }
         }
 
+        if let Some(at) = unlinked {
+            self.timers.push(at, Timer::Unlinked(conn.clone()));
+        }
         let gen = slot.gen;
         if wanted && write_err.is_none() {
             if let Some(d) = deadline {
@@ -171,6 +180,21 @@ impl Worker {
         if let (Some(req), Some(token)) = (f.accept, token) {
             self.resolve(token, conn.clone(), req);
         }
+    }
+
+    /// The deadline of a session without a link came (see [`Timer::Unlinked`]): let the session
+    /// act on it (after a WAIT it faults and wants to reconnect).
+    pub(crate) fn unlinked_timeout(&mut self, conn: Arc<NodeConnection>) {
+        let now = self.now();
+        let follow = {
+            let mut g = conn.core.inner.lock();
+            if g.link.is_some() || g.session.poll_timeout().is_none_or(|t| t > now) {
+                return;
+            }
+            g.session.handle_timeout(now);
+            conn.absorb_events(&mut g)
+        };
+        self.after(&conn, follow, None);
     }
 
     /// A link failed outside the session step: tell the session its link is gone.

@@ -35,6 +35,9 @@ pub(crate) enum Timer {
     Link { token: usize, gen: u64, at: Instant },
     /// A lossless connection wants to dial again.
     Reconnect(Arc<NodeConnection>),
+    /// The deadline of a session left without a link (the end of a WAIT: the peer won the
+    /// connect race but may never connect).
+    Unlinked(Arc<NodeConnection>),
 }
 
 /// A link and what the worker keeps for it.
@@ -378,6 +381,7 @@ impl Worker {
                     }
                 }
                 Timer::Reconnect(conn) => self.dial(conn),
+                Timer::Unlinked(conn) => self.unlinked_timeout(conn),
             }
         }
     }

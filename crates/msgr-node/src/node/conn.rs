@@ -397,16 +397,17 @@ impl<L: Copy> ConnCore<L> {
         Ok(SendFollowup::None)
     }
 
-    /// Queue a keepalive; returns the link to drive, if any.
+    /// Queue a keepalive stamped `now` (the node's clock); returns the link to drive, if any.
     pub fn queue_keepalive(
         &self,
+        now: Instant,
         stopping: impl Fn() -> bool,
     ) -> Result<Option<L>, MessengerError> {
         let mut g = self.inner.lock();
         if self.is_closed() {
             return Err(self.closed_error(stopping()));
         }
-        g.session.send_keepalive(Instant::now());
+        g.session.send_keepalive(now);
         Ok(g.link)
     }
 }
@@ -526,7 +527,8 @@ mod tests {
             c.queue_message(msg(1), 10, None, || false),
             Ok(SendFollowup::None)
         ));
-        assert!(matches!(c.queue_keepalive(|| false), Ok(None)));
+        let now = Instant::now();
+        assert!(matches!(c.queue_keepalive(now, || false), Ok(None)));
     }
 
     #[test]
@@ -551,7 +553,7 @@ mod tests {
             other => panic!("expected ConnectionClosed, got {other:?}"),
         }
         assert!(matches!(
-            c.queue_keepalive(|| true),
+            c.queue_keepalive(Instant::now(), || true),
             Err(MessengerError::ShutDown)
         ));
     }

@@ -15,7 +15,7 @@
 //! Lock order, to stay deadlock-free: registry first, then connection locks in a fixed order
 //! (e.g. by connection id); never take the registry while holding a connection lock.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,16 +27,17 @@ use msgr_core::session::accept::decide;
 use msgr_core::session::{AcceptDecision, ConnectRequest, Session};
 use msgr_core::wire::EntityAddr;
 
-/// Connection handles by peer address.
+/// Connection handles by peer address. Ordered, so that walking every connection (shutdown,
+/// `mark_down_all`) goes the same way in every run (a deterministic simulation replays).
 #[derive(Debug)]
 pub struct Registry<C> {
-    map: Mutex<HashMap<EntityAddr, C>>,
+    map: Mutex<BTreeMap<EntityAddr, C>>,
 }
 
 impl<C> Default for Registry<C> {
     fn default() -> Self {
         Registry {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -65,7 +66,8 @@ impl<C: Clone> Registry<C> {
 
     /// Empty the registry (shutdown, `mark_down_all`).
     pub fn take_all(&self) -> Vec<C> {
-        self.map.lock().drain().map(|(_, c)| c).collect()
+        let all = std::mem::take(&mut *self.map.lock());
+        all.into_values().collect()
     }
 
     pub fn all(&self) -> Vec<C> {
@@ -83,7 +85,7 @@ impl<C: Clone> Registry<C> {
     }
 
     /// Hold the registry for an accept resolution (see the module docs for the lock order).
-    pub fn lock(&self) -> MutexGuard<'_, HashMap<EntityAddr, C>> {
+    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<EntityAddr, C>> {
         self.map.lock()
     }
 }
