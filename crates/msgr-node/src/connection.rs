@@ -22,11 +22,13 @@ use msgr_core::policy::Policy;
 use msgr_core::session::{Session, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
-use crate::driver::port::Cmd;
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::node::attach::ConnAccess;
+use crate::node::backoff::Backoff;
 use crate::node::conn::{ConnCore, Followup, LinkState, SendFollowup};
 use crate::node::counters::CounterPair;
-use crate::node::{Backoff, ConnAccess};
-use crate::shared::Shared;
+use crate::node::shared::NodeShared;
 
 /// Where a connection's current link lives: which worker, its token there, and a generation
 /// number unique over the node's life (so a stale link is never mistaken for the current).
@@ -40,11 +42,31 @@ pub(crate) struct LinkRef {
 /// State guarded by the connection's lock.
 pub(crate) type ConnInner = LinkState<LinkRef>;
 
+/// The node a connection belongs to, as the connection sees it.
+pub(crate) type NodeState = NodeShared<Arc<NodeConnection>>;
+
+/// What a connection asks of its node's workers (the driver implements it), so that this
+/// layer needs nothing of the driver's.
+pub(crate) trait Host: Send + Sync {
+    /// Open a link for `conn` (on its home worker).
+    fn dial(&self, conn: Arc<NodeConnection>);
+    /// Write what the session of `link` has queued.
+    fn flush(&self, link: LinkRef);
+    /// Close `link` without touching its session.
+    fn close(&self, link: LinkRef);
+    /// Run `conn`'s dispatch on `worker`.
+    fn dispatch(&self, worker: usize, conn: Arc<NodeConnection>);
+}
+
 /// A peer connection, whatever carries it. See the module docs.
 pub struct NodeConnection {
     pub(crate) id: u64,
     me: Weak<NodeConnection>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) node: Arc<NodeState>,
+    host: Arc<dyn Host>,
+    clock: Clock,
+    send_queue_bytes: u64,
+    workers: usize,
     /// Session, link, inbox, throttle, send queue and counters.
     pub(crate) core: ConnCore<LinkRef>,
     pub(crate) flush_pending: AtomicBool,
@@ -74,23 +96,30 @@ fn peer_string(a: &EntityAddr) -> String {
 }
 
 impl NodeConnection {
+    /// A connection of `node` (configured by `cfg`) around `session`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        shared: &Arc<Shared>,
+        node: &Arc<NodeState>,
+        host: Arc<dyn Host>,
+        cfg: &NodeConfig,
         session: Session,
         peer_addr: EntityAddr,
         peer_type: EntityType,
         announced: bool,
     ) -> Arc<Self> {
-        let cfg = &shared.cfg;
-        let id = shared.next_id();
+        let id = node.next_id();
         let backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max);
         Arc::new_cyclic(|me| NodeConnection {
             id,
             me: me.clone(),
-            shared: shared.clone(),
+            node: node.clone(),
+            host,
+            clock: cfg.clock.clone(),
+            send_queue_bytes: cfg.send_queue_bytes,
+            workers: cfg.workers.max(1),
             core: ConnCore::new(
                 id,
-                CounterPair::new(shared.counters.clone()),
+                CounterPair::new(node.counters.clone()),
                 peer_addr,
                 peer_string,
                 LinkState::new(session, peer_type, announced, backoff),
@@ -107,7 +136,7 @@ impl NodeConnection {
 
     pub(crate) fn init_throttle(&self, peer_type: EntityType, policy: &Policy) {
         self.core
-            .init_throttle(&self.shared.throttles, peer_type, policy);
+            .init_throttle(&self.node.throttles, peer_type, policy);
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -144,18 +173,18 @@ impl NodeConnection {
             .link
             .map(|l| l.worker)
             .unwrap_or(self.home_worker());
-        self.shared.send(worker, Cmd::Dispatch(self.arc()));
+        self.host.dispatch(worker, self.arc());
     }
 
     pub(crate) fn home_worker(&self) -> usize {
-        (self.id as usize) % self.shared.cfg.workers.max(1)
+        (self.id as usize) % self.workers
     }
 
     /// Hand inbox events to the dispatcher, in order, one thread at a time; stops (paused) when a
     /// message finds its throttle full. Call on a worker thread.
     pub(crate) fn run_dispatch(&self) {
         let conn_ref: ConnectionRef = self.arc();
-        self.core.drain(&conn_ref, &self.shared.dispatchers, || {
+        self.core.drain(&conn_ref, &self.node.dispatchers, || {
             let me = self.arc();
             move || me.resume()
         });
@@ -173,13 +202,13 @@ impl NodeConnection {
         msg: Message,
         allow_wait: Option<Instant>,
     ) -> Result<(), MessengerError> {
-        let limit = self.shared.cfg.send_queue_bytes;
+        let limit = self.send_queue_bytes;
         match self
             .core
-            .queue_message(msg, limit, allow_wait, || self.shared.is_stopping())?
+            .queue_message(msg, limit, allow_wait, || self.node.is_stopping())?
         {
             SendFollowup::Drive(l) => self.request_flush(l),
-            SendFollowup::Dial => self.shared.send(self.home_worker(), Cmd::Dial(self.arc())),
+            SendFollowup::Dial => self.host.dial(self.arc()),
             SendFollowup::None => {}
         }
         Ok(())
@@ -188,13 +217,7 @@ impl NodeConnection {
     /// Ask the link's worker to write; at most one request per batch of sends.
     pub(crate) fn request_flush(&self, l: LinkRef) {
         if !self.flush_pending.swap(true, Ordering::AcqRel) {
-            self.shared.send(
-                l.worker,
-                Cmd::Drive {
-                    token: l.token,
-                    gen: l.gen,
-                },
-            );
+            self.host.flush(l);
         }
     }
 
@@ -257,10 +280,10 @@ impl Connection for NodeConnection {
         self.queue_message(msg, None)
     }
     fn send_keepalive(&self) -> Result<(), MessengerError> {
-        let now = self.shared.clock.now();
+        let now = self.clock.now();
         let link = self
             .core
-            .queue_keepalive(now, || self.shared.is_stopping())?;
+            .queue_keepalive(now, || self.node.is_stopping())?;
         if let Some(l) = link {
             self.request_flush(l);
         }
@@ -271,17 +294,11 @@ impl Connection for NodeConnection {
     }
     fn mark_down(&self) {
         let me = self.arc();
-        self.shared.registry.unregister(&me);
+        self.node.registry.unregister(&me);
         if let Some(l) = self.mark_down_now() {
-            self.shared.send(
-                l.worker,
-                Cmd::Close {
-                    token: l.token,
-                    gen: l.gen,
-                },
-            );
+            self.host.close(l);
         }
-        self.shared.send(self.home_worker(), Cmd::Dispatch(me));
+        self.host.dispatch(self.home_worker(), me);
     }
     fn counters(&self) -> ConnectionCounters {
         self.core.counters_snapshot()

@@ -42,6 +42,7 @@ mod connection;
 mod driver;
 mod messenger;
 mod node;
+mod port;
 mod shared;
 pub mod transport;
 

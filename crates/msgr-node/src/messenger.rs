@@ -2,6 +2,8 @@
 //! connection map, commands to workers.
 
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
@@ -10,7 +12,7 @@ use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 use crate::config::NodeConfig;
 use crate::connection::NodeConnection;
-use crate::driver::port::{set_current, Cmd, Port};
+use crate::port::{set_current, Cmd, Port};
 use crate::driver::worker::{Worker, MAX_TRANSPORTS};
 use crate::shared::Shared;
 use crate::transport::Transport;
@@ -21,16 +23,20 @@ use crate::transport::Transport;
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
+    /// Workers stepped by the application ([`NodeConfig::threads`] = false).
+    manual: Manual,
     _owner: Arc<Owner>,
 }
 
+type Manual = Arc<Mutex<Vec<Worker>>>;
+
 /// Held only by [`Node`] handles (workers and connections hold `Shared` itself), so its drop
 /// means the application let go of the node.
-struct Owner(Arc<Shared>);
+struct Owner(Arc<Shared>, Manual);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        shutdown(&self.0);
+        shutdown(&self.0, &self.1);
     }
 }
 
@@ -53,9 +59,11 @@ impl Node {
             "at most {MAX_TRANSPORTS} transports per node"
         );
         let shared = Arc::new(Shared::new(cfg, transports));
+        let manual = Manual::default();
         Node {
-            _owner: Arc::new(Owner(shared.clone())),
+            _owner: Arc::new(Owner(shared.clone(), manual.clone())),
             shared,
+            manual,
         }
     }
 
@@ -103,7 +111,7 @@ impl Node {
             now,
             |c| c.is_closed(),
             |session, policy| {
-                let conn = NodeConnection::new(s, session, *addr, peer_type, true);
+                let conn = s.new_connection(session, *addr, peer_type, true);
                 conn.init_throttle(peer_type, &policy);
                 conn
             },
@@ -141,7 +149,7 @@ impl Node {
     /// Returns the earliest deadline any worker waits for.
     pub fn step(&self) -> Option<Instant> {
         let s = &self.shared;
-        let mut workers = s.manual.lock();
+        let mut workers = self.manual.lock();
         let mut next: Option<Instant> = None;
         let mut done = Vec::new();
         for w in workers.iter_mut() {
@@ -175,7 +183,7 @@ impl Node {
             .ports
             .get()
             .is_some_and(|p| p.iter().any(|p| p.has_cmds()));
-        queued || self.shared.manual.lock().iter().any(|w| !w.ready.is_empty())
+        queued || self.manual.lock().iter().any(|w| !w.ready.is_empty())
     }
 }
 
@@ -207,7 +215,7 @@ impl Messenger for Node {
         if !s.begin_start()? {
             return Ok(());
         }
-        start(s).map_err(|e| s.abort_start(e))
+        start(s, &self.manual).map_err(|e| s.abort_start(e))
     }
 
     fn connect_to(
@@ -230,7 +238,7 @@ impl Messenger for Node {
     }
 
     fn shutdown(&self) {
-        shutdown(&self.shared);
+        shutdown(&self.shared, &self.manual);
     }
 
     fn counters(&self) -> MessengerCounters {
@@ -240,7 +248,7 @@ impl Messenger for Node {
 
 /// Listen on every transport (the last in preference order first, see [`listen_all`]), fix
 /// our address, create the workers and start them (or keep them for [`Node::step`]).
-fn start(s: &Arc<Shared>) -> Result<(), MessengerError> {
+fn start(s: &Arc<Shared>, manual: &Manual) -> Result<(), MessengerError> {
     let (bound, transports) = listen_all(s)?;
     let _ = s.transports.set(transports);
     let cfg = &s.cfg;
@@ -281,7 +289,7 @@ fn start(s: &Arc<Shared>) -> Result<(), MessengerError> {
             threads.push(t);
         }
     } else {
-        *s.manual.lock() = workers;
+        *manual.lock() = workers;
     }
     tracing::info!(addr = %bound, nonce = my_addr.nonce, workers = n, transports = ?s.transports().iter().map(|t| t.name()).collect::<Vec<_>>(), "messenger started");
     Ok(())
@@ -333,7 +341,7 @@ fn listen_all(s: &Shared) -> Result<(std::net::SocketAddr, Vec<Arc<dyn Transport
 
 /// Stop accepting, let workers flush (up to `shutdown_flush`), fail what is left (reported to
 /// the dispatcher), join the workers. Idempotent.
-fn shutdown(s: &Arc<Shared>) {
+fn shutdown(s: &Arc<Shared>, manual: &Manual) {
     if !s.begin_shutdown() {
         return;
     }
@@ -352,7 +360,7 @@ fn shutdown(s: &Arc<Shared>) {
             tracing::error!("a worker thread panicked");
         }
     }
-    if let Some(mut workers) = s.manual.try_lock() {
+    if let Some(mut workers) = manual.try_lock() {
         // Stepped by hand: a few turns to flush, then fail what is left.
         for _ in 0..64 {
             if workers.is_empty() {

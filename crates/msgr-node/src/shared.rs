@@ -8,12 +8,14 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use msgr_core::session::Session;
+use msgr_core::wire::{EntityAddr, EntityType};
+
 use crate::clock::Clock;
 use crate::config::NodeConfig;
-use crate::connection::NodeConnection;
-use crate::driver::port::{Cmd, Port};
-use crate::driver::worker::Worker;
+use crate::connection::{Host, LinkRef, NodeConnection, NodeState};
 use crate::node::NodeShared;
+use crate::port::{Cmd, Port};
 use crate::transport::{DialId, Transport};
 
 /// A dial whose outcome a transport reports later (as a [`crate::TransportEvent`]).
@@ -29,7 +31,7 @@ pub(crate) struct Shared {
     pub id: u64,
     pub cfg: NodeConfig,
     pub clock: Clock,
-    node: NodeShared<Arc<NodeConnection>>,
+    node: Arc<NodeState>,
     /// All transports, in preference order, as configured.
     pub configured: Vec<Arc<dyn Transport>>,
     /// The transports that listen (set by `start`; a transport that could not listen is left
@@ -39,8 +41,6 @@ pub(crate) struct Shared {
     pub dials: Mutex<HashMap<DialId, PendingDial>>,
     next_dial: AtomicU64,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Workers stepped by the application (`threads` = false).
-    pub manual: Mutex<Vec<Worker>>,
 }
 
 // The node's fields and methods read as the messenger's (`s.registry`, `s.next_id()`).
@@ -58,7 +58,12 @@ impl Shared {
         Shared {
             id: NEXT_NODE_ID.fetch_add(1, Ordering::Relaxed),
             clock: cfg.clock.clone(),
-            node: NodeShared::new(cfg.name, cfg.bind, cfg.nonce, cfg.policies.clone()),
+            node: Arc::new(NodeShared::new(
+                cfg.name,
+                cfg.bind,
+                cfg.nonce,
+                cfg.policies.clone(),
+            )),
             cfg,
             configured: transports,
             transports: OnceLock::new(),
@@ -66,7 +71,6 @@ impl Shared {
             dials: Mutex::new(HashMap::new()),
             next_dial: AtomicU64::new(1),
             threads: Mutex::new(Vec::new()),
-            manual: Mutex::new(Vec::new()),
         }
     }
 
@@ -87,5 +91,46 @@ impl Shared {
 
     pub fn next_dial(&self) -> DialId {
         self.next_dial.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A connection of this node around `session`.
+    pub fn new_connection(
+        self: &Arc<Self>,
+        session: Session,
+        peer_addr: EntityAddr,
+        peer_type: EntityType,
+        announced: bool,
+    ) -> Arc<NodeConnection> {
+        let host: Arc<dyn Host> = self.clone();
+        NodeConnection::new(
+            &self.node, host, &self.cfg, session, peer_addr, peer_type, announced,
+        )
+    }
+}
+
+impl Host for Shared {
+    fn dial(&self, conn: Arc<NodeConnection>) {
+        self.send(conn.home_worker(), Cmd::Dial(conn));
+    }
+    fn flush(&self, l: LinkRef) {
+        self.send(
+            l.worker,
+            Cmd::Drive {
+                token: l.token,
+                gen: l.gen,
+            },
+        );
+    }
+    fn close(&self, l: LinkRef) {
+        self.send(
+            l.worker,
+            Cmd::Close {
+                token: l.token,
+                gen: l.gen,
+            },
+        );
+    }
+    fn dispatch(&self, worker: usize, conn: Arc<NodeConnection>) {
+        self.send(worker, Cmd::Dispatch(conn));
     }
 }

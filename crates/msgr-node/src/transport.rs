@@ -25,21 +25,29 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use msgr_core::session::SessionError;
 
-use crate::driver::port::Port;
 
 /// How a link or transport asks its worker for a turn without a poller event (an in-process
 /// peer wrote, a connection manager saw a disconnect). Cheap to clone; valid for the life of
 /// the node.
 #[derive(Clone)]
 pub struct Notify {
-    pub(crate) port: Arc<Port>,
-    pub(crate) key: usize,
+    target: Arc<dyn Wake>,
+    key: usize,
+}
+
+/// Where a [`Notify`] lands: a worker's inbox (implemented by the driver).
+pub(crate) trait Wake: Send + Sync {
+    fn wake(&self, key: usize);
 }
 
 impl Notify {
+    pub(crate) fn new(target: Arc<dyn Wake>, key: usize) -> Self {
+        Notify { target, key }
+    }
+
     /// Make the worker drive this link (or poll this transport) soon. Callable from any thread.
     pub fn notify(&self) {
-        self.port.notify(self.key);
+        self.target.wake(self.key);
     }
 }
 

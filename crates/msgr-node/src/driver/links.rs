@@ -10,7 +10,7 @@ use msgr_core::session::{ConnectRequest, Session, SessionError};
 use msgr_core::wire::{EntityAddr, EntityType};
 
 use crate::connection::{LinkRef, NodeConnection, ACCESS};
-use crate::driver::port::Cmd;
+use crate::port::Cmd;
 use crate::driver::worker::{Slot, Worker};
 use crate::node::{attach_accepted, Accepting, Attached};
 use crate::shared::PendingDial;
@@ -226,7 +226,7 @@ impl Worker {
             nonce: 0,
             addr: Some(peer),
         };
-        let conn = NodeConnection::new(&s, session, addr, EntityType::CLIENT, false);
+        let conn = s.new_connection(session, addr, EntityType::CLIENT, false);
         let target = self.accept_rr % s.workers();
         self.accept_rr += 1;
         if target == self.idx {

@@ -2,7 +2,6 @@
 //! links it owns and the transports' sources (worker 0), a timer heap, a fault injector and a
 //! command queue.
 //!
-//! - [`port`]: a worker's command queue and waker ([`port::Cmd`]).
 //! - [`worker`]: the event loop ([`worker::Worker::turn`]), commands, timers, shutdown.
 //! - [`drive`]: one step of one link: read into the session, run it, write its output.
 //! - [`links`]: adopting links, dialing (with fallback between transports), transport
@@ -12,6 +11,5 @@
 pub(crate) mod drive;
 pub(crate) mod fault;
 pub(crate) mod links;
-pub(crate) mod port;
 pub(crate) mod timer;
 pub(crate) mod worker;

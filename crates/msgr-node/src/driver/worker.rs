@@ -14,7 +14,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::connection::NodeConnection;
 use crate::driver::fault::FaultInjector;
-use crate::driver::port::{set_current, Cmd, Port};
+use crate::port::{set_current, Cmd, Port};
 use crate::driver::timer::TimerHeap;
 use crate::shared::Shared;
 use crate::transport::{Link, Notify, Ready, Registration};
@@ -123,10 +123,7 @@ impl Worker {
         Registration {
             registry: self.poll.registry(),
             token: Token(token),
-            notify: Notify {
-                port: self.port().clone(),
-                key: token,
-            },
+            notify: Notify::new(self.port().clone(), token),
         }
     }
 

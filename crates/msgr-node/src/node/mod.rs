@@ -36,7 +36,7 @@ pub mod registry;
 pub mod shared;
 pub mod throttle;
 
-pub use attach::{attach_accepted, Accepting, Attached, ConnAccess};
+pub use attach::{attach_accepted, Accepting, Attached};
 pub use backoff::Backoff;
 pub use conn::Followup;
 pub use counters::MessengerCounterCells;

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use crate::connection::NodeConnection;
-use crate::transport::Link;
+use crate::transport::{Link, Wake};
 
 /// Work handed to a worker.
 pub(crate) enum Cmd {
@@ -89,9 +89,6 @@ impl Port {
         }
     }
 
-    pub fn notify(&self, key: usize) {
-        self.send(Cmd::Ready(key));
-    }
 
     /// Move every queued command into `into` (which must be empty).
     pub fn take(&self, into: &mut Vec<Cmd>) {
@@ -100,5 +97,11 @@ impl Port {
 
     pub fn has_cmds(&self) -> bool {
         !self.cmds.lock().is_empty()
+    }
+}
+
+impl Wake for Port {
+    fn wake(&self, key: usize) {
+        self.send(Cmd::Ready(key));
     }
 }
