@@ -16,7 +16,7 @@
 //! [`msgr_node::Clock::Virtual`] clock over a [`MemNetwork::simulated`] network on the same
 //! clock run on the caller's thread only; [`run_until_idle`] and [`run_for`] step them and
 //! the network and move virtual time. Same seed, same calls: same run. See
-//! `examples/sim_two_nodes.rs` and `tests/sim.rs`.
+//! `examples/sim_two_nodes.rs` and `tests/sim/` (its `main.rs` lists the modules).
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -59,9 +59,12 @@
 //! assert_eq!(got.0.load(Ordering::Relaxed), 10);
 //! ```
 
+#![warn(missing_docs)]
+
 mod link;
 mod network;
 mod transport;
+mod wire;
 
 #[cfg(test)]
 mod tests;

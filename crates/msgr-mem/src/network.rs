@@ -23,7 +23,8 @@ use parking_lot::Mutex;
 
 use msgr_node::{Clock, DialError, Notify};
 
-use crate::link::{MemLink, Wire};
+use crate::link::MemLink;
+use crate::wire::{Carrier, Wire};
 
 /// Ports handed out by `listen` on port 0.
 const FIRST_LISTEN_PORT: u16 = 20000;
@@ -37,6 +38,7 @@ pub struct SimConfig {
     pub seed: u64,
     /// Each flush arrives after a delay drawn from `min_delay..=max_delay`.
     pub min_delay: Duration,
+    /// The longest delay (taken as `min_delay` when below it).
     pub max_delay: Duration,
     /// Drop about one flush in N, breaking its link (0: never).
     pub kill_one_in: u64,
@@ -51,6 +53,7 @@ pub struct NetStats {
     pub refused: u64,
     /// Flushes (and ends of stream) delivered in simulation mode.
     pub delivered: u64,
+    /// Bytes in those deliveries.
     pub bytes: u64,
     /// Links broken by the network (drops, partitions, [`MemNetwork::kill_between`]).
     pub kills: u64,
@@ -195,6 +198,7 @@ impl MemNetwork {
         }
     }
 
+    /// What the network did so far.
     pub fn stats(&self) -> NetStats {
         self.st.lock().stats.clone()
     }
@@ -214,6 +218,8 @@ impl MemNetwork {
             .count()
     }
 
+    /// Listen at `addr` (port 0: the next free port from 20000); Err if the address overlaps
+    /// another listener's.
     pub(crate) fn listen(&self, addr: SocketAddr) -> Result<Arc<Listener>, String> {
         let mut st = self.st.lock();
         let mut addr = addr;
@@ -270,6 +276,8 @@ impl MemNetwork {
         drop(waiting);
     }
 
+    /// A new wire between the node addresses `ends` (dialer, listener), tracked for kills and
+    /// partitions.
     pub(crate) fn new_wire(&self, ends: [Option<SocketAddr>; 2]) -> Arc<Wire> {
         let mut st = self.st.lock();
         let id = st.next_wire;
@@ -330,49 +338,6 @@ impl MemNetwork {
             )));
         }
         Ok(ours)
-    }
-
-    /// Side `from` of `wire` sends `segs` (bytes, or `None` for the end of the stream).
-    pub(crate) fn carry(
-        &self,
-        wire: &Arc<Wire>,
-        from: usize,
-        segs: impl Iterator<Item = Option<Bytes>>,
-    ) {
-        let to = 1 - from;
-        let mut guard = self.st.lock();
-        let st = &mut *guard;
-        let Some(sim) = st.sim.as_mut() else {
-            drop(guard);
-            for s in segs {
-                wire.arrive(to, s);
-            }
-            return;
-        };
-        let mut segs = segs.peekable();
-        let data = segs.peek().is_some_and(Option::is_some);
-        if data && sim.cfg.kill_one_in > 0 && sim.next().is_multiple_of(sim.cfg.kill_one_in) {
-            // Dropped on the way: the link breaks (its ends are notified).
-            st.stats.kills += 1;
-            drop(guard);
-            wire.break_link(None, "simulated drop");
-            return;
-        }
-        let mut at = sim.clock.now() + sim.delay();
-        if let Some(last) = sim.last_at.get(&(wire.id, to)) {
-            at = at.max(*last);
-        }
-        sim.last_at.insert((wire.id, to), at);
-        for data in segs {
-            let seq = sim.next_seq;
-            sim.next_seq += 1;
-            let seg = Segment {
-                wire: wire.clone(),
-                to,
-                data,
-            };
-            sim.in_flight.insert((at, seq), seg);
-        }
     }
 
     /// Hand over (simulation mode) every flush due at the network clock's time. Returns how
@@ -494,17 +459,80 @@ impl MemNetwork {
         self.kill_between(a, b);
     }
 
+    /// End a [`MemNetwork::partition`] between `a` and `b` (either way round): dials between
+    /// them work again (broken links stay broken).
     pub fn heal(&self, a: SocketAddr, b: SocketAddr) {
         self.st.lock().partitions.remove(&pair(a, b));
     }
 
+    /// End every partition (see [`MemNetwork::heal`]).
     pub fn heal_all(&self) {
         self.st.lock().partitions.clear();
     }
 }
 
+impl Carrier for MemNetwork {
+    /// Direct: the bytes arrive now. Simulated: a seeded roll may drop them (breaking the
+    /// link); else they go in flight, due after a seeded delay, never before earlier bytes of
+    /// the same direction.
+    fn carry(&self, wire: &Arc<Wire>, from: usize, segs: &mut dyn Iterator<Item = Option<Bytes>>) {
+        let to = 1 - from;
+        let mut guard = self.st.lock();
+        let st = &mut *guard;
+        let Some(sim) = st.sim.as_mut() else {
+            drop(guard);
+            for s in segs {
+                wire.arrive(to, s);
+            }
+            return;
+        };
+        let mut segs = segs.peekable();
+        let data = segs.peek().is_some_and(Option::is_some);
+        if data && sim.cfg.kill_one_in > 0 && sim.next().is_multiple_of(sim.cfg.kill_one_in) {
+            // Dropped on the way: the link breaks (its ends are notified).
+            st.stats.kills += 1;
+            drop(guard);
+            wire.break_link(None, "simulated drop");
+            return;
+        }
+        let mut at = sim.clock.now() + sim.delay();
+        if let Some(last) = sim.last_at.get(&(wire.id, to)) {
+            at = at.max(*last);
+        }
+        sim.last_at.insert((wire.id, to), at);
+        for data in segs {
+            let seq = sim.next_seq;
+            sim.next_seq += 1;
+            let seg = Segment {
+                wire: wire.clone(),
+                to,
+                data,
+            };
+            sim.in_flight.insert((at, seq), seg);
+        }
+    }
+}
+
+impl MemLink {
+    /// The two ends of a new link between `a` and `b` (node addresses, for partitions and
+    /// kills), outside any listener: for unit tests of code that takes a
+    /// [`msgr_node::Link`].
+    pub fn pair(
+        net: &Arc<MemNetwork>,
+        a: Option<SocketAddr>,
+        b: Option<SocketAddr>,
+    ) -> (MemLink, MemLink) {
+        let wire = net.new_wire([a, b]);
+        (
+            MemLink::new(net.clone(), wire.clone(), 0),
+            MemLink::new(net.clone(), wire, 1),
+        )
+    }
+}
+
 /// A listening address: links dialed to it wait here until its transport's `poll`.
 pub(crate) struct Listener {
+    /// The address it listens at (port 0 resolved).
     pub addr: SocketAddr,
     st: Mutex<ListenerState>,
 }
@@ -533,6 +561,7 @@ impl Listener {
         Ok(())
     }
 
+    /// Notify `notify` (the transport's worker) of links to accept, now if some wait already.
     pub fn set_notify(&self, notify: Notify) {
         let waiting = {
             let mut st = self.st.lock();
@@ -544,6 +573,7 @@ impl Listener {
         }
     }
 
+    /// The links waiting for accept, with the address each peer dialed from.
     pub fn take(&self) -> VecDeque<(MemLink, SocketAddr)> {
         std::mem::take(&mut self.st.lock().queue)
     }

@@ -26,6 +26,7 @@ impl std::fmt::Debug for MemTransport {
 }
 
 impl MemTransport {
+    /// A transport over `net` (not listening until the node's `listen`).
     pub fn new(net: Arc<MemNetwork>) -> Arc<Self> {
         Arc::new(MemTransport {
             net,
@@ -33,6 +34,7 @@ impl MemTransport {
         })
     }
 
+    /// The network it listens and dials in.
     pub fn network(&self) -> &Arc<MemNetwork> {
         &self.net
     }
