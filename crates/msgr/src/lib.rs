@@ -65,9 +65,9 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     for t in &cfg.transports {
         match t {
             Transport::Tcp => transports.push(msgr_tcp::TcpTransport::new(cfg.tcp_options())),
-            Transport::Mem => transports.push(msgr_mem::MemTransport::new(
-                msgr_mem::MemNetwork::global(),
-            )),
+            Transport::Mem => {
+                transports.push(msgr_mem::MemTransport::new(msgr_mem::MemNetwork::global()))
+            }
             #[cfg(feature = "rdma")]
             Transport::Rdma => {
                 let r = msgr_rdma::RdmaTransport::new(cfg.rdma_options()?);
@@ -97,7 +97,9 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "rdma")]
     struct Nop;
+    #[cfg(feature = "rdma")]
     impl Dispatcher for Nop {
         fn ms_dispatch(&self, _conn: &ConnectionRef, _msg: Message) {}
     }

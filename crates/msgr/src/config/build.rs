@@ -53,21 +53,21 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
         )
     })?;
 
-    let names: Vec<(String, String)> = match (raw.transport, raw.transports) {
-        (Some(_), Some(_)) => {
-            return Err(err(
+    let names: Vec<(String, String)> =
+        match (raw.transport, raw.transports) {
+            (Some(_), Some(_)) => return Err(err(
                 "transports",
-                "give either `transport = \"tcp\"` or `transports = [\"rdma\", \"tcp\"]`, not both".into(),
-            ))
-        }
-        (Some(t), None) => vec![("transport".into(), t)],
-        (None, Some(list)) => list
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| (format!("transports[{i}]"), t))
-            .collect(),
-        (None, None) => vec![("transport".into(), "tcp".into())],
-    };
+                "give either `transport = \"tcp\"` or `transports = [\"rdma\", \"tcp\"]`, not both"
+                    .into(),
+            )),
+            (Some(t), None) => vec![("transport".into(), t)],
+            (None, Some(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (format!("transports[{i}]"), t))
+                .collect(),
+            (None, None) => vec![("transport".into(), "tcp".into())],
+        };
     if names.is_empty() {
         return Err(err(
             "transports",
@@ -278,11 +278,9 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
         send_buffers: counts[0],
         recv_buffers: counts[1],
         poll_us: r.poll_us.unwrap_or(0),
-        read_threshold: r
-            .read_threshold
-            .map_or(DEFAULT_READ_THRESHOLD, |v| {
-                usize::try_from(v).unwrap_or(usize::MAX)
-            }),
+        read_threshold: r.read_threshold.map_or(DEFAULT_READ_THRESHOLD, |v| {
+            usize::try_from(v).unwrap_or(usize::MAX)
+        }),
     };
 
     Ok(Config {
@@ -308,4 +306,3 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
         },
     })
 }
-

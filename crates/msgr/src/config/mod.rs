@@ -17,8 +17,8 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use build::{entity_type, parse_entity_name};
 use build::build;
+pub use build::{entity_type, parse_entity_name};
 use raw::{toml_error, RawConfig};
 
 /// A configuration problem: `{file}: key "{key}": {what}` (`{file}: {what}` when it is about

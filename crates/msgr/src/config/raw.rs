@@ -173,4 +173,3 @@ pub(super) fn quoted_list(items: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-

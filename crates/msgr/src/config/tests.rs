@@ -1,97 +1,98 @@
 //! Loading and checking configurations.
 
 use super::*;
+use msgr_core::wire::EntityType;
 
-    fn parse(s: &str) -> Result<Config, ConfigError> {
-        Config::from_toml_str(s, "config/test.toml")
-    }
+fn parse(s: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(s, "config/test.toml")
+}
 
-    #[test]
-    fn empty_file_gives_working_defaults() {
-        let c = parse("").unwrap();
-        assert_eq!(c.transports, vec![Transport::Tcp]);
-        assert_eq!(c.workers, 2);
-        assert_eq!(c.bind, "127.0.0.1:0".parse().unwrap());
-        assert_eq!(c.name, EntityName::new(EntityType::CLIENT, -1));
-    }
+#[test]
+fn empty_file_gives_working_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.transports, vec![Transport::Tcp]);
+    assert_eq!(c.workers, 2);
+    assert_eq!(c.bind, "127.0.0.1:0".parse().unwrap());
+    assert_eq!(c.name, EntityName::new(EntityType::CLIENT, -1));
+}
 
-    #[test]
-    fn bad_transport_names_file_key_and_choices() {
-        let e = parse("transport = \"udp\"\n").unwrap_err();
-        assert_eq!(
+#[test]
+fn bad_transport_names_file_key_and_choices() {
+    let e = parse("transport = \"udp\"\n").unwrap_err();
+    assert_eq!(
             e.to_string(),
             "config/test.toml: key \"transport\": expected one of \"tcp\", \"rdma\", \"mem\", got \"udp\""
         );
-    }
+}
 
-    #[test]
-    fn unknown_key_is_named_with_its_section() {
-        let e = parse("[tcp]\nnodelay = true\nno_delay = false\n").unwrap_err();
-        assert_eq!(e.key, "tcp.no_delay", "{e}");
-        assert!(e.message.contains("unknown field"), "{e}");
-        let e = parse("colour = 3\n").unwrap_err();
-        assert_eq!(e.key, "colour", "{e}");
-    }
+#[test]
+fn unknown_key_is_named_with_its_section() {
+    let e = parse("[tcp]\nnodelay = true\nno_delay = false\n").unwrap_err();
+    assert_eq!(e.key, "tcp.no_delay", "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = parse("colour = 3\n").unwrap_err();
+    assert_eq!(e.key, "colour", "{e}");
+}
 
-    #[test]
-    fn wrong_type_is_named() {
-        let e = parse("[tcp]\nnodelay = \"yes\"\n").unwrap_err();
-        assert_eq!(e.key, "tcp.nodelay", "{e}");
-        let e = parse("workers = 0\n").unwrap_err();
-        assert_eq!(e.key, "workers");
-        assert!(e.message.contains("1 to 256"));
-    }
+#[test]
+fn wrong_type_is_named() {
+    let e = parse("[tcp]\nnodelay = \"yes\"\n").unwrap_err();
+    assert_eq!(e.key, "tcp.nodelay", "{e}");
+    let e = parse("workers = 0\n").unwrap_err();
+    assert_eq!(e.key, "workers");
+    assert!(e.message.contains("1 to 256"));
+}
 
-    #[test]
-    fn policies_by_peer_type_with_throttles() {
-        let c = parse(
-            "[policy.client]\npreset = \"stateful_server\"\nthrottle_messages = 8\n\
+#[test]
+fn policies_by_peer_type_with_throttles() {
+    let c = parse(
+        "[policy.client]\npreset = \"stateful_server\"\nthrottle_messages = 8\n\
              [policy.default]\npreset = \"lossy_client\"\n",
-        )
-        .unwrap();
-        let p = c.policies.get(EntityType::CLIENT);
-        assert!(p.server && !p.lossy);
-        assert_eq!(p.throttle_messages, Some(8));
-        assert!(c.policies.get(EntityType::OSD).lossy);
-        let e = parse("[policy.osd]\npreset = \"lossless\"\n").unwrap_err();
-        assert_eq!(e.key, "policy.osd.preset");
-        assert!(e.message.contains("\"lossless_peer\""), "{e}");
-    }
+    )
+    .unwrap();
+    let p = c.policies.get(EntityType::CLIENT);
+    assert!(p.server && !p.lossy);
+    assert_eq!(p.throttle_messages, Some(8));
+    assert!(c.policies.get(EntityType::OSD).lossy);
+    let e = parse("[policy.osd]\npreset = \"lossless\"\n").unwrap_err();
+    assert_eq!(e.key, "policy.osd.preset");
+    assert!(e.message.contains("\"lossless_peer\""), "{e}");
+}
 
-    #[test]
-    fn names_and_rdma_are_checked() {
-        assert_eq!(
-            parse_entity_name("osd.3"),
-            Some(EntityName::new(EntityType::OSD, 3))
-        );
-        assert_eq!(parse_entity_name("osd.x"), None);
-        let e = parse("name = \"disk.0\"\n").unwrap_err();
-        assert_eq!(e.key, "name");
-        let e = parse("[rdma]\nport = 0\n").unwrap_err();
-        assert_eq!(e.key, "rdma.port");
-        let c = parse("transport = \"rdma\"\n[rdma]\ndevice = \"mlx5_0\"\n").unwrap();
-        assert_eq!(c.rdma.device, "mlx5_0");
-        assert_eq!(c.transports, vec![Transport::Rdma]);
-    }
+#[test]
+fn names_and_rdma_are_checked() {
+    assert_eq!(
+        parse_entity_name("osd.3"),
+        Some(EntityName::new(EntityType::OSD, 3))
+    );
+    assert_eq!(parse_entity_name("osd.x"), None);
+    let e = parse("name = \"disk.0\"\n").unwrap_err();
+    assert_eq!(e.key, "name");
+    let e = parse("[rdma]\nport = 0\n").unwrap_err();
+    assert_eq!(e.key, "rdma.port");
+    let c = parse("transport = \"rdma\"\n[rdma]\ndevice = \"mlx5_0\"\n").unwrap();
+    assert_eq!(c.rdma.device, "mlx5_0");
+    assert_eq!(c.transports, vec![Transport::Rdma]);
+}
 
-    #[test]
-    fn crc_data_defaults_on_and_reaches_the_transport() {
-        let c = parse("").unwrap();
-        assert!(c.protocol.crc_data);
-        assert!(c.node_config().crc_data);
-        let c = parse("[protocol]\ncrc_data = false\n").unwrap();
-        assert!(!c.protocol.crc_data);
-        assert!(!c.node_config().crc_data);
-        let e = parse("[protocol]\ncrc_data = 0\n").unwrap_err();
-        assert_eq!(e.key, "protocol.crc_data", "{e}");
-        let e = parse("[protocol]\nms_crc_data = false\n").unwrap_err();
-        assert_eq!(e.key, "protocol.ms_crc_data", "{e}");
-    }
+#[test]
+fn crc_data_defaults_on_and_reaches_the_transport() {
+    let c = parse("").unwrap();
+    assert!(c.protocol.crc_data);
+    assert!(c.node_config().crc_data);
+    let c = parse("[protocol]\ncrc_data = false\n").unwrap();
+    assert!(!c.protocol.crc_data);
+    assert!(!c.node_config().crc_data);
+    let e = parse("[protocol]\ncrc_data = 0\n").unwrap_err();
+    assert_eq!(e.key, "protocol.crc_data", "{e}");
+    let e = parse("[protocol]\nms_crc_data = false\n").unwrap_err();
+    assert_eq!(e.key, "protocol.ms_crc_data", "{e}");
+}
 
-    #[test]
-    fn node_and_rdma_settings_map_common_keys_and_the_rdma_table_common_keys_and_the_rdma_table() {
-        let c = parse(
-            "name = \"osd.7\"\ntransport = \"rdma\"\nbind = \"10.0.2.15:6801\"\nnonce = 99\n\
+#[test]
+fn node_and_rdma_settings_map_common_keys_and_the_rdma_table_common_keys_and_the_rdma_table() {
+    let c = parse(
+        "name = \"osd.7\"\ntransport = \"rdma\"\nbind = \"10.0.2.15:6801\"\nnonce = 99\n\
              [policy.client]\npreset = \"stateful_server\"\n\
              [limits]\nmax_front = 1000\nmax_data = 2000\nsend_queue_bytes = 4096\n\
              [timeouts]\nhandshake_ms = 1500\nkeepalive_ms = 0\nidle_ms = 7000\n\
@@ -99,26 +100,26 @@ use super::*;
              [protocol]\ncrc_data = false\n[fault]\ninject_socket_failures = 50\n\
              [rdma]\ndevice = \"mlx5_1\"\nport = 2\ngid_index = 3\nbuffer_size = 8192\n\
              send_buffers = 2\nrecv_buffers = 4\npoll_us = 25\nread_threshold = 0\n",
-        )
-        .unwrap();
-        let r = c.node_config();
-        assert_eq!(r.name, EntityName::new(EntityType::OSD, 7));
-        assert_eq!(r.bind, "10.0.2.15:6801".parse().unwrap());
-        assert_eq!(r.nonce, Some(99));
-        assert!(r.policies.get(EntityType::CLIENT).server);
-        assert_eq!((r.limits.max_front, r.limits.max_data), (1000, 2000));
-        assert_eq!(r.send_queue_bytes, 4096);
-        assert_eq!(r.handshake_timeout, Duration::from_millis(1500));
-        assert_eq!(r.keepalive_interval, None);
-        assert_eq!(r.idle_timeout, Some(Duration::from_millis(7000)));
-        assert_eq!(r.reconnect_initial, Duration::from_millis(3));
-        assert_eq!(r.reconnect_max, Duration::from_millis(40));
-        assert!(!r.crc_data);
-        assert_eq!(r.inject_failures, 50);
-        assert_eq!(r.workers, 2, "the default number of workers");
-        assert_eq!(r.busy_poll, Duration::from_micros(25), "rdma.poll_us");
-        #[cfg(feature = "rdma")]
-        {
+    )
+    .unwrap();
+    let r = c.node_config();
+    assert_eq!(r.name, EntityName::new(EntityType::OSD, 7));
+    assert_eq!(r.bind, "10.0.2.15:6801".parse().unwrap());
+    assert_eq!(r.nonce, Some(99));
+    assert!(r.policies.get(EntityType::CLIENT).server);
+    assert_eq!((r.limits.max_front, r.limits.max_data), (1000, 2000));
+    assert_eq!(r.send_queue_bytes, 4096);
+    assert_eq!(r.handshake_timeout, Duration::from_millis(1500));
+    assert_eq!(r.keepalive_interval, None);
+    assert_eq!(r.idle_timeout, Some(Duration::from_millis(7000)));
+    assert_eq!(r.reconnect_initial, Duration::from_millis(3));
+    assert_eq!(r.reconnect_max, Duration::from_millis(40));
+    assert!(!r.crc_data);
+    assert_eq!(r.inject_failures, 50);
+    assert_eq!(r.workers, 2, "the default number of workers");
+    assert_eq!(r.busy_poll, Duration::from_micros(25), "rdma.poll_us");
+    #[cfg(feature = "rdma")]
+    {
         let o = &c.rdma_options().unwrap();
         assert_eq!(o.device.as_deref(), Some("mlx5_1"));
         assert_eq!((o.port, o.gid_index), (2, Some(3)));
@@ -128,53 +129,52 @@ use super::*;
         );
         assert_eq!(o.poll_us, 25);
         assert_eq!(o.read_threshold, 0);
-        }
     }
+}
 
-    #[cfg(feature = "rdma")]
-    #[test]
-    fn rdma_buffer_counts_have_the_transports_lower_bounds() {
-        let e = parse("[rdma]\nsend_buffers = 1\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "config/test.toml: key \"rdma.send_buffers\": expected a count from 2 to 65536, got 1"
-        );
-        let e = parse("[rdma]\nrecv_buffers = 3\n").unwrap_err();
-        assert_eq!(e.key, "rdma.recv_buffers", "{e}");
-        assert!(e.message.contains("from 4 to"), "{e}");
-        // Whatever the loader lets through, the transport accepts.
-        let c =
-            parse("transport = \"rdma\"\n[rdma]\nsend_buffers = 2\nrecv_buffers = 4\n").unwrap();
-        c.rdma_options().unwrap();
-        // A value only the transport checks still names the file and key.
-        let mut c = c;
-        c.rdma.recv_buffers = 3;
-        let e = c.rdma_options().unwrap_err();
-        assert_eq!(
-            (e.file.as_str(), e.key.as_str()),
-            ("config/test.toml", "rdma.recv_buffers")
-        );
-    }
+#[cfg(feature = "rdma")]
+#[test]
+fn rdma_buffer_counts_have_the_transports_lower_bounds() {
+    let e = parse("[rdma]\nsend_buffers = 1\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config/test.toml: key \"rdma.send_buffers\": expected a count from 2 to 65536, got 1"
+    );
+    let e = parse("[rdma]\nrecv_buffers = 3\n").unwrap_err();
+    assert_eq!(e.key, "rdma.recv_buffers", "{e}");
+    assert!(e.message.contains("from 4 to"), "{e}");
+    // Whatever the loader lets through, the transport accepts.
+    let c = parse("transport = \"rdma\"\n[rdma]\nsend_buffers = 2\nrecv_buffers = 4\n").unwrap();
+    c.rdma_options().unwrap();
+    // A value only the transport checks still names the file and key.
+    let mut c = c;
+    c.rdma.recv_buffers = 3;
+    let e = c.rdma_options().unwrap_err();
+    assert_eq!(
+        (e.file.as_str(), e.key.as_str()),
+        ("config/test.toml", "rdma.recv_buffers")
+    );
+}
 
-    #[test]
-    fn shipped_configs_load() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
-        for f in ["tcp.toml", "rdma.toml", "rdma-tcp.toml"] {
-            let c = Config::from_file(format!("{root}/{f}"));
-            assert!(c.is_ok(), "{f}: {:?}", c.err());
-        }
+#[test]
+fn shipped_configs_load() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
+    for f in ["tcp.toml", "rdma.toml", "rdma-tcp.toml"] {
+        let c = Config::from_file(format!("{root}/{f}"));
+        assert!(c.is_ok(), "{f}: {:?}", c.err());
     }
+}
 
-    #[test]
-    fn transports_list_in_order_with_clear_errors() {
-        let c = parse("transports = [\"rdma\", \"tcp\"]\n").unwrap();
-        assert_eq!(c.transports, vec![Transport::Rdma, Transport::Tcp]);
-        let e = parse("transports = [\"rdma\", \"udp\"]\n").unwrap_err();
-        assert_eq!(e.key, "transports[1]", "{e}");
-        let e = parse("transports = []\n").unwrap_err();
-        assert!(e.to_string().contains("at least one"), "{e}");
-        let e = parse("transports = [\"tcp\", \"tcp\"]\n").unwrap_err();
-        assert!(e.to_string().contains("listed twice"), "{e}");
-        let e = parse("transport = \"tcp\"\ntransports = [\"tcp\"]\n").unwrap_err();
-        assert_eq!(e.key, "transports", "{e}");
-    }
+#[test]
+fn transports_list_in_order_with_clear_errors() {
+    let c = parse("transports = [\"rdma\", \"tcp\"]\n").unwrap();
+    assert_eq!(c.transports, vec![Transport::Rdma, Transport::Tcp]);
+    let e = parse("transports = [\"rdma\", \"udp\"]\n").unwrap_err();
+    assert_eq!(e.key, "transports[1]", "{e}");
+    let e = parse("transports = []\n").unwrap_err();
+    assert!(e.to_string().contains("at least one"), "{e}");
+    let e = parse("transports = [\"tcp\", \"tcp\"]\n").unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    let e = parse("transport = \"tcp\"\ntransports = [\"tcp\"]\n").unwrap_err();
+    assert_eq!(e.key, "transports", "{e}");
+}
