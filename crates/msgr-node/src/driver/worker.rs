@@ -183,24 +183,19 @@ impl Worker {
                     return true;
                 }
             }
-            let events: Vec<(usize, Ready)> = self
-                .events
-                .iter()
-                .map(|ev| {
-                    (
-                        ev.token().0,
-                        Ready {
-                            readable: ev.is_readable(),
-                            writable: ev.is_writable(),
-                            closed: ev.is_read_closed() || ev.is_error(),
-                        },
-                    )
-                })
-                .collect();
-            for (token, r) in events {
+            // Taken out while handling them (handlers need `&mut self`), put back after: no
+            // allocation per turn.
+            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            for ev in events.iter() {
                 had_events = true;
-                self.event(token, Some(r), busy);
+                let ready = Ready {
+                    readable: ev.is_readable(),
+                    writable: ev.is_writable(),
+                    closed: ev.is_read_closed() || ev.is_error(),
+                };
+                self.event(ev.token().0, Some(ready), busy);
             }
+            self.events = events;
         }
         if busy {
             for (t, slot) in self.links.iter_mut() {
