@@ -30,8 +30,7 @@ pub fn picks_the_transport_per_peer() {
         let conn = both.msgr.connect(EntityType::OSD, &peer.addr()).unwrap();
         let before = both.rec.message_count();
         conn.send_message(numbered(tid, 100, 1000)).unwrap();
-        both.rec
-            .wait("echo", |s| s.messages.len() > before);
+        both.rec.wait("echo", |s| s.messages.len() > before);
         conn
     };
     let over_tcp = round_trip(&tcp_only, 1);
@@ -39,7 +38,10 @@ pub fn picks_the_transport_per_peer() {
     let over_rdma = round_trip(&rdma_only, 2);
     assert_eq!(over_rdma.transport(), Some("rdma"));
     let c = both.msgr.counters();
-    assert!(c.fallbacks >= 1, "the TCP-only peer was reached by falling back: {c:?}");
+    assert!(
+        c.fallbacks >= 1,
+        "the TCP-only peer was reached by falling back: {c:?}"
+    );
 }
 
 /// What the server saw of the stream: the next tid expected, and anything out of line.
@@ -57,10 +59,14 @@ pub fn lossless_stream_survives_losing_rdma(total: u64) {
     crate::harness::init_logging();
     let mut scfg = test_config("rdma,tcp", "osd.0");
     on_rdma_ip(&mut scfg);
-    scfg.policies.set(EntityType::CLIENT, Policy::stateful_server());
+    scfg.policies
+        .set(EntityType::CLIENT, Policy::stateful_server());
     let built = msgr::build(&scfg).expect("server builds");
     let server = built.node.clone();
-    let rdma = built.rdma.clone().expect("the server has an RDMA transport");
+    let rdma = built
+        .rdma
+        .clone()
+        .expect("the server has an RDMA transport");
     let rec = Arc::new(Recorder::default());
     rec.keep.store(false, Ordering::Relaxed);
     let check = Arc::new(StreamCheck::default());
@@ -68,9 +74,11 @@ pub fn lossless_stream_survives_losing_rdma(total: u64) {
     *rec.on_message.lock() = Some(Box::new(move |_, m| {
         let want = ch.next.load(Ordering::Relaxed);
         if m.tid != want || !check_payload(m) {
-            ch.bad
-                .lock()
-                .push(format!("got tid {} (intact: {}), expected {want}", m.tid, check_payload(m)));
+            ch.bad.lock().push(format!(
+                "got tid {} (intact: {}), expected {want}",
+                m.tid,
+                check_payload(m)
+            ));
         }
         ch.next.store(m.tid + 1, Ordering::Relaxed);
     }));
@@ -82,7 +90,10 @@ pub fn lossless_stream_survives_losing_rdma(total: u64) {
         on_rdma_ip(c);
         c.policies.set(EntityType::OSD, Policy::lossless_client());
     });
-    let conn = client.msgr.connect(EntityType::OSD, &server.my_addr()).unwrap();
+    let conn = client
+        .msgr
+        .connect(EntityType::OSD, &server.my_addr())
+        .unwrap();
     let server_addr = server.my_addr();
     let received = || check.next.load(Ordering::Relaxed);
     let wait_for = |n: u64| {
@@ -101,17 +112,30 @@ pub fn lossless_stream_survives_losing_rdma(total: u64) {
     };
     send_to(2 * slice);
     wait_for(slice);
-    assert_eq!(conn.transport(), Some("rdma"), "RDMA first while the server has it");
-    assert!(client.msgr.inject_failure(&server_addr), "QP error injected");
+    assert_eq!(
+        conn.transport(),
+        Some("rdma"),
+        "RDMA first while the server has it"
+    );
+    assert!(
+        client.msgr.inject_failure(&server_addr),
+        "QP error injected"
+    );
     send_to(4 * slice);
     wait_for(3 * slice);
-    assert!(client.msgr.inject_failure(&server_addr), "QP error injected");
+    assert!(
+        client.msgr.inject_failure(&server_addr),
+        "QP error injected"
+    );
     send_to(6 * slice);
     wait_for(5 * slice);
     // The server stops listening over RDMA; the current link breaks: the reconnect can only
     // go over TCP.
     msgr_node::Transport::stop(&*rdma);
-    assert!(client.msgr.inject_failure(&server_addr), "QP error injected");
+    assert!(
+        client.msgr.inject_failure(&server_addr),
+        "QP error injected"
+    );
     send_to(total);
     wait_for(total);
     let bad = check.bad.lock().clone();
@@ -135,7 +159,10 @@ pub fn no_device_falls_back_to_tcp() {
     let server = node("rdma,tcp", "osd.0", |_| {}).echo();
     let client = node("rdma,tcp", "client.1", |_| {});
     assert_eq!(server.msgr.transports(), vec!["tcp"]);
-    let conn = client.msgr.connect(EntityType::OSD, &server.addr()).unwrap();
+    let conn = client
+        .msgr
+        .connect(EntityType::OSD, &server.addr())
+        .unwrap();
     conn.send_message(numbered(7, 10, 10)).unwrap();
     client.rec.wait("echo", |s| !s.messages.is_empty());
     assert_eq!(conn.transport(), Some("tcp"));

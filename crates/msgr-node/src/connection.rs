@@ -281,9 +281,7 @@ impl Connection for NodeConnection {
     }
     fn send_keepalive(&self) -> Result<(), MessengerError> {
         let now = self.clock.now();
-        let link = self
-            .core
-            .queue_keepalive(now, || self.node.is_stopping())?;
+        let link = self.core.queue_keepalive(now, || self.node.is_stopping())?;
         if let Some(l) = link {
             self.request_flush(l);
         }

@@ -12,8 +12,8 @@ use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 use crate::config::NodeConfig;
 use crate::connection::NodeConnection;
-use crate::port::{set_current, Cmd, Port};
 use crate::driver::worker::{Worker, MAX_TRANSPORTS};
+use crate::port::{set_current, Cmd, Port};
 use crate::shared::Shared;
 use crate::transport::Transport;
 
@@ -300,7 +300,9 @@ fn start(s: &Arc<Shared>, manual: &Manual) -> Result<(), MessengerError> {
 /// from the kernel's TCP ports). With port 0 the last transport in preference order picks the
 /// port and the others take the same one. A transport that cannot listen (no RDMA device, say)
 /// is left out with a warning; `start` fails only when none can.
-fn listen_all(s: &Shared) -> Result<(std::net::SocketAddr, Vec<Arc<dyn Transport>>), MessengerError> {
+fn listen_all(
+    s: &Shared,
+) -> Result<(std::net::SocketAddr, Vec<Arc<dyn Transport>>), MessengerError> {
     if s.configured.is_empty() {
         return Err(MessengerError::Transport(
             "no transport configured: list at least one in `transports`".into(),
@@ -334,7 +336,10 @@ fn listen_all(s: &Shared) -> Result<(std::net::SocketAddr, Vec<Arc<dyn Transport
         });
     }
     for (name, e) in errors {
-        tracing::warn!(transport = name, "{name} is not available, continuing without it: {e}");
+        tracing::warn!(
+            transport = name,
+            "{name} is not available, continuing without it: {e}"
+        );
     }
     Ok((bind, transports))
 }

@@ -89,7 +89,6 @@ impl Port {
         }
     }
 
-
     /// Move every queued command into `into` (which must be empty).
     pub fn take(&self, into: &mut Vec<Cmd>) {
         std::mem::swap(&mut *self.cmds.lock(), into);

@@ -25,7 +25,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use msgr_core::session::SessionError;
 
-
 /// How a link or transport asks its worker for a turn without a poller event (an in-process
 /// peer wrote, a connection manager saw a disconnect). Cheap to clone; valid for the life of
 /// the node.

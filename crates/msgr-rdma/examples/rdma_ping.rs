@@ -3,8 +3,9 @@
 //!
 //!   RDMA_IP=10.0.2.15 rdma_ping [poll_us]
 //!
-//! The ping-pong runs entirely on the two reactor threads (the client's dispatcher sends the
-//! next request when a reply arrives), as perftest's two processes do; the main thread only
+//! `poll_us`: the nodes' busy-poll window in microseconds (0: sleep on the completion channels).
+//! The ping-pong runs entirely on the two nodes' worker threads (the client's dispatcher sends
+//! the next request when a reply arrives), as perftest's two processes do; the main thread only
 //! waits.
 
 use std::net::SocketAddr;
@@ -65,14 +66,11 @@ fn main() {
         .parse()
         .unwrap();
     let poll_us: u64 = std::env::args().nth(1).map_or(0, |a| a.parse().unwrap());
-    let opts = RdmaOptions {
-        poll_us,
-        ..Default::default()
-    };
     let mk = |kind, num| {
         let mut c = RdmaConfig::new(EntityName { kind, num }, SocketAddr::new(ip, 0));
-        c.rdma = opts.clone();
-        c.keepalive_interval = None;
+        c.rdma = RdmaOptions::default();
+        c.node.busy_poll = Duration::from_micros(poll_us);
+        c.node.keepalive_interval = None;
         RdmaMessenger::new(c)
     };
     let sd = Arc::new(Server {

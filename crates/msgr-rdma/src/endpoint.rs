@@ -1,4 +1,4 @@
-//! rdma_cm connection management for one messenger: a listener, outgoing connects walking
+//! rdma_cm connection management for one transport: a listener, outgoing connects walking
 //! through address and route resolution, incoming requests passed through an accept hook, and
 //! disconnects. Everything arrives on one non-blocking event channel fd.
 //!
@@ -57,7 +57,7 @@ pub enum EndpointEvent {
 /// Accept hook: peer socket address and hello; false refuses the connection.
 pub type AcceptHook<'a> = &'a mut dyn FnMut(&SocketAddr, &Hello) -> bool;
 
-/// Connection management of one messenger.
+/// Connection management of one transport (one event channel).
 pub struct Endpoint {
     opts: RdmaOptions,
     hello: Hello,
@@ -138,6 +138,12 @@ impl Endpoint {
         let bound = id.local_addr().unwrap_or(addr);
         self.listener = Some(id);
         Ok(bound)
+    }
+
+    /// Stop listening (the listening id is destroyed; new connect requests are rejected by
+    /// rdma_cm). Connections already made or in progress are not touched.
+    pub fn stop_listening(&mut self) {
+        self.listener = None;
     }
 
     /// Start connecting to `peer`; the result comes as `Established` / `ConnectFailed` with

@@ -1,5 +1,14 @@
-//! msgr1 over RDMA: the msgr-core session carried over reliable-connected queue pairs that
-//! rdma_cm sets up, with registered buffer pools and credit-based flow control.
+//! msgr1 over RDMA, as a transport plug-in of the msgr node driver (`msgr-node`): the
+//! msgr-core session carried over reliable-connected queue pairs that rdma_cm sets up, with
+//! registered buffer pools, credit-based flow control and large payloads fetched by RDMA READ.
+//!
+//! ```text
+//!   Node (msgr-node): workers, sessions, dial / accept / reconnect / fallback, dispatch
+//!     │  Transport / Link traits
+//!   RdmaTransport (transport) ── Endpoint (endpoint): rdma_cm listen / connect / accept
+//!   RdmaLink (rdma_link) ─────── link::Link: one QP as an ordered byte stream
+//!                                  credit: flow control      verbs: the only `unsafe` code
+//! ```
 //!
 //! Layers (each a module):
 //! - [`verbs`]: the only `unsafe` code; a safe wrapper over libibverbs / librdmacm (device list,
@@ -15,37 +24,42 @@
 //!   lie (registered per send, or inside a [`RegisteredBuffer`] registered once) straight into
 //!   the buffer its session decodes from.
 //! - [`endpoint`]: rdma_cm connection management: listen, resolve address / route, connect,
-//!   accept or reject (accept hook, reason in the reject private data), disconnect.
-//! - [`messenger`] / [`conn`] / `reactor`: [`RdmaMessenger`], the `msgr_core::api::Messenger`
-//!   over all of that, driving the same `msgr_core::session::Session` as the TCP transport and
-//!   using `msgr_core::node` for the registry, accept resolution, dispatch and counters.
+//!   accept or reject (reason in the reject private data), disconnect.
+//! - [`RdmaTransport`] / [`RdmaLink`]: the two `msgr_node` traits over those: the transport
+//!   owns the endpoint (its event channel polled by the node's worker 0) and turns
+//!   established connections into links; each link's completion channel is polled by the
+//!   worker that owns it, which drives the session as it drives a TCP socket.
+//! - [`RdmaMessenger`]: a node with RDMA as its only transport, plus [`RdmaCounters`],
+//!   registered buffers and QP fault injection. A node may as well list RDMA with other
+//!   transports (`Node::new(cfg, vec![rdma, tcp])`): a peer RDMA cannot reach (no device on
+//!   the route, nobody listening over rdma_cm) is dialed over the next one.
 //!
-//! Threads: `workers` reactor threads per messenger, each with one mio poll over its links'
-//! completion channels and an optional busy-poll budget (`poll_us`); reactor 0 also owns the
-//! rdma_cm event channel and hands each established QP to its owner (round-robin). Dispatcher
-//! callbacks run on the reactor of the connection's link: a slow dispatcher stops receive
-//! buffers from being re-posted, which runs the peer out of credits
-//! (`RdmaCounters::credit_stalls`): that is the back-pressure. `send_message` never refuses for
-//! size (messages wait in the session until credits allow).
+//! Back-pressure: a connection paused by its throttle stops consuming its link's receive
+//! buffers, so they are not re-posted and the peer runs out of credits
+//! (`RdmaCounters::credit_stalls`); `send_message` never refuses for size (messages wait in
+//! the session until credits allow).
 //!
-//! Faults: a QP error (completion with error, rdma_cm DISCONNECTED, peer process gone) is a link
-//! failure for the session: lossless sessions reconnect with backoff and replay, lossy ones are
-//! reset. `RdmaMessenger::inject_qp_error` forces a QP into the error state (tests).
+//! Faults: a QP error (completion with error, rdma_cm DISCONNECTED, peer process gone) is a
+//! link failure for the session: lossless sessions reconnect with backoff and replay, lossy
+//! ones are reset. `RdmaMessenger::inject_qp_error` forces a QP into the error state (tests).
 #![deny(unsafe_code)]
 
-pub mod conn;
+mod counters;
 pub mod credit;
 pub mod endpoint;
 pub mod error;
 pub mod link;
-pub mod messenger;
+mod messenger;
 pub mod options;
-mod reactor;
+mod rdma_link;
+mod transport;
 #[allow(unsafe_code)]
 pub mod verbs;
 
-pub use conn::RdmaConnection;
+pub use counters::RdmaCounters;
 pub use error::RdmaError;
-pub use messenger::{RdmaConfig, RdmaCounters, RdmaMessenger};
+pub use messenger::{RdmaConfig, RdmaMessenger};
 pub use options::RdmaOptions;
+pub use rdma_link::RdmaLink;
+pub use transport::RdmaTransport;
 pub use verbs::RegisteredBuffer;

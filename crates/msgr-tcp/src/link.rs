@@ -14,8 +14,8 @@ use mio::Interest;
 use msgr_core::session::SessionError;
 use msgr_node::{Link, ReadEnd, Ready, Registration};
 
-use crate::read::{link_error, read_link, Reader};
 use crate::options::TcpOptions;
+use crate::read::{link_error, read_link, Reader};
 
 /// Chunks per vectored write.
 const MAX_IOV: usize = 64;
@@ -78,8 +78,11 @@ impl Link for TcpLink {
     }
 
     fn register(&mut self, reg: &Registration<'_>) -> std::io::Result<()> {
-        reg.registry
-            .register(&mut self.sock, reg.token, Interest::READABLE | Interest::WRITABLE)
+        reg.registry.register(
+            &mut self.sock,
+            reg.token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
     }
 
     fn deregister(&mut self, registry: &mio::Registry) {

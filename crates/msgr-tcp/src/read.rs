@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use msgr_core::session::SessionError;
 use msgr_node::ReadEnd;
 
-
 /// Receive allocations adapt between these: small for request/response traffic and idle
 /// links, large for streams.
 pub(crate) const MIN_READ: usize = 4 << 10;
@@ -244,4 +243,3 @@ pub(crate) fn read_link(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (u
         }
     }
 }
-

@@ -74,7 +74,9 @@ impl Transport for TcpTransport {
                             link: Box::new(link),
                             peer,
                         }),
-                        Err(e) => tracing::warn!(%peer, error = %e, "cannot set up an accepted socket"),
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "cannot set up an accepted socket")
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,

@@ -59,6 +59,7 @@ pub fn from_config(cfg: &Config) -> Result<Node, BuildError> {
 
 /// [`from_config`], keeping handles on the transports.
 pub fn build(cfg: &Config) -> Result<Built, BuildError> {
+    let node_cfg = cfg.node_config();
     let mut transports: Vec<Arc<dyn msgr_node::Transport>> = Vec::new();
     #[cfg(feature = "rdma")]
     let mut rdma = None;
@@ -70,7 +71,7 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
             }
             #[cfg(feature = "rdma")]
             Transport::Rdma => {
-                let r = msgr_rdma::RdmaTransport::new(cfg.rdma_options()?);
+                let r = msgr_rdma::RdmaTransport::for_node(&node_cfg, cfg.rdma_options()?);
                 rdma = Some(r.clone());
                 transports.push(r);
             }
@@ -87,7 +88,7 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
         }
     }
     Ok(Built {
-        node: Node::new(cfg.node_config(), transports),
+        node: Node::new(node_cfg, transports),
         #[cfg(feature = "rdma")]
         rdma,
     })

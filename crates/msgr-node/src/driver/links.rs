@@ -10,15 +10,20 @@ use msgr_core::session::{ConnectRequest, Session, SessionError};
 use msgr_core::wire::{EntityAddr, EntityType};
 
 use crate::connection::{LinkRef, NodeConnection, ACCESS};
-use crate::port::Cmd;
 use crate::driver::worker::{Slot, Worker};
 use crate::node::{attach_accepted, Accepting, Attached};
+use crate::port::Cmd;
 use crate::shared::PendingDial;
 use crate::transport::{DialError, Dialing, Link, TransportEvent};
 
 impl Worker {
     /// Run `link` on this worker for `conn`: register it, tell the session, drive it.
-    pub(crate) fn adopt(&mut self, mut link: Box<dyn Link>, conn: Arc<NodeConnection>, outgoing: bool) {
+    pub(crate) fn adopt(
+        &mut self,
+        mut link: Box<dyn Link>,
+        conn: Arc<NodeConnection>,
+        outgoing: bool,
+    ) {
         let now = self.now();
         if self.stop_at.is_some() || (outgoing && conn.is_closed()) {
             let _ = link.close();
@@ -66,7 +71,13 @@ impl Worker {
             g.session.link_up(now);
             conn.absorb_events(&mut g)
         };
-        tracing::debug!(conn = conn.id, token, outgoing, transport = link.transport(), "link up");
+        tracing::debug!(
+            conn = conn.id,
+            token,
+            outgoing,
+            transport = link.transport(),
+            "link up"
+        );
         self.links.insert(
             token,
             Slot {
@@ -103,7 +114,10 @@ impl Worker {
     /// reach the peer at all.
     fn dial_from(&mut self, conn: Arc<NodeConnection>, first: usize) {
         let Some(addr) = conn.core.peer_addr().addr else {
-            self.dial_failed(&conn, SessionError::LinkFailed("peer has no IP address".into()));
+            self.dial_failed(
+                &conn,
+                SessionError::LinkFailed("peer has no IP address".into()),
+            );
             return;
         };
         let transports = self.shared.transports().to_vec();
@@ -112,18 +126,22 @@ impl Worker {
             let t = &transports[i];
             let id = self.shared.next_dial();
             tracing::debug!(conn = conn.id, %addr, transport = t.name(), "dialing");
-            match t.dial(addr, id) {
+            // Recorded before the dial starts: worker 0 may report its outcome before
+            // `dial` returns here.
+            self.shared.dials.lock().insert(
+                id,
+                PendingDial {
+                    conn: conn.clone(),
+                    transport: i,
+                },
+            );
+            let r = t.dial(addr, id);
+            if !matches!(r, Ok(Dialing::Pending)) {
+                self.shared.dials.lock().remove(&id);
+            }
+            match r {
                 Ok(Dialing::Ready(link)) => return self.adopt(link, conn, true),
-                Ok(Dialing::Pending) => {
-                    self.shared.dials.lock().insert(
-                        id,
-                        PendingDial {
-                            conn,
-                            transport: i,
-                        },
-                    );
-                    return;
-                }
+                Ok(Dialing::Pending) => return,
                 Err(e) if e.unreachable && i + 1 < transports.len() => {
                     self.note_fallback(&conn, t.name(), transports[i + 1].name(), &e);
                     i += 1;
@@ -135,12 +153,18 @@ impl Worker {
                 }
             }
         }
-        self.dial_failed(&conn, SessionError::LinkFailed("no transport to dial with".into()));
+        self.dial_failed(
+            &conn,
+            SessionError::LinkFailed("no transport to dial with".into()),
+        );
     }
 
     /// Count a fallback; log it once per connection.
     fn note_fallback(&self, conn: &NodeConnection, from: &str, to: &str, e: &DialError) {
-        self.shared.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .fallbacks
+            .fetch_add(1, Ordering::Relaxed);
         let peer = conn.core.peer_label();
         if !conn.fallback_logged.swap(true, Ordering::Relaxed) {
             tracing::info!(%peer, from, to, reason = %e, "{from} cannot reach {peer}, falling back to {to}");

@@ -14,8 +14,8 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::connection::NodeConnection;
 use crate::driver::fault::FaultInjector;
-use crate::port::{set_current, Cmd, Port};
 use crate::driver::timer::TimerHeap;
+use crate::port::{set_current, Cmd, Port};
 use crate::shared::Shared;
 use crate::transport::{Link, Notify, Ready, Registration};
 
@@ -111,7 +111,11 @@ impl Worker {
     }
 
     pub fn port(&self) -> &Arc<Port> {
-        &self.shared.ports.get().expect("ports set before workers run")[self.idx]
+        &self
+            .shared
+            .ports
+            .get()
+            .expect("ports set before workers run")[self.idx]
     }
 
     pub fn now(&self) -> Instant {
@@ -152,6 +156,9 @@ impl Worker {
             return true;
         }
         let now = self.now();
+        if self.busy_until.is_some_and(|b| b <= now) {
+            self.end_busy_window(now);
+        }
         let busy = self.busy_until.is_some_and(|b| b > now);
         self.spins = if busy { self.spins.wrapping_add(1) } else { 0 };
         // Links that poll themselves (completion queues) need no poller while busy: it is
@@ -228,27 +235,27 @@ impl Worker {
         false
     }
 
-    /// Busy-poll for `busy_poll` after activity; before sleeping, re-arm the links (what
-    /// arrived before the re-arm is driven now, and keeps the worker busy).
+    /// Busy-poll for `busy_poll` after activity.
     fn busy_bookkeeping(&mut self, active: bool) {
         let busy_poll = self.shared.cfg.busy_poll;
-        if busy_poll.is_zero() {
-            return;
+        if !busy_poll.is_zero() && active {
+            self.busy_until = Some(self.now() + busy_poll);
         }
-        let now = self.now();
-        if active {
-            self.busy_until = Some(now + busy_poll);
-        } else if self.busy_until.is_some_and(|b| b <= now) {
-            self.busy_until = None;
-            for (t, slot) in self.links.iter_mut() {
-                if slot.link.arm() {
-                    self.ready.push((*t, true));
-                }
+    }
+
+    /// The busy window is over and the worker is about to block in the poller: re-arm the
+    /// links first (while busy they were polled, unarmed), so the next arrival raises an
+    /// event. What arrived before the re-arm is driven now, and keeps the worker busy.
+    fn end_busy_window(&mut self, now: Instant) {
+        self.busy_until = None;
+        for (t, slot) in self.links.iter_mut() {
+            if slot.link.arm() {
+                self.ready.push((*t, true));
             }
-            if !self.ready.is_empty() {
-                self.busy_until = Some(now + busy_poll);
-                self.drive_ready();
-            }
+        }
+        if !self.ready.is_empty() {
+            self.busy_until = Some(now + self.shared.cfg.busy_poll);
+            self.drive_ready();
         }
     }
 

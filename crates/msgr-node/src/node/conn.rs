@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use msgr_core::api::{ConnectionCounters, ConnectionRef, MessengerError};
-use msgr_core::message::Message;
 use crate::node::counters::CounterPair;
 use crate::node::{Backoff, Dispatchers, Inbox, PolicyThrottle, Throttles};
+use msgr_core::api::{ConnectionCounters, ConnectionRef, MessengerError};
+use msgr_core::message::Message;
 use msgr_core::policy::Policy;
 use msgr_core::session::{ConnectRequest, Session, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use msgr_core::api::ConnectionRef;
 use crate::node::counters::CounterPair;
 use crate::node::{Dispatchers, PolicyThrottle};
+use msgr_core::api::ConnectionRef;
 use msgr_core::session::SessionEvent;
 
 /// Events of one connection waiting for the dispatcher. See the module docs.

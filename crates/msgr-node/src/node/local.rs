@@ -121,8 +121,8 @@ impl Connection for Loopback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use msgr_core::api::Dispatcher;
     use crate::node::counters::MessengerCounterCells;
+    use msgr_core::api::Dispatcher;
     use msgr_core::wire::EntityType;
 
     struct Collect(Mutex<Vec<(u64, Vec<u8>)>>);

@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 
-use msgr_core::api::{ConnectionRef, MessengerError};
 use crate::node::counters::CounterPair;
 use crate::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
+use msgr_core::api::{ConnectionRef, MessengerError};
 use msgr_core::policy::{Policy, PolicySet};
 use msgr_core::session::{Session, SessionConfig};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};

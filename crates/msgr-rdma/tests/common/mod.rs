@@ -1,6 +1,6 @@
-//! Helpers shared by the RDMA test binaries (`rdma.rs`, `ipv6.rs`): the device check that
-//! makes a test fail (never pass silently) where it cannot run, the hang guard, a collecting
-//! dispatcher and messenger construction.
+//! Helpers shared by the RDMA test binaries (`rdma.rs`, `transport.rs`, `messenger.rs`,
+//! `ipv6.rs`): the device check that makes a test fail (never pass silently) where it cannot
+//! run, the test address, the hang guard, a collecting dispatcher and messenger construction.
 
 // Each test binary compiles its own copy of this module and uses only part of it (`rdma.rs`
 // never reads `Collect::from`, `ipv6.rs` never reads `Collect::remote_resets`): without this,
@@ -8,15 +8,18 @@
 #![allow(dead_code)]
 
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use msgr_core::api::{ConnectionRef, Dispatcher, Messenger};
 use msgr_core::message::Message;
 use msgr_core::session::SessionError;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
+use msgr_rdma::endpoint::Endpoint;
+use msgr_rdma::link::Hello;
 use msgr_rdma::{RdmaConfig, RdmaMessenger, RdmaOptions};
 use parking_lot::{Condvar, Mutex};
 
@@ -54,6 +57,37 @@ where
     text.parse().unwrap_or_else(|e| {
         panic!("{var}={text:?} is not a valid <{what}> ({e}); this test did NOT run")
     })
+}
+
+/// How to run a test binary that needs a device (each binary's docs give its name).
+pub const HOW_TO_RUN: &str = "Run the test binary inside the Soft-RoCE VM: \
+     `cargo test -p msgr-rdma --no-run` then \
+     `scripts/rdma-vm/run.sh target/debug/deps/<test>-<hash> --test-threads 1` \
+     (or ../shared/rdma-vm/run.sh), or `cargo xtask test --only rdma`";
+
+/// The address to use on the RDMA device, or a panic that says how to run the test.
+pub fn rdma_ip() -> IpAddr {
+    from_env(
+        "RDMA_IP",
+        "IP address of the netdev under the RDMA device",
+        HOW_TO_RUN,
+    )
+}
+
+/// A port nobody listens on at `ip` (over rdma_cm): bind a listener to learn a free port,
+/// then drop it.
+pub fn free_port(ip: IpAddr) -> u16 {
+    let opts = RdmaOptions::default();
+    let mut ep = Endpoint::new(opts.clone(), Hello::from_options(&opts)).expect("endpoint");
+    ep.listen(SocketAddr::new(ip, 0)).unwrap().port()
+}
+
+/// `len` bytes of a pattern that differs with `seed` (and is not periodic in small strides).
+pub fn pattern(len: usize, seed: u8) -> Bytes {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 /// Poll `done` every millisecond until it holds (hang guard only).
