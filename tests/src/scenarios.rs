@@ -74,6 +74,9 @@ pub fn simple_round_trip(t: &str) {
     assert_eq!(sc.accepted, 1);
     assert_eq!(client.msgr.counters().connected, 1);
     assert_eq!(sc.protocol_errors, 0);
+    // One link, counted under the transport that carried it.
+    assert_eq!(sc.links_by_transport, vec![(t, 1)]);
+    assert_eq!(conn.transport(), Some(t));
 }
 
 /// Local delivery: sending to our own address reaches our dispatcher without a socket.

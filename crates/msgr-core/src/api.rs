@@ -77,6 +77,8 @@ pub struct MessengerCounters {
     /// Dials that fell back to a later transport of the node's list (the earlier one could not
     /// reach the peer).
     pub fallbacks: u64,
+    /// Links that came up, by transport name ("tcp", "rdma", "mem"), dialed and accepted.
+    pub links_by_transport: Vec<(&'static str, u64)>,
 }
 
 /// One peer, as the application sees it.

@@ -37,7 +37,7 @@ pub(crate) fn print_counters(who: &str, c: &MessengerCounters) {
     eprintln!(
         "{who} counters: messages in {} out {}, bytes in {} out {}, faults {}, reconnects {}, \
          replayed {}, throttle waits {}, accepted {}, connected {}, refused {}, protocol errors {}, \
-         handshake timeouts {}, open connections {}, transport fallbacks {}",
+         handshake timeouts {}, open connections {}, transport fallbacks {}, links {:?}",
         k.messages_in,
         k.messages_out,
         k.bytes_in,
@@ -52,7 +52,8 @@ pub(crate) fn print_counters(who: &str, c: &MessengerCounters) {
         c.protocol_errors,
         c.handshake_timeouts,
         c.open_connections,
-        c.fallbacks
+        c.fallbacks,
+        c.links_by_transport
     );
 }
 

@@ -305,6 +305,12 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
         total.connected += c.connected;
         total.protocol_errors += c.protocol_errors;
         total.fallbacks += c.fallbacks;
+        for (t, n) in c.links_by_transport {
+            match total.links_by_transport.iter_mut().find(|(x, _)| *x == t) {
+                Some((_, m)) => *m += n,
+                None => total.links_by_transport.push((t, n)),
+            }
+        }
     }
     print_counters("ping", &total);
     waited?;

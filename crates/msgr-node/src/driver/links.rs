@@ -68,6 +68,7 @@ impl Worker {
             g.ever_linked = true;
             g.link = Some(this);
             conn.set_transport(link.transport());
+            self.shared.counters.count_link(link.transport());
             g.session.link_up(now);
             conn.absorb_events(&mut g)
         };

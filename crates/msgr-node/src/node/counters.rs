@@ -50,6 +50,8 @@ pub struct MessengerCounterCells {
     pub handshake_timeouts: AtomicU64,
     pub open_connections: AtomicU64,
     pub fallbacks: AtomicU64,
+    /// Links up by transport (a lock, but taken once per link, not per message).
+    links_by_transport: parking_lot::Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl MessengerCounterCells {
@@ -63,6 +65,16 @@ impl MessengerCounterCells {
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
+            links_by_transport: self.links_by_transport.lock().clone(),
+        }
+    }
+
+    /// A link of `transport` came up.
+    pub fn count_link(&self, transport: &'static str) {
+        let mut l = self.links_by_transport.lock();
+        match l.iter_mut().find(|(t, _)| *t == transport) {
+            Some((_, n)) => *n += 1,
+            None => l.push((transport, 1)),
         }
     }
 
