@@ -1,12 +1,10 @@
-//! [`ConnCore`]: the transport-independent state of one peer connection, shared by the TCP and
-//! RDMA `Connection` types.
+//! [`ConnCore`]: the state of one peer connection that needs no I/O.
 //!
-//! A transport's connection owns one `ConnCore<L>`, where `L` says where the current link lives
-//! (a socket's worker and token, a queue pair's rdma_cm token). The core holds the peer's
-//! [`Session`] and link bookkeeping under one lock ([`LinkState`]), the inbox for the dispatcher,
-//! the policy throttle, the send-queue accounting and the counters. The transport keeps what
-//! differs: how a link is driven, flushed, dialed and closed, and on which thread the dispatcher
-//! runs.
+//! The node's connection type owns one `ConnCore<L>`, where `L` says where the current link
+//! lives (a worker and a token there). The core holds the peer's [`Session`] and link
+//! bookkeeping under one lock ([`LinkState`]), the inbox for the dispatcher, the policy
+//! throttle, the send-queue accounting and the counters; the driver adds how a link is driven,
+//! flushed, dialed and closed.
 //!
 //! The rule every method follows: session calls happen under the lock, then
 //! [`ConnCore::absorb_events`] moves the session's events out, still under the lock, and says

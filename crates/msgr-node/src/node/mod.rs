@@ -1,7 +1,5 @@
-//! Transport-independent parts of a messenger node, shared by the TCP and RDMA drivers.
-//!
-//! A transport owns sockets (or queue pairs), threads and timers; everything else a messenger
-//! does around its [`msgr_core::session::Session`]s lives here so both transports behave the same:
+//! The node's bookkeeping that needs no I/O and no thread: what the driver (`crate::driver`)
+//! uses around its [`msgr_core::session::Session`]s, each piece unit-tested on its own:
 //!
 //! - [`registry`]: sessions keyed by peer address, and [`registry::resolve_accept`], which asks the
 //!   accept hook and [`msgr_core::session::accept::decide`] how to answer a peer's connect, then
@@ -16,7 +14,7 @@
 //! - [`throttle`]: per-policy throttles on received messages and bytes not yet released by the
 //!   application (Ceph's policy throttlers), with wake-up callbacks for paused readers.
 //! - [`conn`]: one connection's session, link bookkeeping, inbox, throttle and send-queue
-//!   accounting ([`ConnCore`]); the transport adds how a link is driven.
+//!   accounting ([`conn::ConnCore`]); the driver adds how a link is driven.
 //! - [`counters`]: atomic counters per connection and per messenger, readable through the API.
 //! - [`backoff`]: capped exponential reconnect delay.
 //! - [`shared`]: a messenger's transport-neutral state ([`NodeShared`]: policies, registry,

@@ -15,9 +15,12 @@
 //! reports ESTABLISHED, [`Link::new`] takes the id and the peer's [`Hello`].
 //!
 //! The code is split by concern: `hello` (the rdma_cm private data), `setup` (device checks
-//! and QP construction), `send` (the send path), `recv` (completions and the receive path),
-//! `rendezvous` (large payloads by RDMA READ: the framed SEND and both sides' rules).
+//! and QP construction), `frame` (the framed SEND's header and the stream items the paths
+//! share), `send` (the send path), `recv` (completions and the receive path), `rendezvous`
+//! (large payloads by RDMA READ: both sides' rules). `send`, `recv` and `rendezvous` use
+//! `frame`, not each other.
 
+mod frame;
 mod hello;
 mod recv;
 mod rendezvous;
@@ -38,9 +41,8 @@ pub use hello::{
 };
 pub use setup::{prepare, DeviceCache};
 
-use recv::Input;
+use frame::{Input, Out};
 use rendezvous::{READ_POOL_BUFFERS, READ_POOL_MAX};
-use send::Out;
 
 /// Counters of one link.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -7,30 +7,8 @@ use bytes::{Buf, BytesMut};
 use crate::error::RdmaError;
 use crate::verbs::{Retired, WcKind, WorkCompletion};
 
-use super::rendezvous::{FrameHeader, ReadState, FRAME_HEADER};
+use super::frame::{FrameHeader, Input, ReadState, FRAME_HEADER};
 use super::Link;
-
-/// Received stream input, in order.
-pub(super) enum Input {
-    /// Bytes [off, end) of a completed receive buffer, re-posted once consumed if `repost`
-    /// (else a READ of the same SEND follows and re-posts it).
-    Data {
-        slot: usize,
-        off: usize,
-        end: usize,
-        repost: bool,
-    },
-    /// A READ request; `slot` (the request's receive buffer) is re-posted once the payload is
-    /// consumed, so requests use credits as data does.
-    Read {
-        slot: usize,
-        id: u32,
-        len: usize,
-        addr: u64,
-        rkey: u32,
-        state: ReadState,
-    },
-}
 
 impl Link {
     /// The completion channel fd is readable: acknowledge its event, re-arm, and drain the CQ.

@@ -1,21 +1,13 @@
 //! The send path: what the session queues, in stream order, goes out in SENDs of at most one
 //! peer receive buffer each, as credits and send buffers allow; a SEND is framed (see
-//! [`super::rendezvous`]) when it announces a READ or reports READ dones.
+//! [`FrameHeader`]) when it announces a READ or reports READ dones.
 
 use bytes::{Buf, Bytes};
 
 use crate::error::RdmaError;
 
-use super::rendezvous::{FrameHeader, FRAME_HEADER};
+use super::frame::{FrameHeader, Out, FRAME_HEADER};
 use super::Link;
-
-/// What the sender queued, in stream order.
-pub(super) enum Out {
-    /// Copied into send buffers.
-    Stream(Bytes),
-    /// Sent as a READ request (at least `read_threshold` bytes).
-    Read(Bytes),
-}
 
 impl Link {
     /// Append stream bytes (no copy until they go into a send buffer; none at all for chunks

@@ -1,4 +1,5 @@
-//! rdma_cm: event channel, connection ids, events.
+//! rdma_cm: event channel, connection ids, events; and what the lower layers do with an id:
+//! finding the [`Device`] that serves it, creating its [`Qp`].
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -7,8 +8,11 @@ use std::sync::Arc;
 
 use rdma_sys::*;
 
-use super::qp::{Qp, Retired};
-use super::{c_str, from_sockaddr, last_error, set_nonblocking, to_sockaddr};
+use super::device::query_port;
+use super::ib::{Cq, Device};
+use super::mr::ReadTarget;
+use super::qp::{BufferPool, Qp, QpCaps, Retired};
+use super::sys::{c_str, from_sockaddr, last_error, set_nonblocking, to_sockaddr};
 use crate::error::RdmaError;
 
 /// An rdma_cm event channel: one fd that reports the events of every id created on it.
@@ -393,7 +397,7 @@ impl CmId {
     }
 
     /// The ibv context the id is bound to (null before bind/resolve, or for a wildcard listener).
-    pub(super) fn verbs_ctx(&self) -> *mut ibv_context {
+    fn verbs_ctx(&self) -> *mut ibv_context {
         // SAFETY: live id; reading a pointer field.
         unsafe { self.raw.as_ref().verbs }
     }
@@ -462,14 +466,10 @@ impl CmId {
             });
         }
         // SAFETY: the bound id's context is live while the id is.
-        unsafe { super::device::query_port(ctx, self.port_num()) }
+        unsafe { query_port(ctx, self.port_num()) }
     }
 
-    pub(super) fn raw_ptr(&self) -> *mut rdma_cm_id {
-        self.raw.as_ptr()
-    }
-
-    pub(super) fn install_qp(&mut self, qp: Qp) {
+    fn install_qp(&mut self, qp: Qp) {
         debug_assert!(self.qp.is_none());
         self.qp = Some(qp);
     }
@@ -488,6 +488,85 @@ impl CmId {
     /// Destroy the QP now (and the buffers it owned); the id stays usable for events.
     pub fn destroy_qp(&mut self) {
         self.qp = None;
+    }
+}
+
+/// The device of an id: here rather than in `ib`, which knows nothing of rdma_cm.
+impl Device {
+    /// The device that serves `id` (bound / resolved / from a request). An anchor id bound to
+    /// `id`'s local address keeps librdmacm's reference on the device.
+    pub fn for_id(id: &CmId) -> Result<Arc<Device>, RdmaError> {
+        let ctx = NonNull::new(id.verbs_ctx()).ok_or_else(|| RdmaError::NoDevice {
+            detail: "rdma_cm id has no device".into(),
+        })?;
+        let local = id.local_addr().ok_or_else(|| {
+            RdmaError::verbs(
+                "rdma_get_local_addr",
+                std::io::Error::other("no local address"),
+            )
+        })?;
+        let mut anchor = CmId::new(id.channel(), 0)?;
+        let mut any_port = local;
+        any_port.set_port(0);
+        anchor.bind(any_port)?;
+        if anchor.verbs_ctx() != ctx.as_ptr() {
+            return Err(RdmaError::AddressNotRdma {
+                addr: local,
+                detail: "binding the address again picked another device".into(),
+            });
+        }
+        // SAFETY: `ctx` is the context of the bound id `anchor` (checked above), which
+        // librdmacm keeps open while the anchor lives; the Device keeps the anchor.
+        unsafe { Device::with_anchor(ctx, Box::new(anchor)) }
+    }
+
+    /// The device that serves local address `addr` (port ignored).
+    pub fn for_local_addr(
+        channel: &Arc<EventChannel>,
+        addr: SocketAddr,
+    ) -> Result<Arc<Device>, RdmaError> {
+        let mut anchor = CmId::new(channel, 0)?;
+        let mut a = addr;
+        a.set_port(0);
+        anchor.bind(a)?;
+        let ctx = NonNull::new(anchor.verbs_ctx()).ok_or_else(|| RdmaError::AddressNotRdma {
+            addr,
+            detail: "no RDMA device has this address".into(),
+        })?;
+        // SAFETY: `ctx` is the context of the bound id `anchor` (read from it above), which
+        // librdmacm keeps open while the anchor lives; the Device keeps the anchor.
+        unsafe { Device::with_anchor(ctx, Box::new(anchor)) }
+    }
+
+    /// Whether `id` is on this device.
+    pub fn serves(&self, id: &CmId) -> bool {
+        id.verbs_ctx() == self.ctx()
+    }
+}
+
+/// QP creation needs the id: here rather than in `qp`, which takes the id as a raw handle.
+impl Qp {
+    /// Create an RC QP on `id` (which must be on `device`) using `cq` for both directions.
+    pub fn create(
+        id: &mut CmId,
+        device: &Arc<Device>,
+        cq: &Arc<Cq>,
+        caps: QpCaps,
+        send: BufferPool,
+        recv: BufferPool,
+    ) -> Result<(), RdmaError> {
+        if !device.serves(id) {
+            return Err(RdmaError::verbs(
+                "rdma_create_qp",
+                std::io::Error::other("id and device differ"),
+            ));
+        }
+        // SAFETY: `id` is live (we hold it) and on `device` (checked above). The QP is installed
+        // in `id` at once, and a CmId drops its QP (rdma_destroy_qp) before rdma_destroy_id and
+        // never lets it go to another id (`qp_mut` hands out a QpHandle, not the Qp).
+        let qp = unsafe { Qp::create_on(id.raw, device, cq, caps, send, recv)? };
+        id.install_qp(qp);
+        Ok(())
     }
 }
 
@@ -513,13 +592,13 @@ impl QpHandle<'_> {
     pub fn post_read(
         &mut self,
         id: u64,
-        target: &super::ReadTarget,
+        target: &ReadTarget,
         remote_addr: u64,
         rkey: u32,
     ) -> Result<(), RdmaError> {
         self.0.post_read(id, target, remote_addr, rkey)
     }
-    pub fn device(&self) -> &Arc<super::Device> {
+    pub fn device(&self) -> &Arc<Device> {
         self.0.device()
     }
     /// A send slot the device does not own, to fill before `post_send`.

@@ -2,7 +2,7 @@
 
 use rdma_sys::*;
 
-use super::{c_str, last_error};
+use super::sys::{c_str, last_error};
 use crate::error::RdmaError;
 
 /// Names of the RDMA devices this process can open, or [`RdmaError::NoDevice`].

@@ -1,14 +1,16 @@
 //! Device handle (context + protection domain), completion channels and completion queues.
+//!
+//! The bottom layer of the wrapper: it knows nothing of rdma_cm. Finding the device that serves
+//! an rdma_cm id (and binding the anchor id that keeps it open) is in `cm`
+//! ([`Device::for_id`], [`Device::for_local_addr`], [`Device::serves`]).
 
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use rdma_sys::*;
 
-use super::cm::CmId;
-use super::{c_str, last_error, set_nonblocking};
+use super::sys::{c_str, last_error, set_nonblocking};
 use crate::error::RdmaError;
 
 /// One RDMA device as librdmacm opened it, with our protection domain on it.
@@ -19,8 +21,10 @@ pub struct Device {
     ctx: NonNull<ibv_context>,
     pd: NonNull<ibv_pd>,
     name: String,
-    /// Dropped after the PD is deallocated (Drop body runs before fields drop).
-    _anchor: CmId,
+    /// The bound rdma_cm id (a `CmId`) that keeps librdmacm's reference on the device, held
+    /// type-erased so this layer needs no rdma_cm. Dropped after the PD is deallocated (Drop
+    /// body runs before fields drop).
+    _anchor: Box<dyn Send>,
 }
 
 // SAFETY: libibverbs objects may be used from any thread (the library is thread-safe); the raw
@@ -30,50 +34,18 @@ unsafe impl Send for Device {}
 unsafe impl Sync for Device {}
 
 impl Device {
-    /// The device that serves `id` (bound / resolved / from a request). An anchor id bound to
-    /// `id`'s local address keeps librdmacm's reference on the device.
-    pub fn for_id(id: &CmId) -> Result<Arc<Device>, RdmaError> {
-        let ctx = NonNull::new(id.verbs_ctx()).ok_or_else(|| RdmaError::NoDevice {
-            detail: "rdma_cm id has no device".into(),
-        })?;
-        let local = id.local_addr().ok_or_else(|| {
-            RdmaError::verbs(
-                "rdma_get_local_addr",
-                std::io::Error::other("no local address"),
-            )
-        })?;
-        let mut anchor = CmId::new(id.channel(), 0)?;
-        let mut any_port = local;
-        any_port.set_port(0);
-        anchor.bind(any_port)?;
-        if anchor.verbs_ctx() != ctx.as_ptr() {
-            return Err(RdmaError::AddressNotRdma {
-                addr: local,
-                detail: "binding the address again picked another device".into(),
-            });
-        }
-        Self::with_anchor(ctx, anchor)
-    }
-
-    /// The device that serves local address `addr` (port ignored).
-    pub fn for_local_addr(
-        channel: &Arc<super::EventChannel>,
-        addr: SocketAddr,
+    /// A device on `ctx` with a new protection domain; `anchor` is kept (and dropped after the
+    /// PD is deallocated).
+    ///
+    /// # Safety
+    /// `ctx` must be a live `ibv_context` that stays open for as long as `anchor` lives (the
+    /// context of the bound rdma_cm id `anchor`, which librdmacm keeps open while the id exists).
+    pub(super) unsafe fn with_anchor(
+        ctx: NonNull<ibv_context>,
+        anchor: Box<dyn Send>,
     ) -> Result<Arc<Device>, RdmaError> {
-        let mut anchor = CmId::new(channel, 0)?;
-        let mut a = addr;
-        a.set_port(0);
-        anchor.bind(a)?;
-        let ctx = NonNull::new(anchor.verbs_ctx()).ok_or_else(|| RdmaError::AddressNotRdma {
-            addr,
-            detail: "no RDMA device has this address".into(),
-        })?;
-        Self::with_anchor(ctx, anchor)
-    }
-
-    fn with_anchor(ctx: NonNull<ibv_context>, anchor: CmId) -> Result<Arc<Device>, RdmaError> {
-        // SAFETY: the context is live (the anchor keeps it); the PD is owned by the new Device
-        // and deallocated in its Drop.
+        // SAFETY: the context is live (the anchor keeps it, the caller's contract); the PD is
+        // owned by the new Device and deallocated in its Drop.
         let pd = unsafe { ibv_alloc_pd(ctx.as_ptr()) };
         let pd = NonNull::new(pd).ok_or_else(|| RdmaError::verbs("ibv_alloc_pd", last_error()))?;
         // SAFETY: live context; the name is copied.
@@ -96,11 +68,6 @@ impl Device {
 
     pub(super) fn pd(&self) -> *mut ibv_pd {
         self.pd.as_ptr()
-    }
-
-    /// Whether `id` is on this device.
-    pub fn serves(&self, id: &CmId) -> bool {
-        id.verbs_ctx() == self.ctx.as_ptr()
     }
 }
 

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use rdma_sys::*;
 
 use super::ib::Device;
-use super::last_error;
+use super::sys::{last_error, memlock_soft_limit};
 use crate::error::{registration_error, RdmaError};
 
 /// An `ibv_mr` and the device it was registered on; deregistered on drop.
@@ -44,9 +44,8 @@ impl Mr {
         // SAFETY: live PD (held by `device`); the caller guarantees the memory's lifetime.
         let raw =
             unsafe { ibv_reg_mr(device.pd(), addr as *mut libc::c_void, len, access.0 as i32) };
-        let raw = NonNull::new(raw).ok_or_else(|| {
-            registration_error(last_error(), len as u64, super::memlock_soft_limit())
-        })?;
+        let raw = NonNull::new(raw)
+            .ok_or_else(|| registration_error(last_error(), len as u64, memlock_soft_limit()))?;
         Ok(Mr {
             raw,
             device: Arc::clone(device),

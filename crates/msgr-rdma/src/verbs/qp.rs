@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use rdma_sys::*;
 
-use super::cm::CmId;
 use super::ib::{Cq, Device};
-use super::last_error;
 use super::mr::ReadTarget;
+use super::sys::{last_error, memlock_soft_limit};
 use crate::error::{registration_error, RdmaError};
 
 /// `count` buffers of `slot_size` bytes in one registered region.
@@ -64,11 +63,7 @@ impl BufferPool {
             let err = last_error();
             // SAFETY: registration failed, so the device knows nothing of this memory.
             unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
-            return Err(registration_error(
-                err,
-                len as u64,
-                super::memlock_soft_limit(),
-            ));
+            return Err(registration_error(err, len as u64, memlock_soft_limit()));
         };
         // SAFETY: live MR.
         let lkey = unsafe { mr.as_ref().lkey };
@@ -200,21 +195,22 @@ pub struct Qp {
 unsafe impl Send for Qp {}
 
 impl Qp {
-    /// Create an RC QP on `id` (which must be on `device`) using `cq` for both directions.
-    pub fn create(
-        id: &mut CmId,
+    /// Create an RC QP on the rdma_cm id `id` using `cq` for both directions. The safe entry
+    /// point is `Qp::create` (in `cm`), which checks the device and installs the QP in its
+    /// `CmId`.
+    ///
+    /// # Safety
+    /// `id` must be a live rdma_cm id on `device` (the device of `cq` too). The returned QP
+    /// belongs to that id: it must be dropped (`rdma_destroy_qp`) before the id is destroyed,
+    /// and never move to another id.
+    pub(super) unsafe fn create_on(
+        id: NonNull<rdma_cm_id>,
         device: &Arc<Device>,
         cq: &Arc<Cq>,
         caps: QpCaps,
         send: BufferPool,
         recv: BufferPool,
-    ) -> Result<(), RdmaError> {
-        if !device.serves(id) {
-            return Err(RdmaError::verbs(
-                "rdma_create_qp",
-                std::io::Error::other("id and device differ"),
-            ));
-        }
+    ) -> Result<Qp, RdmaError> {
         let mut attr = ibv_qp_init_attr {
             qp_context: std::ptr::null_mut(),
             send_cq: cq.raw(),
@@ -230,17 +226,18 @@ impl Qp {
             qp_type: ibv_qp_type::IBV_QPT_RC,
             sq_sig_all: 0,
         };
-        // SAFETY: live id, PD and CQ (all on the same device, checked above); on success the QP
-        // belongs to the id and is destroyed by Qp::drop through rdma_destroy_qp.
-        let rc = unsafe { rdma_create_qp(id.raw_ptr(), device.pd(), &mut attr) };
+        // SAFETY: live id, PD and CQ (all on the same device: the caller's contract, checked by
+        // Qp::create); on success the QP belongs to the id and is destroyed by Qp::drop through
+        // rdma_destroy_qp.
+        let rc = unsafe { rdma_create_qp(id.as_ptr(), device.pd(), &mut attr) };
         if rc != 0 {
             return Err(RdmaError::verbs("rdma_create_qp", last_error()));
         }
         // SAFETY: rdma_create_qp succeeded, so id->qp is the new QP.
-        let raw = NonNull::new(unsafe { (*id.raw_ptr()).qp })
+        let raw = NonNull::new(unsafe { (*id.as_ptr()).qp })
             .ok_or_else(|| RdmaError::verbs("rdma_create_qp", std::io::Error::other("no qp")))?;
-        let qp = Qp {
-            id: NonNull::new(id.raw_ptr()).expect("live id"),
+        Ok(Qp {
+            id,
             raw,
             send,
             recv,
@@ -248,9 +245,7 @@ impl Qp {
             max_inline: attr.cap.max_inline_data,
             _cq: Arc::clone(cq),
             _device: Arc::clone(device),
-        };
-        id.install_qp(qp);
-        Ok(())
+        })
     }
 
     pub fn send_pool(&self) -> &BufferPool {
