@@ -28,8 +28,6 @@ pub struct TcpLink {
     reader: Reader,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
-    /// Reused buffer for coalescing small writes.
-    scratch: Vec<u8>,
     /// Set by fault injection: every later read or write fails.
     injected: bool,
 }
@@ -66,7 +64,6 @@ impl TcpLink {
             reader: Reader::new(std_sock),
             wq: VecDeque::new(),
             wq_bytes: 0,
-            scratch: Vec::with_capacity(COALESCE_MAX),
             injected: false,
         })
     }
@@ -129,9 +126,15 @@ impl Link for TcpLink {
     }
 }
 
+thread_local! {
+    /// Buffer for coalescing small writes, one per worker thread rather than one per link
+    /// (8 KiB per idle connection otherwise).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(COALESCE_MAX));
+}
+
 /// Write queued chunks with vectored writes until done or the socket would block.
 fn write_link(link: &mut TcpLink) -> Result<usize, SessionError> {
-    let scratch = &mut link.scratch;
     let mut total = 0;
     while !link.wq.is_empty() {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -145,11 +148,13 @@ fn write_link(link: &mut TcpLink) -> Result<usize, SessionError> {
         // Small frames (header, front, footer, ACK ...) are cheaper copied into one buffer than
         // handed to the kernel as many tiny iovecs; payloads go vectored, uncopied.
         let result = if n > 1 && bytes <= COALESCE_MAX {
-            scratch.clear();
-            for c in &iov[..n] {
-                scratch.extend_from_slice(c);
-            }
-            link.sock.write(scratch)
+            SCRATCH.with_borrow_mut(|scratch| {
+                scratch.clear();
+                for c in &iov[..n] {
+                    scratch.extend_from_slice(c);
+                }
+                link.sock.write(scratch)
+            })
         } else {
             link.sock.write_vectored(&iov[..n])
         };

@@ -271,7 +271,8 @@ impl Worker {
                     ..Ready::default()
                 });
                 slot.link.on_ready(r, busy);
-                self.ready.push((token, true));
+                // Room to write alone needs no read (a system call that would find nothing).
+                self.ready.push((token, r.readable || r.closed));
             }
             return;
         }
