@@ -184,10 +184,12 @@ pub fn stateful_server_resetcheck(t: &str) {
 }
 
 /// StatefulTest with messages in flight: the server drops the client's session as the first
-/// message arrives (before acknowledging anything; it does not echo, as an echo would carry an
-/// ACK). On reconnect the server answers RESETSESSION and the client gets every message it
-/// had not seen acknowledged back through `ms_handle_remote_reset_undelivered`, in order; the
-/// same connection then carries new messages.
+/// message reaches its dispatcher (it does not echo). On reconnect the server answers
+/// RESETSESSION and the client gets every message it had not seen acknowledged back through
+/// `ms_handle_remote_reset_undelivered`, in order; the same connection then carries new
+/// messages. How many the server acknowledged before its dispatcher ran depends on timing (the
+/// session acknowledges what it read, as Ceph's does; under load the ACK may leave first): the
+/// test asserts the rule, not a count (it waited for all five and hung when an ACK won).
 pub fn remote_reset_reports_undelivered(t: &str) {
     let server = node(t, "osd.0", |c| {
         policy(c, EntityType::CLIENT, Policy::stateful_server())
@@ -206,24 +208,25 @@ pub fn remote_reset_reports_undelivered(t: &str) {
     for tid in 0..5 {
         conn.send_message(numbered(tid, 32, 100)).unwrap();
     }
-    client.rec.wait("undelivered handed back", |s| {
-        s.remote_reset_undelivered.len() >= 5
-    });
-    {
-        let seen = client.rec.seen.lock();
-        assert_eq!(seen.remote_resets, 1);
-        let tids: Vec<u64> = seen
-            .remote_reset_undelivered
-            .iter()
-            .map(|m| m.tid)
-            .collect();
-        assert_eq!(tids, [0, 1, 2, 3, 4]);
-        assert!(seen.remote_reset_undelivered.iter().all(check_payload));
-    }
+    client.rec.wait("remote reset", |s| s.remote_resets >= 1);
     assert!(dropped.load(Ordering::SeqCst));
     // Numbering restarted on the same connection: new messages get through and come back.
+    // (Their echoes also mean the undelivered callback, queued before them, has run.)
     server.rec.echo.store(true, Ordering::Relaxed);
     exchange(&client, &conn, 10, 13);
+    let seen = client.rec.seen.lock();
+    assert_eq!(seen.remote_resets, 1);
+    // What the server acknowledged before it dropped the session was delivered (its
+    // dispatcher had message 0 at least, and may have acknowledged more in the same read);
+    // the rest comes back, in order, intact: a suffix of 0..5.
+    let tids: Vec<u64> = seen
+        .remote_reset_undelivered
+        .iter()
+        .map(|m| m.tid)
+        .collect();
+    let first = tids.first().copied().unwrap_or(5);
+    assert_eq!(tids, (first..5).collect::<Vec<_>>(), "a suffix, in order");
+    assert!(seen.remote_reset_undelivered.iter().all(check_payload));
 }
 
 /// StatelessTest: a lossy client of a stateless server sees a reset when the server drops it,
