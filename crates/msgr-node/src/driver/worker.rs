@@ -436,5 +436,16 @@ impl Worker {
             conn.run_dispatch();
         }
         self.closing.clear();
+        if self.idx == 0 {
+            // Dials still in progress will not be adopted: let the transports forget them
+            // (their connections are failed by the node's shutdown).
+            let pending: Vec<_> = self.shared.dials.lock().drain().collect();
+            let transports = self.shared.transports();
+            for (id, p) in pending {
+                if let Some(t) = transports.get(p.transport) {
+                    t.cancel(id);
+                }
+            }
+        }
     }
 }
