@@ -148,31 +148,7 @@ impl Node {
     /// Simulation (`threads` = false): run one non-blocking turn of every worker, in order.
     /// Returns the earliest deadline any worker waits for.
     pub fn step(&self) -> Option<Instant> {
-        let s = &self.shared;
-        let mut workers = self.manual.lock();
-        let mut next: Option<Instant> = None;
-        let mut done = Vec::new();
-        for w in workers.iter_mut() {
-            set_current(s.id, w.idx);
-            if w.turn(false) {
-                done.push(w.idx);
-            }
-            set_current(u64::MAX, 0);
-            if let Some(d) = w.next_deadline() {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
-        }
-        if !done.is_empty() {
-            workers.retain_mut(|w| {
-                if done.contains(&w.idx) {
-                    w.finish();
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        next
+        turn_manual(&self.shared, &mut self.manual.lock())
     }
 
     /// Simulation: true while a step would do work now (commands queued, links waiting to be
@@ -344,6 +320,25 @@ fn listen_all(
     Ok((bind, transports))
 }
 
+/// One non-blocking turn of each hand-stepped worker, in order, on this thread; a worker whose
+/// shutdown is complete is finished and removed. Returns the earliest deadline any waits for.
+fn turn_manual(s: &Shared, workers: &mut Vec<Worker>) -> Option<Instant> {
+    let mut next: Option<Instant> = None;
+    workers.retain_mut(|w| {
+        set_current(s.id, w.idx);
+        let done = w.turn(false);
+        set_current(u64::MAX, 0);
+        if let Some(d) = w.next_deadline() {
+            next = Some(next.map_or(d, |n| n.min(d)));
+        }
+        if done {
+            w.finish();
+        }
+        !done
+    });
+    next
+}
+
 /// Stop accepting, let workers flush (up to `shutdown_flush`), fail what is left (reported to
 /// the dispatcher), join the workers. Idempotent.
 fn shutdown(s: &Arc<Shared>, manual: &Manual) {
@@ -371,14 +366,7 @@ fn shutdown(s: &Arc<Shared>, manual: &Manual) {
             if workers.is_empty() {
                 break;
             }
-            workers.retain_mut(|w| {
-                if w.turn(false) {
-                    w.finish();
-                    false
-                } else {
-                    true
-                }
-            });
+            turn_manual(s, &mut workers);
         }
         for w in workers.iter_mut() {
             w.finish();

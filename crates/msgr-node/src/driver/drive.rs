@@ -21,8 +21,8 @@ const WRITE_BATCH: usize = 4 << 20;
 impl Worker {
     /// One step for the link `token`; `read`: look for input (a readiness event or a resume).
     pub(crate) fn drive(&mut self, token: usize, read: bool) {
-        if self.links.contains_key(&token) && self.faults.fire() {
-            if let Some(slot) = self.links.get_mut(&token) {
+        if let Some(slot) = self.links.get_mut(&token) {
+            if self.faults.fire() {
                 tracing::debug!(token, "injecting a link failure");
                 slot.link.inject_failure();
             }

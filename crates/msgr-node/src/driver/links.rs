@@ -111,53 +111,49 @@ impl Worker {
         self.dial_from(conn, 0);
     }
 
-    /// Dial with transport `first`, falling back to the next ones while a transport cannot
-    /// reach the peer at all.
-    fn dial_from(&mut self, conn: Arc<NodeConnection>, first: usize) {
+    /// Dial with transport `i` (falling back to the next ones, see [`Worker::dial_error`]).
+    fn dial_from(&mut self, conn: Arc<NodeConnection>, i: usize) {
         let Some(addr) = conn.core.peer_addr().addr else {
-            self.dial_failed(
-                &conn,
-                SessionError::LinkFailed("peer has no IP address".into()),
-            );
-            return;
+            let e = SessionError::LinkFailed("peer has no IP address".into());
+            return self.dial_failed(&conn, e);
         };
-        let transports = self.shared.transports().to_vec();
-        let mut i = first;
-        while i < transports.len() {
-            let t = &transports[i];
-            let id = self.shared.next_dial();
-            tracing::debug!(conn = conn.id, %addr, transport = t.name(), "dialing");
-            // Recorded before the dial starts: worker 0 may report its outcome before
-            // `dial` returns here.
-            self.shared.dials.lock().insert(
-                id,
-                PendingDial {
-                    conn: conn.clone(),
-                    transport: i,
-                },
-            );
-            let r = t.dial(addr, id);
-            if !matches!(r, Ok(Dialing::Pending)) {
-                self.shared.dials.lock().remove(&id);
-            }
-            match r {
-                Ok(Dialing::Ready(link)) => return self.adopt(link, conn, true),
-                Ok(Dialing::Pending) => return,
-                Err(e) if e.unreachable && i + 1 < transports.len() => {
-                    self.note_fallback(&conn, t.name(), transports[i + 1].name(), &e);
-                    i += 1;
-                }
-                Err(e) => {
-                    tracing::debug!(conn = conn.id, %addr, transport = t.name(), error = %e, "dial failed");
-                    let msg = format!("connect over {}: {}", t.name(), e.message);
-                    return self.dial_failed(&conn, SessionError::LinkFailed(msg));
-                }
-            }
+        let Some(t) = self.shared.transports().get(i).cloned() else {
+            let e = SessionError::LinkFailed("no transport to dial with".into());
+            return self.dial_failed(&conn, e);
+        };
+        let id = self.shared.next_dial();
+        tracing::debug!(conn = conn.id, %addr, transport = t.name(), "dialing");
+        // Recorded before the dial starts: worker 0 may report its outcome before `dial`
+        // returns here.
+        let pending = PendingDial {
+            conn: conn.clone(),
+            transport: i,
+        };
+        self.shared.dials.lock().insert(id, pending);
+        let r = t.dial(addr, id);
+        if !matches!(r, Ok(Dialing::Pending)) {
+            self.shared.dials.lock().remove(&id);
         }
-        self.dial_failed(
-            &conn,
-            SessionError::LinkFailed("no transport to dial with".into()),
-        );
+        match r {
+            Ok(Dialing::Ready(link)) => self.adopt(link, conn, true),
+            Ok(Dialing::Pending) => {}
+            Err(e) => self.dial_error(conn, i, e),
+        }
+    }
+
+    /// Transport `i` could not dial (at once, or as reported later): fall back to the next
+    /// transport when this one cannot reach the peer at all, else the dial failed for good
+    /// (the session retries with backoff).
+    fn dial_error(&mut self, conn: Arc<NodeConnection>, i: usize, e: DialError) {
+        let name = |i: usize| self.shared.transports().get(i).map(|t| t.name());
+        let (this, next) = (name(i).unwrap_or("?"), name(i + 1));
+        if let Some(next) = next.filter(|_| e.unreachable) {
+            self.note_fallback(&conn, this, next, &e);
+            return self.dial_from(conn, i + 1);
+        }
+        tracing::debug!(conn = conn.id, transport = this, error = %e, "dial failed");
+        let msg = format!("connect over {this}: {}", e.message);
+        self.dial_failed(&conn, SessionError::LinkFailed(msg));
     }
 
     /// Count a fallback; log it once per connection.
@@ -220,17 +216,9 @@ impl Worker {
                     }
                 }
                 TransportEvent::DialFailed { dial, error } => {
-                    let Some(p) = self.shared.dials.lock().remove(&dial) else {
-                        continue;
-                    };
-                    let n = self.shared.transports().len();
-                    if error.unreachable && p.transport + 1 < n {
-                        let next = self.shared.transports()[p.transport + 1].name();
-                        self.note_fallback(&p.conn, t.name(), next, &error);
-                        self.dial_from(p.conn, p.transport + 1);
-                    } else {
-                        let msg = format!("connect over {}: {}", t.name(), error.message);
-                        self.dial_failed(&p.conn, SessionError::LinkFailed(msg));
+                    let pending = self.shared.dials.lock().remove(&dial);
+                    if let Some(p) = pending {
+                        self.dial_error(p.conn, p.transport, error);
                     }
                 }
             }

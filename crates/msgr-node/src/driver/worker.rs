@@ -169,7 +169,6 @@ impl Worker {
         let mut had_events = false;
         if !skip_poller {
             let mut timeout = self
-                .timers
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(now));
             if !block || busy || !self.ready.is_empty() || self.port().has_cmds() {
@@ -179,10 +178,6 @@ impl Worker {
                 timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
                     t.min(Duration::from_millis(5))
                 }));
-            }
-            if let Some(first) = self.closing.iter().map(|c| c.1).min() {
-                let t = first.saturating_duration_since(now);
-                timeout = Some(timeout.map_or(t, |x| x.min(t)));
             }
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -401,7 +396,7 @@ impl Worker {
         }
     }
 
-    /// The earliest time this worker wants a turn (simulation).
+    /// The earliest time this worker wants a turn: a timer, or a closed link to drop.
     pub fn next_deadline(&self) -> Option<Instant> {
         let closing = self.closing.iter().map(|c| c.1).min();
         match (self.timers.next_deadline(), closing) {
