@@ -129,13 +129,14 @@ impl msgr_node::Link for RdmaLink {
         let _ = registry.deregister(&mut SourceFd(&self.fd));
     }
 
-    fn on_ready(&mut self, _ready: Ready, _busy: bool) {
-        // Re-armed even while busy-polling (where leaving it unarmed would spare an event per
-        // completion): the worker checks whether its busy window is over at the start of a
-        // turn and may then block in the poller before `arm` runs, so an unarmed CQ could
-        // sleep through its completions until a timer. Armed, it raises at most one event
-        // per re-arm, and busy-polling still finds completions without the poller.
-        let r = self.link.on_readable();
+    fn on_ready(&mut self, _ready: Ready, busy: bool) {
+        // While busy-polling the CQ stays unarmed (no event per completion): the worker re-arms
+        // every link through `arm` when its busy window ends, before it blocks in the poller.
+        let r = if busy {
+            self.link.on_readable_unarmed()
+        } else {
+            self.link.on_readable()
+        };
         if let Err(e) = r {
             self.link.fail(format!("completion queue: {e}"));
         }
