@@ -21,10 +21,7 @@ const T: &str = "rdma";
 
 /// Panics (the test fails) unless an RDMA device and the address to use on it are present.
 fn require_rdma() {
-    let has_device = std::fs::read_dir("/sys/class/infiniband")
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-    if !has_device {
+    if !msgr_tests::harness::has_rdma_device() {
         panic!(
             "this test needs an RDMA device and none is present (/sys/class/infiniband is empty \
              or missing). It did NOT run. Run the binary inside the Soft-RoCE VM: \

@@ -67,6 +67,13 @@ pub fn test_config(transport: &str, name: &str) -> Config {
     cfg
 }
 
+/// Whether this machine has an RDMA device (`/sys/class/infiniband` lists one).
+pub fn has_rdma_device() -> bool {
+    std::fs::read_dir("/sys/class/infiniband")
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
 /// Make tracing output visible with RUST_LOG (once per process).
 pub fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
