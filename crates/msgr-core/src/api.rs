@@ -7,79 +7,17 @@
 //! dispatcher, called from the transport's worker threads: a dispatcher must not block for long.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::message::Message;
 use crate::policy::Policy;
 use crate::session::SessionError;
 use crate::wire::{EntityAddr, EntityName, EntityType};
 
+pub use crate::counters::{ConnectionCounters, MessengerCounters};
+pub use crate::error::{MessengerError, TransportError};
+
 /// A connection handle, cheap to clone.
 pub type ConnectionRef = Arc<dyn Connection>;
-
-/// Errors of the messenger API.
-#[derive(Debug, thiserror::Error)]
-pub enum MessengerError {
-    #[error("cannot bind {addr}: {source} (is another daemon using the port? change `bind` in the config)")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("messenger is not started: call start() first")]
-    NotStarted,
-    #[error("messenger is shut down")]
-    ShutDown,
-    #[error("no dispatcher registered: call add_dispatcher() before start()")]
-    NoDispatcher,
-    #[error("connection to {peer} is closed ({reason}); get a new one with connect_to()")]
-    ConnectionClosed { peer: String, reason: String },
-    #[error("send queue to {peer} is full ({queued_bytes} bytes queued, limit {limit}); retry later or raise `send_queue_bytes`")]
-    QueueFull {
-        peer: String,
-        queued_bytes: u64,
-        limit: u64,
-    },
-    #[error("timed out after {0:?} waiting for send queue space")]
-    SendTimeout(Duration),
-    #[error("transport error: {0}")]
-    Transport(String),
-    #[error(transparent)]
-    Session(#[from] SessionError),
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Counters of one connection (monotonic, since it was created).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnectionCounters {
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub faults: u64,
-    pub reconnects: u64,
-    pub replayed: u64,
-    pub throttle_waits: u64,
-}
-
-/// Counters of a whole messenger.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MessengerCounters {
-    pub connections: ConnectionCounters,
-    pub accepted: u64,
-    pub connected: u64,
-    pub refused: u64,
-    /// Links closed because of a protocol error (bad banner, bad CRC, oversized, stalled ...).
-    pub protocol_errors: u64,
-    pub handshake_timeouts: u64,
-    pub open_connections: u64,
-    /// Dials that fell back to a later transport of the node's list (the earlier one could not
-    /// reach the peer).
-    pub fallbacks: u64,
-    /// Links that came up, by transport name ("tcp", "rdma", "mem"), dialed and accepted.
-    pub links_by_transport: Vec<(&'static str, u64)>,
-}
 
 /// One peer, as the application sees it.
 pub trait Connection: Send + Sync {

@@ -15,6 +15,8 @@
 //! Nothing here spawns a thread or opens a socket.
 
 pub mod api;
+mod counters;
+mod error;
 pub mod message;
 
 pub mod policy;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use msgr_node::{DialError, DialId, Dialing, Registration, Transport, TransportEvent};
+use msgr_node::{
+    DialError, DialId, Dialing, Registration, Transport, TransportError, TransportEvent,
+};
 
 use crate::network::{Listener, MemNetwork};
 
@@ -50,10 +52,10 @@ impl Transport for MemTransport {
         "mem"
     }
 
-    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, String> {
+    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
         let mut slot = self.listener.lock();
         if let Some(l) = slot.as_ref() {
-            return Err(format!("this mem transport already listens on {}", l.addr));
+            return Err(format!("this mem transport already listens on {}", l.addr).into());
         }
         let l = self.net.listen(addr)?;
         let bound = l.addr;

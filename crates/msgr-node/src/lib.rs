@@ -50,6 +50,8 @@ pub use clock::{Clock, VirtualClock};
 pub use config::NodeConfig;
 pub use connection::NodeConnection;
 pub use messenger::Node;
+/// A transport's own error, boxed (see [`Transport::listen`]).
+pub use msgr_core::api::TransportError;
 pub use node::counters::ErrorClass;
 pub use transport::{
     DialError, DialId, Dialing, Link, Notify, ReadEnd, Ready, Registration, Transport,

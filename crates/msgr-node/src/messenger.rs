@@ -6,7 +6,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Instant;
 
-use msgr_core::api::{ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError};
+use msgr_core::api::{
+    ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError, TransportError,
+};
 use msgr_core::policy::Policy;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
@@ -95,14 +97,16 @@ impl Node {
             return Err(MessengerError::ShutDown);
         }
         if addr.addr.is_none() {
-            return Err(MessengerError::Transport(format!(
-                "cannot connect to {addr:?}: it has no IP address and port"
-            )));
+            return Err(MessengerError::BadPeerAddress {
+                addr: addr.to_string(),
+                reason: "it has no IP address and port",
+            });
         }
         if *addr == s.my_addr() {
-            return Err(MessengerError::Transport(
-                "connect to our own address: use connect_to for loopback".into(),
-            ));
+            return Err(MessengerError::BadPeerAddress {
+                addr: addr.to_string(),
+                reason: "it is our own address: use connect_to for loopback",
+            });
         }
         let now = s.clock.now();
         let (conn, created) = s.dialing_conn(
@@ -121,6 +125,13 @@ impl Node {
             s.send(conn.home_worker(), Cmd::Dial(conn.clone()));
         }
         Ok(conn)
+    }
+
+    /// Every connection the node holds now, dialed and accepted (open, connecting or waiting
+    /// to reconnect), in peer-address order; not the loopback connection to itself. For
+    /// metrics and admin tools: read each one's `counters()`, `peer_addr()`, `transport()`.
+    pub fn connections(&self) -> Vec<Arc<NodeConnection>> {
+        self.shared.registry.all()
     }
 
     /// Break the link of the connection to `addr` now, as a network fault would (tests).
@@ -238,7 +249,10 @@ fn start(s: &Arc<Shared>, manual: &Manual) -> Result<(), MessengerError> {
     let n = cfg.workers.max(1);
     let ports: Vec<Arc<Port>> = (0..n).map(|i| Arc::new(Port::new(s.id, i))).collect();
     if s.ports.set(ports).is_err() {
-        return Err(MessengerError::Transport("started twice".into()));
+        // begin_start lets one caller through: a second one here is a bug.
+        return Err(MessengerError::Io(std::io::Error::other(
+            "messenger started twice at once (a bug in msgr-node: please report it)",
+        )));
     }
     let mut workers = Vec::with_capacity(n);
     for idx in 0..n {
@@ -280,9 +294,10 @@ fn listen_all(
     s: &Shared,
 ) -> Result<(std::net::SocketAddr, Vec<Arc<dyn Transport>>), MessengerError> {
     if s.configured.is_empty() {
-        return Err(MessengerError::Transport(
-            "no transport configured: list at least one in `transports`".into(),
-        ));
+        return Err(MessengerError::NoTransport {
+            addr: s.cfg.bind.to_string(),
+            errors: Vec::new(),
+        });
     }
     let mut bind = s.cfg.bind;
     let mut ok = vec![false; s.configured.len()];
@@ -304,12 +319,7 @@ fn listen_all(
         .map(|(t, _)| t.clone())
         .collect();
     if transports.is_empty() {
-        let all: Vec<String> = errors.iter().map(|(n, e)| format!("{n}: {e}")).collect();
-        let addr = s.cfg.bind.to_string();
-        return Err(MessengerError::Bind {
-            addr,
-            source: std::io::Error::other(all.join("; ")),
-        });
+        return Err(no_listener(s.cfg.bind.to_string(), errors));
     }
     for (name, e) in errors {
         tracing::warn!(
@@ -318,6 +328,21 @@ fn listen_all(
         );
     }
     Ok((bind, transports))
+}
+
+/// `start`'s error when no transport could listen: the transport's own error when there was
+/// one (an `io::Error` is a socket that cannot bind), each one's when there were several.
+fn no_listener(addr: String, mut errors: Vec<(&'static str, TransportError)>) -> MessengerError {
+    // Tried last to first: put them back in order of preference.
+    errors.reverse();
+    if errors.len() != 1 {
+        return MessengerError::NoTransport { addr, errors };
+    }
+    let (transport, source) = errors.pop().expect("one error");
+    match source.downcast::<std::io::Error>() {
+        Ok(io) => MessengerError::Bind { addr, source: *io },
+        Err(source) => MessengerError::Transport { transport, source },
+    }
 }
 
 /// One non-blocking turn of each hand-stepped worker, in order, on this thread; a worker whose

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use msgr_core::api::TransportError;
 use msgr_core::session::SessionError;
 
 /// How a link or transport asks its worker for a turn without a poller event (an in-process
@@ -224,8 +225,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Listen on `addr` (port 0: any free port). Returns the bound address. Called once by
     /// `start`; an error here drops the transport from the node (or fails `start` when it was
-    /// the only one), so say what to do about it.
-    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, String>;
+    /// the only one), so say what to do about it. Return the transport's own error type (an
+    /// `io::Error` for a socket that cannot bind): the application gets it as the source of
+    /// `MessengerError::Transport` / `Bind` and can downcast it.
+    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError>;
 
     /// Register the transport's own event sources with worker 0's poller.
     fn register(&self, reg: &Registration<'_>) -> io::Result<()>;

@@ -4,6 +4,7 @@
 //! a slot of its own (an uncontended lock, once per drive step, not per message), and
 //! [`Stats::sum`] adds up the slots of live links and the totals of links already gone.
 
+use std::ops::AddAssign;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -11,7 +12,7 @@ use parking_lot::Mutex;
 use crate::link::{Link, LinkCounters};
 
 /// RDMA-specific counters of a transport (sums over its links, live and past).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RdmaCounters {
     /// Send buffers posted and not completed / free, over live links.
     pub send_buffers_in_use: u64,
@@ -47,9 +48,9 @@ pub struct RdmaCounters {
     pub exposed_regions: u64,
 }
 
-impl RdmaCounters {
-    /// Add `o`'s counts to these.
-    pub fn add(&mut self, o: &RdmaCounters) {
+impl AddAssign<&RdmaCounters> for RdmaCounters {
+    /// Add `o`'s counts (and gauges) to these: `total += &transport.counters()`.
+    fn add_assign(&mut self, o: &RdmaCounters) {
         // Destructured, so a new counter cannot be forgotten here.
         let RdmaCounters {
             send_buffers_in_use,
@@ -96,11 +97,19 @@ impl RdmaCounters {
         self.read_buffers_registered += read_buffers_registered;
         self.exposed_regions += exposed_regions;
     }
+}
 
+impl AddAssign for RdmaCounters {
+    fn add_assign(&mut self, o: RdmaCounters) {
+        *self += &o;
+    }
+}
+
+impl RdmaCounters {
     /// Add `o`'s running totals, not its gauges (what a live link holds right now): what a
     /// link leaves behind when it is gone.
     fn add_totals(&mut self, o: &RdmaCounters) {
-        self.add(&RdmaCounters {
+        *self += &RdmaCounters {
             send_buffers_in_use: 0,
             send_buffers_free: 0,
             recv_buffers_held: 0,
@@ -108,7 +117,7 @@ impl RdmaCounters {
             live_links: 0,
             exposed_regions: 0,
             ..o.clone()
-        });
+        };
     }
 
     /// One live link's gauges and totals.
@@ -199,7 +208,7 @@ impl Stats {
         let g = self.inner.lock();
         let mut r = g.gone.clone();
         for s in g.live.iter().filter_map(Weak::upgrade) {
-            r.add(&s.lock());
+            r += &*s.lock();
         }
         r
     }
@@ -287,6 +296,15 @@ mod tests {
         assert_eq!(
             (t.credit_stalls, t.bytes_in, t.read_buffers_registered),
             (1, 1, 1)
+        );
+        // `+=` keeps the gauges too, and serializes by field name.
+        t += all_ones.clone();
+        t += &all_ones;
+        assert_eq!((t.live_links, t.bytes_in), (2, 3));
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(
+            (v["live_links"].as_u64(), v["bytes_in"].as_u64()),
+            (Some(2), Some(3))
         );
     }
 }

@@ -16,7 +16,8 @@ use mio::Interest;
 use parking_lot::Mutex;
 
 use msgr_node::{
-    DialError, DialId, Dialing, NodeConfig, Notify, Registration, Transport, TransportEvent,
+    DialError, DialId, Dialing, NodeConfig, Notify, Registration, Transport, TransportError,
+    TransportEvent,
 };
 
 use crate::counters::{RdmaCounters, Stats};
@@ -161,15 +162,17 @@ impl Transport for RdmaTransport {
         "rdma"
     }
 
-    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, String> {
+    /// Errors are [`RdmaError`]s (no device, memlock ...): the application can downcast
+    /// `MessengerError::Transport`'s source to one.
+    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
         let mut st = self.state.lock();
         st.bind = Some(addr);
         if st.ep.is_none() {
-            let ep = Endpoint::new(self.opts.clone(), st.hello).map_err(|e| e.to_string())?;
+            let ep = Endpoint::new(self.opts.clone(), st.hello)?;
             st.ep = Some(ep);
         }
         let ep = st.ep.as_mut().expect("created above");
-        let bound = ep.listen(addr).map_err(|e| e.to_string())?;
+        let bound = ep.listen(addr)?;
         if let Some(d) = ep.bound_device() {
             let _ = self.bound_device.set(d);
         }

@@ -21,7 +21,7 @@ use common::{free_port, has_device, pattern, rdma_ip, small_opts, wait_until, Co
 use msgr_core::api::{Messenger, MessengerError};
 use msgr_core::wire::{EntityName, EntityType};
 use msgr_node::{DialError, Dialing, Link, ReadEnd, Transport, TransportEvent};
-use msgr_rdma::{RdmaConfig, RdmaOptions, RdmaTransport};
+use msgr_rdma::{RdmaConfig, RdmaError, RdmaOptions, RdmaTransport};
 
 /// What transports reported, in order, tagged with the index of the transport.
 #[derive(Default)]
@@ -305,7 +305,10 @@ fn listen_without_a_device_says_what_to_do() {
             ..small_opts()
         };
         let bind = SocketAddr::new(rdma_ip(), 0);
-        let e = RdmaTransport::new(opts.clone()).listen(bind).unwrap_err();
+        let e = RdmaTransport::new(opts.clone())
+            .listen(bind)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("nosuchdev9") && e.contains("no RDMA device found"),
             "{e}"
@@ -315,7 +318,16 @@ fn listen_without_a_device_says_what_to_do() {
         let e = common::messenger(cfg, Arc::new(Collect::default()))
             .start()
             .unwrap_err();
-        assert!(matches!(e, MessengerError::Bind { .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                MessengerError::Transport {
+                    transport: "rdma",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(format!("{e:?}").contains("nosuchdev9"), "{e:?}");
         return;
     }
@@ -323,6 +335,11 @@ fn listen_without_a_device_says_what_to_do() {
     let e = RdmaTransport::new(RdmaOptions::default())
         .listen(bind)
         .unwrap_err();
+    assert!(
+        matches!(e.downcast_ref(), Some(RdmaError::NoDevice { .. })),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.starts_with("no RDMA device found"), "{e}");
     assert!(e.contains("rdma link add rxe0 type rxe netdev"), "{e}");
     assert!(e.contains("transport = \"tcp\""), "{e}");
@@ -330,4 +347,13 @@ fn listen_without_a_device_says_what_to_do() {
     let e = m.start().unwrap_err();
     let text = format!("{e} {e:?}");
     assert!(text.contains("no RDMA device found"), "{text}");
+    // The application can match the RDMA error itself.
+    let MessengerError::Transport { transport, source } = e else {
+        panic!("expected MessengerError::Transport, got {text}")
+    };
+    assert_eq!(transport, "rdma");
+    assert!(
+        matches!(source.downcast_ref(), Some(RdmaError::NoDevice { .. })),
+        "{source:?}"
+    );
 }

@@ -8,7 +8,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::Interest;
 use parking_lot::Mutex;
 
-use msgr_node::{DialError, DialId, Dialing, Registration, Transport, TransportEvent};
+use msgr_node::{
+    DialError, DialId, Dialing, Registration, Transport, TransportError, TransportEvent,
+};
 
 use crate::link::TcpLink;
 use crate::options::TcpOptions;
@@ -42,11 +44,10 @@ impl Transport for TcpTransport {
         "tcp"
     }
 
-    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, String> {
-        let l = TcpListener::bind(addr).map_err(|e| {
-            format!("cannot listen on {addr}: {e} (is another daemon using the port? change `bind` in the config)")
-        })?;
-        let bound = l.local_addr().map_err(|e| format!("{addr}: {e}"))?;
+    /// Errors are the socket's `io::Error` (the node reports it as `MessengerError::Bind`).
+    fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        let l = TcpListener::bind(addr)?;
+        let bound = l.local_addr()?;
         *self.listener.lock() = Some(l);
         Ok(bound)
     }

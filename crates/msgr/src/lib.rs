@@ -20,15 +20,21 @@ mod config;
 use std::sync::Arc;
 
 pub use config::{
-    entity_type as config_entity_type, parse_entity_name, Config, ConfigError, FaultSection,
-    LimitsSection, ProtocolSection, RdmaSection, TcpSection, TimeoutsSection, Transport,
+    entity_type as config_entity_type, load_toml, parse_entity_name, Config, ConfigError,
+    FaultSection, LimitsSection, ProtocolSection, RdmaSection, TcpSection, TimeoutsSection,
+    Transport,
 };
 pub use msgr_core::api::{
     Connection, ConnectionCounters, ConnectionRef, Dispatcher, Messenger, MessengerCounters,
     MessengerError,
 };
 pub use msgr_core::{EntityAddr, EntityName, EntityType, Message, Policy, Priority};
-pub use msgr_node::{ErrorClass, Node, NodeConfig, NodeConnection};
+pub use msgr_node::{ErrorClass, Node, NodeConfig, NodeConnection, TransportError};
+/// The RDMA transport's error: what `MessengerError::Transport { transport: "rdma", source }`
+/// downcasts to (`source.downcast_ref::<msgr::RdmaError>()`), e.g. `RdmaError::NoDevice` or
+/// `RdmaError::Memlock`.
+#[cfg(feature = "rdma")]
+pub use msgr_rdma::RdmaError;
 
 /// Errors of [`from_config`].
 #[derive(Debug, thiserror::Error)]
@@ -137,10 +143,22 @@ mod tests {
         let cfg = Config::from_toml_str("transport = \"rdma\"\n", "<rdma>").unwrap();
         let m = from_config(&cfg).unwrap();
         m.add_dispatcher(Arc::new(Nop));
-        let e = m.start().unwrap_err().to_string();
+        let err = m.start().unwrap_err();
+        let e = err.to_string();
         assert!(e.contains("no RDMA device found"), "{e}");
         assert!(e.contains("rdma link add rxe0 type rxe"), "{e}");
         assert!(e.contains("or use transport = \"tcp\""), "{e}");
+        // ... and as a value the application can match.
+        match &err {
+            MessengerError::Transport {
+                transport: "rdma",
+                source,
+            } => assert!(
+                matches!(source.downcast_ref(), Some(RdmaError::NoDevice { .. })),
+                "{source:?}"
+            ),
+            other => panic!("expected MessengerError::Transport from rdma, got {other:?}"),
+        }
         // A failed start leaves the messenger stoppable.
         m.shutdown();
     }

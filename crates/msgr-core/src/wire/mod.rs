@@ -14,6 +14,7 @@
 pub mod connect;
 pub mod crc;
 pub mod entity;
+mod entity_text;
 pub mod features;
 pub mod frame;
 pub mod header;
@@ -21,6 +22,7 @@ pub mod tag;
 
 pub use connect::{ConnectMsg, ConnectReply, CONNECT_FLAG_LOSSY};
 pub use entity::{EntityAddr, EntityName, EntityType, LEGACY_ADDR_LEN};
+pub use entity_text::ParseEntityError;
 pub use frame::{DecodeLimits, Frame, FrameDecoder};
 pub use header::{MsgFooter, MsgHeader};
 pub use tag::Tag;

@@ -9,27 +9,14 @@ use msgr_core::wire::{DecodeLimits, EntityName, EntityType};
 use super::raw::{quoted_list, RawConfig};
 use super::*;
 
-/// `osd.0`, `client.4121`, `client` (number not assigned).
+/// `osd.0`, `client.4121`, `client` (number not assigned): [`EntityName`]'s `FromStr`.
 pub fn parse_entity_name(s: &str) -> Option<EntityName> {
-    let (t, num) = match s.split_once('.') {
-        Some((t, n)) => (t, n.parse::<i64>().ok().filter(|n| *n >= 0)?),
-        None => (s, -1),
-    };
-    Some(EntityName::new(entity_type(t)?, num))
+    s.parse().ok()
 }
 
-const ENTITY_TYPES: &[&str] = &["mon", "mds", "osd", "client", "mgr"];
-
-/// `mon`, `mds`, `osd`, `client`, `mgr`.
+/// `mon`, `mds`, `osd`, `client`, `mgr`: [`EntityType`]'s `FromStr`.
 pub fn entity_type(s: &str) -> Option<EntityType> {
-    Some(match s {
-        "mon" => EntityType::MON,
-        "mds" => EntityType::MDS,
-        "osd" => EntityType::OSD,
-        "client" => EntityType::CLIENT,
-        "mgr" => EntityType::MGR,
-        _ => return None,
-    })
+    s.parse().ok()
 }
 
 fn ms(v: u64) -> Duration {
@@ -43,15 +30,7 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
     let err = |key: &str, msg: String| ConfigError::new(origin, key, msg);
 
     let name_s = raw.name.unwrap_or_else(|| "client".into());
-    let name = parse_entity_name(&name_s).ok_or_else(|| {
-        err(
-            "name",
-            format!(
-                "expected TYPE.NUMBER or TYPE with TYPE one of {} (e.g. \"osd.0\"), got \"{name_s}\"",
-                quoted_list(ENTITY_TYPES)
-            ),
-        )
-    })?;
+    let name: EntityName = name_s.parse().map_err(|e| err("name", format!("{e}")))?;
 
     let names: Vec<(String, String)> =
         match (raw.transport, raw.transports) {

@@ -13,41 +13,53 @@ use msgr_rdma::{RdmaError, RdmaOptions};
 use msgr_tcp::TcpOptions;
 
 mod build;
+mod embed;
 mod raw;
 #[cfg(test)]
 mod tests;
 
 use build::build;
 pub use build::{entity_type, parse_entity_name};
-use raw::{toml_error, RawConfig};
+pub use embed::load_toml;
+use raw::RawConfig;
 
-/// A configuration problem: `{file}: key "{key}": {what}` (`{file}: {what}` when it is about
-/// the file as a whole, e.g. it cannot be read or is not TOML).
+/// A configuration problem: `{file}:{line}: key "{key}": {what}` (no `:{line}` where toml
+/// does not give it; no key when it is about the file as a whole, e.g. it cannot be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file (or the label given to [`load_toml`] / [`Config::from_toml_str`]).
     pub file: String,
+    /// The dotted key path (`messenger.rdma.port`, `transports[1]`); empty for the whole file.
     pub key: String,
+    /// What is wrong and what is allowed.
     pub message: String,
+    /// The line (from 1) toml points at, when it gives one.
+    pub line: Option<usize>,
 }
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}: key \"{}\": {}", self.file, self.key, self.message)
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
         }
+        if !self.key.is_empty() {
+            write!(f, ": key \"{}\"", self.key)?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
+    /// An error about `key` of `file` (no line).
     pub fn new(file: &str, key: &str, message: impl Into<String>) -> Self {
         ConfigError {
             file: file.to_string(),
             key: key.to_string(),
             message: message.into(),
+            line: None,
         }
     }
 }
@@ -170,18 +182,15 @@ impl Config {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: origin.clone(),
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&origin, "", format!("cannot read the file: {e}")))?;
         Self::from_toml_str(&text, &origin)
     }
 
-    /// Parse and check TOML text; `origin` names it in errors.
+    /// Parse and check TOML text; `origin` names it in errors. To embed the settings in a
+    /// larger file, make `Config` a field of your own type and use [`load_toml`].
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
-        build(raw, origin)
+        load_toml(text, origin)
     }
 
     /// The defaults every key falls back to (a working TCP setup on 127.0.0.1).

@@ -2,8 +2,6 @@
 
 use serde::Deserialize;
 
-use super::ConfigError;
-
 // ---- the file as written ------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -103,33 +101,6 @@ pub(super) struct RawRdma {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFault {
     pub(super) inject_socket_failures: Option<u64>,
-}
-
-/// Turn a toml / serde error into "file: key ...: what", finding the key from the error's span.
-pub(super) fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let message = e.message().trim().to_string();
-    let key = e
-        .span()
-        .map(|span| key_at(text, span.start))
-        .unwrap_or_default();
-    // serde names an unknown key in the message; prefer it over the span's line.
-    let key = match message.strip_prefix("unknown field `") {
-        Some(rest) => {
-            let field = rest.split('`').next().unwrap_or("");
-            let section = key.rsplit_once('.').map(|(s, _)| s.to_string());
-            match section {
-                Some(s) if !key.ends_with(field) => format!("{s}.{field}"),
-                _ if key.ends_with(field) => key,
-                _ => field.to_string(),
-            }
-        }
-        None => key,
-    };
-    ConfigError {
-        file: origin.to_string(),
-        key,
-        message,
-    }
 }
 
 /// The dotted key (`section.key`) of the line holding byte `offset` in `text`.

@@ -178,3 +178,67 @@ fn transports_list_in_order_with_clear_errors() {
     let e = parse("transport = \"tcp\"\ntransports = [\"tcp\"]\n").unwrap_err();
     assert_eq!(e.key, "transports", "{e}");
 }
+
+/// A daemon's own file with the messenger under `[messenger]`.
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Daemon {
+    data_dir: String,
+    messenger: Config,
+}
+
+#[test]
+fn embedded_config_loads_with_the_same_keys_and_defaults() {
+    let d: Daemon = load_toml(
+        "data_dir = \"/srv\"\n\n[messenger]\nname = \"osd.4\"\ntransports = [\"mem\", \"tcp\"]\n\
+         [messenger.tcp]\nnodelay = false\n",
+        "daemon.toml",
+    )
+    .unwrap();
+    assert_eq!(d.data_dir, "/srv");
+    let m = &d.messenger;
+    assert_eq!(m.name, EntityName::new(EntityType::OSD, 4));
+    assert_eq!(m.transports, vec![Transport::Mem, Transport::Tcp]);
+    assert!(!m.tcp.nodelay);
+    assert_eq!(m.workers, 2, "defaults as in a file of its own");
+    assert_eq!(
+        m.origin, "daemon.toml",
+        "later errors name the daemon's file"
+    );
+}
+
+#[test]
+fn embedded_config_errors_name_file_key_path_and_line() {
+    let load = |text: &str| load_toml::<Daemon>(text, "daemon.toml").unwrap_err();
+    // A wrong type: toml gives the line.
+    let e = load(
+        "data_dir = \"/srv\"\n[messenger]\nname = \"osd.1\"\n[messenger.tcp]\nnodelay = \"yes\"\n",
+    );
+    assert_eq!(e.key, "messenger.tcp.nodelay", "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("daemon.toml:5: key \"messenger.tcp.nodelay\": invalid type"),
+        "{e}"
+    );
+    // An unknown key inside the embedded table.
+    let e = load("data_dir = \"/srv\"\n[messenger]\ncolour = 3\n");
+    assert_eq!(e.key, "messenger.colour", "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    // One of msgr's own checks: the key under the daemon's table, the same words.
+    let e = load("data_dir = \"/srv\"\n[messenger]\n[messenger.rdma]\nsend_buffers = 1\n");
+    assert_eq!(e.key, "messenger.rdma.send_buffers", "{e}");
+    assert_eq!(e.message, "expected a count from 2 to 65536, got 1");
+    assert!(
+        e.to_string().starts_with("daemon.toml:"),
+        "names the file: {e}"
+    );
+    let e = load("data_dir = \"/srv\"\n[messenger]\ntransports = [\"tcp\", \"udp\"]\n");
+    assert_eq!(e.key, "messenger.transports[1]", "{e}");
+}
+
+#[test]
+fn wrong_type_in_a_file_of_its_own_gives_the_line() {
+    let e = parse("name = \"osd.1\"\n\n[tcp]\nnodelay = \"yes\"\n").unwrap_err();
+    assert_eq!((e.key.as_str(), e.line), ("tcp.nodelay", Some(4)), "{e}");
+}
