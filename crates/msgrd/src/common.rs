@@ -1,14 +1,15 @@
 //! What both modes share: the config file with command-line overrides, the address format
-//! `serve` prints and `ping --peer` takes, counters and connection logging.
+//! `serve` prints and `ping --peer` takes, command-line value types, counters and connection
+//! logging.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use msgr::{Config, ConnectionRef, EntityAddr, MessengerCounters};
+use msgr::{Config, ConnectionRef, EntityAddr, EntityType, MessengerCounters};
 
 use crate::{AnyError, BIND_OVERRIDE};
 
-/// `IP:PORT/NONCE` as printed by `serve`.
+/// `IP:PORT/NONCE` as printed by `serve` (`ping --peer` parses it with `EntityAddr`'s
+/// `FromStr`, which also takes Ceph's `v1:` prefix).
 pub(crate) fn format_addr(a: &EntityAddr) -> String {
     match a.addr {
         Some(s) => format!("{s}/{}", a.nonce),
@@ -16,20 +17,43 @@ pub(crate) fn format_addr(a: &EntityAddr) -> String {
     }
 }
 
-pub(crate) fn parse_addr(s: &str) -> Result<EntityAddr, AnyError> {
-    let s = s.strip_prefix("v1:").unwrap_or(s);
-    let (sock, nonce) = match s.rsplit_once('/') {
-        Some((a, n)) => (
-            a,
-            n.parse::<u32>()
-                .map_err(|_| format!("--peer {s}: the nonce after '/' must be a number"))?,
-        ),
-        None => (s, 0),
-    };
-    let sock: SocketAddr = sock
-        .parse()
-        .map_err(|_| format!("--peer {s}: expected IP:PORT/NONCE, e.g. 127.0.0.1:6800/1234"))?;
-    Ok(EntityAddr::new(sock, nonce))
+/// `--peer-type`: the entity types a peer can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PeerType {
+    /// A monitor.
+    Mon,
+    /// A metadata server.
+    Mds,
+    /// An object storage daemon (`msgrd serve`'s usual name, osd.0).
+    Osd,
+    /// A client.
+    Client,
+    /// A manager.
+    Mgr,
+}
+
+impl From<PeerType> for EntityType {
+    fn from(t: PeerType) -> EntityType {
+        match t {
+            PeerType::Mon => EntityType::MON,
+            PeerType::Mds => EntityType::MDS,
+            PeerType::Osd => EntityType::OSD,
+            PeerType::Client => EntityType::CLIENT,
+            PeerType::Mgr => EntityType::MGR,
+        }
+    }
+}
+
+/// A count of at least 1 (`--count`, `--concurrency`, `--connections`): zero or a negative
+/// number is an error, not silently raised to 1.
+pub(crate) fn positive_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= i128::from(u64::MAX) => Ok(n as u64),
+        Ok(n) => Err(format!("expected a whole number of at least 1, got {n}")),
+        Err(_) => Err(format!(
+            "expected a whole number of at least 1, got \"{s}\""
+        )),
+    }
 }
 
 pub(crate) fn print_counters(who: &str, c: &MessengerCounters) {
@@ -91,12 +115,23 @@ mod tests {
     }
 
     #[test]
-    fn peer_addresses_parse() {
-        let a = parse_addr("v1:127.0.0.1:6800/42").unwrap();
-        assert_eq!(a.nonce, 42);
-        assert_eq!(a.addr, Some("127.0.0.1:6800".parse().unwrap()));
-        assert_eq!(parse_addr("127.0.0.1:1").unwrap().nonce, 0);
-        assert!(parse_addr("localhost:1/2").is_err());
-        assert_eq!(parse_addr(&format_addr(&a)).unwrap(), a);
+    fn printed_addresses_parse_back() {
+        let a: EntityAddr = "v1:127.0.0.1:6800/42".parse().unwrap();
+        assert_eq!(format_addr(&a), "127.0.0.1:6800/42");
+        assert_eq!(format_addr(&a).parse::<EntityAddr>().unwrap(), a);
+    }
+
+    #[test]
+    fn counts_must_be_positive() {
+        assert_eq!(positive_count("1"), Ok(1));
+        assert_eq!(positive_count("10000"), Ok(10_000));
+        for bad in ["0", "-3", "x", "", "1.5"] {
+            let e = positive_count(bad).unwrap_err();
+            assert!(
+                e.starts_with("expected a whole number of at least 1"),
+                "{e}"
+            );
+        }
+        assert!(positive_count("-3").unwrap_err().ends_with("got -3"));
     }
 }

@@ -1,8 +1,9 @@
 //! msgrd: run a msgr node from a TOML file.
 //!
-//!     msgrd serve --config FILE [--no-crc-data]
+//!     msgrd serve --config FILE [--no-crc-data] [--metrics IP:PORT]
 //!     msgrd ping  --config FILE --peer ADDR [--size BYTES] [--count N] [--concurrency N]
-//!                 [--connections N] [--peer-type TYPE] [--json] [--no-crc-data]
+//!                 [--connections N] [--peer-type TYPE] [--json] [--no-crc-data] [--one-way]
+//!     msgrd --version | --help
 //!
 //! `--no-crc-data` overrides the file's `[protocol] crc_data` (Ceph `ms_crc_data`) with false:
 //! sent messages carry no data crc (FLAG_NOCRC).
@@ -10,7 +11,10 @@
 //! `serve` is an echo server: every message it receives goes back on the same connection with
 //! the same type, priority, tid, front, middle and data. Once bound it prints
 //! `LISTENING IP:PORT/NONCE` on stdout (the address `ping --peer` takes); it runs until SIGINT
-//! or SIGTERM, then shuts down and prints its counters on stderr.
+//! or SIGTERM, then shuts down and prints its counters on stderr. With `--metrics IP:PORT` it
+//! also serves its counters live at `http://IP:PORT/metrics` (Prometheus / OpenMetrics text:
+//! the messenger's totals and one series per connection, labelled by peer and transport) and
+//! prints `METRICS IP:PORT` once that port is bound (port 0: any free port).
 //!
 //! `ping` opens `--connections` connections (one client messenger each, bound to the config's
 //! IP with an ephemeral port), splits `--count` messages over them and keeps `--concurrency`
@@ -21,6 +25,7 @@
 //! (`RUST_LOG` filters them; default `info`).
 
 mod common;
+mod metrics;
 mod ping;
 mod serve;
 
@@ -29,13 +34,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use msgr::EntityAddr;
 
+use common::{positive_count, PeerType};
 use ping::{ping, PingArgs};
 use serve::serve;
 
 #[derive(Parser)]
 #[command(
     name = "msgrd",
+    version,
     about = "Run a msgr node from a TOML config: echo server or ping client"
 )]
 struct Cli {
@@ -44,7 +52,7 @@ struct Cli {
     /// Listen on this IP:PORT instead of the file's `bind` (ping: its clients use the IP with
     /// port 0). E.g. `--bind $RDMA_IP:6800` inside the Soft-RoCE VM, where rdma_cm cannot use
     /// 127.0.0.1.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "IP:PORT")]
     bind: Option<SocketAddr>,
 }
 
@@ -55,35 +63,41 @@ static BIND_OVERRIDE: std::sync::OnceLock<Option<SocketAddr>> = std::sync::OnceL
 enum Cmd {
     /// Echo every message back; print `LISTENING <addr>` once bound.
     Serve {
+        /// The node's TOML config (see config/tcp.toml for every key).
         #[arg(long)]
         config: PathBuf,
         /// Send messages without a data crc (sets `[protocol] crc_data = false`).
         #[arg(long)]
         no_crc_data: bool,
+        /// Serve the counters live over HTTP at IP:PORT/metrics, in the Prometheus text format
+        /// (port 0: any free port; the bound one is printed as `METRICS IP:PORT`).
+        #[arg(long, value_name = "IP:PORT")]
+        metrics: Option<SocketAddr>,
     },
     /// Send messages to a server and report latency and throughput.
     Ping {
+        /// The clients' TOML config (its IP is used, with ephemeral ports).
         #[arg(long)]
         config: PathBuf,
         /// The server's address as `serve` prints it: IP:PORT/NONCE (a `v1:` prefix is fine;
         /// without /NONCE the nonce is 0).
-        #[arg(long)]
-        peer: String,
+        #[arg(long, value_name = "IP:PORT/NONCE")]
+        peer: EntityAddr,
         /// Payload bytes per message (in the front section up to 4 KiB, in data above).
         #[arg(long, default_value_t = 64)]
         size: usize,
-        /// Messages in total, over all connections.
-        #[arg(long, default_value_t = 10_000)]
+        /// Messages in total, over all connections (at least 1).
+        #[arg(long, default_value_t = 10_000, value_parser = positive_count, allow_hyphen_values = true)]
         count: u64,
-        /// Messages in flight per connection.
-        #[arg(long, default_value_t = 1)]
+        /// Messages in flight per connection (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = positive_count, allow_hyphen_values = true)]
         concurrency: u64,
-        /// Connections (each from its own client messenger).
-        #[arg(long, default_value_t = 1)]
+        /// Connections, each from its own client messenger (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = positive_count, allow_hyphen_values = true)]
         connections: u64,
-        /// The server's entity type (mon, mds, osd, client, mgr).
-        #[arg(long, default_value = "osd")]
-        peer_type: String,
+        /// The server's entity type.
+        #[arg(long, value_enum, default_value_t = PeerType::Osd)]
+        peer_type: PeerType,
         /// Print one JSON line instead of a human summary.
         #[arg(long)]
         json: bool,
@@ -112,7 +126,8 @@ fn main() -> ExitCode {
         Cmd::Serve {
             config,
             no_crc_data,
-        } => serve(&config, no_crc_data),
+            metrics,
+        } => serve(&config, no_crc_data, metrics),
         Cmd::Ping {
             config,
             peer,
@@ -128,10 +143,10 @@ fn main() -> ExitCode {
             config,
             peer,
             size,
-            count: count.max(1),
-            concurrency: concurrency.max(1),
-            connections: connections.max(1),
-            peer_type,
+            count,
+            concurrency,
+            connections,
+            peer_type: peer_type.into(),
             json,
             no_crc_data,
             one_way,

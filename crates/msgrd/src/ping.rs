@@ -10,23 +10,23 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use msgr::{
-    ConnectionRef, Dispatcher, EntityName, EntityType, ErrorClass, Message, Messenger,
+    ConnectionRef, Dispatcher, EntityAddr, EntityName, EntityType, ErrorClass, Message, Messenger,
     MessengerCounters,
 };
 use msgr_core::session::SessionError;
 
-use crate::common::{load_config, log_event, parse_addr, print_counters};
+use crate::common::{load_config, log_event, print_counters};
 use crate::serve::{MSG_ECHO, MSG_ONE_WAY};
 use crate::AnyError;
 
 pub(crate) struct PingArgs {
     pub(crate) config: PathBuf,
-    pub(crate) peer: String,
+    pub(crate) peer: EntityAddr,
     pub(crate) size: usize,
     pub(crate) count: u64,
     pub(crate) concurrency: u64,
     pub(crate) connections: u64,
-    pub(crate) peer_type: String,
+    pub(crate) peer_type: EntityType,
     pub(crate) json: bool,
     pub(crate) no_crc_data: bool,
     pub(crate) one_way: bool,
@@ -207,17 +207,7 @@ impl std::fmt::Display for PingSummary {
 
 pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
     let base = load_config(&a.config, a.no_crc_data)?;
-    let peer = parse_addr(&a.peer)?;
-    let peer_type = match msgr::config_entity_type(&a.peer_type) {
-        Some(t) => t,
-        None => {
-            return Err(format!(
-                "--peer-type {}: expected one of mon, mds, osd, client, mgr",
-                a.peer_type
-            )
-            .into())
-        }
-    };
+    let (peer, peer_type) = (a.peer, a.peer_type);
     let payload = Bytes::from(vec![0x5au8; a.size]);
     let (front, data) = if a.size <= 4096 {
         (payload, Bytes::new())
@@ -294,23 +284,7 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
     for (m, d, _) in &nodes {
         lat.extend_from_slice(&d.state.lock().latencies_ns);
         m.shutdown();
-        let c = m.counters();
-        total.connections.messages_in += c.connections.messages_in;
-        total.connections.messages_out += c.connections.messages_out;
-        total.connections.bytes_in += c.connections.bytes_in;
-        total.connections.bytes_out += c.connections.bytes_out;
-        total.connections.faults += c.connections.faults;
-        total.connections.reconnects += c.connections.reconnects;
-        total.connections.replayed += c.connections.replayed;
-        total.connected += c.connected;
-        total.protocol_errors += c.protocol_errors;
-        total.fallbacks += c.fallbacks;
-        for (t, n) in c.links_by_transport {
-            match total.links_by_transport.iter_mut().find(|(x, _)| *x == t) {
-                Some((_, m)) => *m += n,
-                None => total.links_by_transport.push((t, n)),
-            }
-        }
+        total += m.counters();
     }
     print_counters("ping", &total);
     waited?;

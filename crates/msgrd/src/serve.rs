@@ -1,5 +1,6 @@
 //! `msgrd serve`: the echo server.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use msgr::{ConnectionRef, Dispatcher, EntityName, Message, Messenger};
 use msgr_core::session::SessionError;
 
 use crate::common::{format_addr, load_config, log_event, print_counters};
+use crate::metrics::{registry, serve_metrics};
 use crate::AnyError;
 
 struct Echo;
@@ -55,11 +57,22 @@ impl Dispatcher for Echo {
     }
 }
 
-pub(crate) fn serve(path: &PathBuf, no_crc_data: bool) -> Result<(), AnyError> {
+pub(crate) fn serve(
+    path: &PathBuf,
+    no_crc_data: bool,
+    metrics: Option<SocketAddr>,
+) -> Result<(), AnyError> {
     let cfg = load_config(path, no_crc_data)?;
-    let m = msgr::from_config(&cfg)?;
+    let built = msgr::build(&cfg)?;
+    let m = built.node.clone();
     m.add_dispatcher(Arc::new(Echo));
     m.start()?;
+    // Only a transport that could listen has counters worth serving.
+    let rdma = built.rdma.filter(|_| m.transports().contains(&"rdma"));
+    let metrics = match metrics {
+        Some(addr) => Some(serve_metrics(addr, registry(m.clone(), rdma))?),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -68,6 +81,9 @@ pub(crate) fn serve(path: &PathBuf, no_crc_data: bool) -> Result<(), AnyError> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "LISTENING {}", format_addr(&m.my_addr()))?;
+        if let Some(addr) = metrics {
+            writeln!(out, "METRICS {addr}")?;
+        }
         out.flush()?;
     }
     tracing::info!(name = %m.my_name(), addr = %m.my_addr(), transports = ?m.transports(), crc_data = cfg.protocol.crc_data, "serving (echo)");
