@@ -6,11 +6,17 @@ use std::net::SocketAddr;
 /// What the Soft-RoCE hint says, shared by the "no device" errors.
 pub const NO_DEVICE_HINT: &str = "load a driver or Soft-RoCE: rdma link add rxe0 type rxe netdev ETH, or use transport = \"tcp\"";
 
+/// What went wrong in the RDMA transport; each message says what to do. A node's `start`
+/// hands it to the application as the source of `MessengerError::Transport` (downcast it).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RdmaError {
     /// `ibv_get_device_list` found nothing (or the kernel has no RDMA support at all).
     #[error("no RDMA device found ({detail}); {hint}", hint = NO_DEVICE_HINT)]
-    NoDevice { detail: String },
+    NoDevice {
+        /// What the verbs library said.
+        detail: String,
+    },
 
     /// Memory registration failed and the locked-memory limit is the likely reason.
     #[error(
@@ -19,9 +25,11 @@ pub enum RdmaError {
          LimitMEMLOCK=infinity for a systemd service) or lower buffer_size / send_buffers / recv_buffers"
     )]
     Memlock {
+        /// Bytes the registration needed.
         needed: u64,
         /// `ulimit -l` as text ("65536 bytes", "unlimited").
         limit: String,
+        /// The registration's error.
         #[source]
         source: io::Error,
     },
@@ -31,7 +39,12 @@ pub enum RdmaError {
         "address {addr} is not on an RDMA device ({detail}); bind to the IP address of the netdev \
          under the RDMA device (see `rdma link show`), or use transport = \"tcp\""
     )]
-    AddressNotRdma { addr: SocketAddr, detail: String },
+    AddressNotRdma {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What rdma_cm said.
+        detail: String,
+    },
 
     /// The configured device is not the one that serves the address.
     #[error(
@@ -39,8 +52,11 @@ pub enum RdmaError {
          fix `device` or the address"
     )]
     WrongDevice {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The device that serves it.
         actual: String,
+        /// The device the config names.
         wanted: String,
     },
 
@@ -50,31 +66,56 @@ pub enum RdmaError {
          `ibv_devinfo -d {device}` / `rdma link show` and bring the netdev up"
     )]
     PortDown {
+        /// The device.
         device: String,
+        /// The port number (from 1).
         port: u8,
+        /// The port's state as the device reports it.
         state: String,
     },
 
     /// The peer's rdma_cm rejected our connect (no listener, or its accept hook refused).
     #[error("RDMA peer {peer} refused the connection ({detail}); is msgr listening there with transport = \"rdma\"?")]
-    Refused { peer: SocketAddr, detail: String },
+    Refused {
+        /// The peer dialed.
+        peer: SocketAddr,
+        /// rdma_cm's reason.
+        detail: String,
+    },
 
     /// Address / route resolution or connect did not complete.
     #[error("cannot reach RDMA peer {peer}: {detail}; check that the address is on an RDMA-capable network")]
-    Unreachable { peer: SocketAddr, detail: String },
+    Unreachable {
+        /// The peer dialed.
+        peer: SocketAddr,
+        /// The step that failed and why.
+        detail: String,
+    },
 
     /// The peer's connect private data is not ours (another program, or another version).
     #[error("RDMA peer {peer} is not an msgr RDMA endpoint: {detail}")]
-    BadPeer { peer: String, detail: String },
+    BadPeer {
+        /// The peer.
+        peer: String,
+        /// What was wrong with its private data.
+        detail: String,
+    },
 
     /// Configuration value out of range.
     #[error("invalid RDMA option `{key}`: {detail}")]
-    BadOption { key: &'static str, detail: String },
+    BadOption {
+        /// The option's name (as the config's `[rdma]` key).
+        key: &'static str,
+        /// What is allowed.
+        detail: String,
+    },
 
     /// Any other verbs / rdma_cm call failure.
     #[error("{call} failed: {source}")]
     Verbs {
+        /// The verbs or rdma_cm function.
         call: &'static str,
+        /// Its errno.
         #[source]
         source: io::Error,
     },

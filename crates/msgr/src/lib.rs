@@ -47,6 +47,7 @@ pub enum BuildError {
 /// A node and handles on the transports it was built with (for transport-specific extras).
 #[derive(Clone)]
 pub struct Built {
+    /// The node (not started).
     pub node: Node,
     /// The RDMA transport, when the configuration lists it (`RdmaTransport::counters`,
     /// `register_buffer`).

@@ -18,11 +18,17 @@ use super::WireError;
 pub struct EntityType(pub u8);
 
 impl EntityType {
+    /// A monitor.
     pub const MON: EntityType = EntityType(0x01);
+    /// A metadata server.
     pub const MDS: EntityType = EntityType(0x02);
+    /// An object storage daemon.
     pub const OSD: EntityType = EntityType(0x04);
+    /// A client.
     pub const CLIENT: EntityType = EntityType(0x08);
+    /// A manager.
     pub const MGR: EntityType = EntityType(0x10);
+    /// The auth service (not a messenger's own type).
     pub const AUTH: EntityType = EntityType(0x20);
 
     /// Ceph's short name for the type (`osd`), `unknown` for anything else.
@@ -48,7 +54,9 @@ impl fmt::Display for EntityType {
 /// `entity_name_t`: type and number (`osd.3`, `client.4121`). Number -1 means "new / not assigned".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityName {
+    /// The type (`osd`).
     pub kind: EntityType,
+    /// The number (`3`); -1 when not assigned.
     pub num: i64,
 }
 
@@ -56,10 +64,12 @@ impl EntityName {
     /// Encoded size: u8 type + le64 num.
     pub const LEN: usize = 9;
 
+    /// `kind.num` (num -1: not assigned).
     pub const fn new(kind: EntityType, num: i64) -> Self {
         EntityName { kind, num }
     }
 
+    /// Appends the 9-byte encoding.
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(Self::LEN);
         out.put_u8(self.kind.0);
@@ -93,7 +103,9 @@ pub struct EntityAddr {
     /// The raw le32 that starts the legacy encoding. Its low byte is the legacy marker and must
     /// be 0; the other three bytes are padding Ceph ignores (kept so re-encoding is byte-exact).
     pub kind: u32,
+    /// Tells apart processes that used the same IP and port (0 for monitors).
     pub nonce: u32,
+    /// The IP and port; None for the blank address.
     pub addr: Option<SocketAddr>,
 }
 
@@ -129,6 +141,7 @@ impl EntityAddr {
         }
     }
 
+    /// Family 0: no IP and port.
     pub fn is_blank(&self) -> bool {
         self.addr.is_none()
     }

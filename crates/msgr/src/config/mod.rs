@@ -66,15 +66,20 @@ impl ConfigError {
 
 /// A transport [`crate::from_config`] can put in a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transport {
+    /// Kernel TCP sockets (always built).
     Tcp,
+    /// RDMA verbs and rdma_cm (cargo feature `rdma`; needs a device or Soft-RoCE).
     Rdma,
     /// In-process links between nodes of one process (tests, simulations).
     Mem,
 }
 
 impl Transport {
+    /// The names the config's `transports` list takes.
     pub const NAMES: &'static [&'static str] = &["tcp", "rdma", "mem"];
+    /// The name in the config (`"tcp"`).
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
@@ -82,6 +87,7 @@ impl Transport {
             Transport::Mem => "mem",
         }
     }
+    /// The transport a config name stands for; None for an unknown name.
     pub fn from_name(s: &str) -> Option<Transport> {
         match s {
             "tcp" => Some(Transport::Tcp),
@@ -95,18 +101,27 @@ impl Transport {
 /// `[limits]`: sizes checked before anything is allocated for a peer, and the send queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsSection {
+    /// `max_front`, `max_middle`, `max_data`, `max_message`: a peer's message over these
+    /// fails its link before anything is allocated.
     pub decode: DecodeLimits,
+    /// Bytes queued per connection before `send_message` refuses (`QueueFull`).
     pub send_queue_bytes: u64,
 }
 
 /// `[timeouts]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeoutsSection {
+    /// `handshake_ms`: a handshake not done by then fails its link.
     pub handshake: Duration,
+    /// `keepalive_ms`: a keepalive goes out this long after the last one (None: never).
     pub keepalive: Option<Duration>,
+    /// `idle_ms`: a link with nothing received for this long is failed (None: never).
     pub idle: Option<Duration>,
+    /// `reconnect_initial_ms`: the first reconnect backoff.
     pub reconnect_initial: Duration,
+    /// `reconnect_max_ms`: the backoff doubles up to this.
     pub reconnect_max: Duration,
+    /// `shutdown_flush_ms`: how long `shutdown` lets queued messages drain.
     pub shutdown_flush: Duration,
 }
 
@@ -126,22 +141,32 @@ impl Default for ProtocolSection {
 /// `[tcp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSection {
+    /// `TCP_NODELAY` on every socket.
     pub nodelay: bool,
     /// Workers poll without sleeping this long after activity (zero: never).
     pub busy_poll: Duration,
+    /// `SO_SNDBUF` (None: the kernel's default).
     pub send_buffer: Option<usize>,
+    /// `SO_RCVBUF` (None: the kernel's default).
     pub recv_buffer: Option<usize>,
 }
 
 /// `[rdma]` (parsed and checked here; used by the RDMA transport).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RdmaSection {
+    /// The RDMA device (`rxe0`, `mlx5_0`; see `ibv_devices`).
     pub device: String,
+    /// The device's port, from 1.
     pub port: u8,
+    /// The GID table index (RoCE v2 is usually 1).
     pub gid_index: u32,
+    /// Bytes per send / receive buffer.
     pub buffer_size: usize,
+    /// Send buffers per link.
     pub send_buffers: usize,
+    /// Receive buffers per link (credits the peer may use).
     pub recv_buffers: usize,
+    /// Microseconds workers busy-poll completions after activity (0: event-driven).
     pub poll_us: u64,
     /// Payloads of at least this many bytes go by RDMA READ (0 = never).
     pub read_threshold: usize,
@@ -150,6 +175,8 @@ pub struct RdmaSection {
 /// `[fault]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FaultSection {
+    /// Fail one link in about this many I/O operations (0: never; Ceph's
+    /// `ms_inject_socket_failures`).
     pub inject_socket_failures: u64,
 }
 
@@ -159,19 +186,30 @@ pub struct FaultSection {
 pub struct Config {
     /// Where it came from (file path, or a label), used in error messages.
     pub origin: String,
+    /// Our entity name (`name = "osd.0"`).
     pub name: EntityName,
     /// The transports, in order of preference (`transports = ["rdma", "tcp"]`, or a single
     /// `transport = "tcp"`): each peer is reached over the first that can reach it.
     pub transports: Vec<Transport>,
+    /// The IP:PORT every transport listens on (port 0: any free port).
     pub bind: SocketAddr,
+    /// Our address's nonce (None: a random one, as Ceph daemons do; monitors use 0).
     pub nonce: Option<u32>,
+    /// Worker threads.
     pub workers: usize,
+    /// `[policy.*]`: the session policy by peer type.
     pub policies: PolicySet,
+    /// `[limits]`.
     pub limits: LimitsSection,
+    /// `[timeouts]`.
     pub timeouts: TimeoutsSection,
+    /// `[protocol]`.
     pub protocol: ProtocolSection,
+    /// `[tcp]`.
     pub tcp: TcpSection,
+    /// `[rdma]`.
     pub rdma: RdmaSection,
+    /// `[fault]`.
     pub fault: FaultSection,
 }
 
