@@ -18,8 +18,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use msgr::{Connection, Messenger, Node};
-use msgr_rdma::RdmaTransport;
+use msgr::{Built, Connection, Messenger, Node};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -30,6 +29,7 @@ use serde::Serialize;
 /// `MessengerCounters` fields that are levels, not running totals.
 const MESSENGER_GAUGES: &[&str] = &["open_connections"];
 /// `RdmaCounters` fields that are levels over live links, not running totals.
+#[cfg(feature = "rdma")]
 const RDMA_GAUGES: &[&str] = &[
     "send_buffers_in_use",
     "send_buffers_free",
@@ -46,7 +46,9 @@ type PeerLabels = [(&'static str, String); 2];
 #[derive(Debug)]
 struct NodeCollector {
     node: Node,
-    rdma: Option<Arc<RdmaTransport>>,
+    /// The RDMA transport, when the node listens on it.
+    #[cfg(feature = "rdma")]
+    rdma: Option<Arc<msgr_rdma::RdmaTransport>>,
 }
 
 /// The plain-number fields of a serializable counters struct, by field name.
@@ -125,6 +127,7 @@ impl Collector for NodeCollector {
             }
         }
 
+        #[cfg(feature = "rdma")]
         if let Some(rdma) = &self.rdma {
             for (name, value) in fields(&rdma.counters()) {
                 let help = format!("RdmaCounters::{name}, over the RDMA transport's links");
@@ -136,10 +139,20 @@ impl Collector for NodeCollector {
     }
 }
 
-/// The node's metrics as a registry (prefix `msgr`).
-pub(crate) fn registry(node: Node, rdma: Option<Arc<RdmaTransport>>) -> Registry {
+/// The metrics of a started node, as a registry (prefix `msgr`).
+pub(crate) fn registry(built: &Built) -> Registry {
+    let node = built.node.clone();
+    let collector = NodeCollector {
+        // Only a transport that could listen has counters worth serving.
+        #[cfg(feature = "rdma")]
+        rdma: built
+            .rdma
+            .clone()
+            .filter(|_| node.transports().contains(&"rdma")),
+        node,
+    };
     let mut r = Registry::with_prefix("msgr");
-    r.register_collector(Box::new(NodeCollector { node, rdma }));
+    r.register_collector(Box::new(collector));
     r
 }
 

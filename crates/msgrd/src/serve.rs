@@ -67,10 +67,8 @@ pub(crate) fn serve(
     let m = built.node.clone();
     m.add_dispatcher(Arc::new(Echo));
     m.start()?;
-    // Only a transport that could listen has counters worth serving.
-    let rdma = built.rdma.filter(|_| m.transports().contains(&"rdma"));
     let metrics = match metrics {
-        Some(addr) => Some(serve_metrics(addr, registry(m.clone(), rdma))?),
+        Some(addr) => Some(serve_metrics(addr, registry(&built))?),
         None => None,
     };
     let stop = Arc::new(AtomicBool::new(false));
