@@ -14,6 +14,13 @@
 //!
 //! From a file: `msgr::from_config(&msgr::Config::from_file("config/tcp.toml")?)`; see
 //! `config/tcp.toml` in the repository for every key, documented.
+//! Inside a daemon's own file: make [`Config`] a field of the daemon's config type (e.g. under
+//! a `[messenger]` table) and read the file with [`load_toml`]; errors name the file, the key
+//! path and the line.
+//!
+//! Errors: [`MessengerError`] says what to do; a transport that cannot start is
+//! `MessengerError::Transport { transport, source }`, whose source downcasts to the
+//! transport's own error (`RdmaError` with the `rdma` feature).
 //!
 //! Transports, by cargo feature: `tcp` (default), `rdma` (optional: needs libibverbs /
 //! librdmacm headers and clang to build, an RDMA device to run), and `mem` (in-process links,
