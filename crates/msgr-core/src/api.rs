@@ -15,6 +15,7 @@ use crate::wire::{EntityAddr, EntityName, EntityType};
 
 pub use crate::counters::{ConnectionCounters, MessengerCounters};
 pub use crate::error::{MessengerError, TransportError};
+pub use crate::shared_error::SharedError;
 
 /// A connection handle, cheap to clone.
 pub type ConnectionRef = Arc<dyn Connection>;

@@ -18,6 +18,7 @@ pub mod api;
 mod counters;
 mod error;
 pub mod message;
+mod shared_error;
 
 pub mod policy;
 pub mod session;

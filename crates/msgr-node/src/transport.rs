@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use msgr_core::api::TransportError;
+use msgr_core::api::{SharedError, TransportError};
 use msgr_core::session::SessionError;
 
 /// How a link or transport asks its worker for a turn without a poller event (an in-process
@@ -170,7 +170,11 @@ pub struct DialError {
     /// resolution failed, the peer does not listen on this transport): the driver tries the
     /// next transport at once. False: a transient failure, retried later with backoff.
     pub unreachable: bool,
+    /// What went wrong, naming the peer.
     pub message: String,
+    /// The transport's own error, when it has one: the application gets it as
+    /// `SessionError::Transport`'s source (see [`DialError::with_source`]).
+    pub source: Option<SharedError>,
 }
 
 impl DialError {
@@ -179,6 +183,7 @@ impl DialError {
         DialError {
             unreachable: true,
             message: message.into(),
+            source: None,
         }
     }
     /// A failure worth retrying on the same transport.
@@ -186,7 +191,14 @@ impl DialError {
         DialError {
             unreachable: false,
             message: message.into(),
+            source: None,
         }
+    }
+    /// Keep the transport's own error, so the application can match it (e.g. msgr-rdma's
+    /// `RdmaError::Memlock`) when the dial fails for good.
+    pub fn with_source(mut self, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(SharedError::new(error));
+        self
     }
 }
 

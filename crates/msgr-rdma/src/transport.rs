@@ -147,14 +147,16 @@ impl RdmaTransport {
     }
 }
 
-/// A dial error that names the peer and says it was RDMA that could not reach it.
-fn dial_error(peer: SocketAddr, e: &RdmaError) -> DialError {
+/// A dial error that names the peer and says it was RDMA that could not reach it; the
+/// [`RdmaError`] itself goes along for the application to match.
+fn dial_error(peer: SocketAddr, e: RdmaError) -> DialError {
     let text = e.to_string();
-    if text.contains(&peer.to_string()) && text.contains("RDMA") {
-        DialError::unreachable(text)
+    let message = if text.contains(&peer.to_string()) && text.contains("RDMA") {
+        text
     } else {
-        DialError::unreachable(format!("cannot connect to RDMA peer {peer}: {text}"))
-    }
+        format!("cannot connect to RDMA peer {peer}: {text}")
+    };
+    DialError::unreachable(message).with_source(e)
 }
 
 impl Transport for RdmaTransport {
@@ -249,7 +251,7 @@ impl Transport for RdmaTransport {
                         tracing::debug!(target: "msgr_rdma", "connect failed: {error}");
                         out.push(TransportEvent::DialFailed {
                             dial,
-                            error: DialError::unreachable(error.to_string()),
+                            error: DialError::unreachable(error.to_string()).with_source(error),
                         });
                     }
                 }
@@ -277,7 +279,7 @@ impl Transport for RdmaTransport {
                 st.dials.insert(token, dial);
                 Ok(Dialing::Pending)
             }
-            Err(e) => Err(dial_error(peer, &e)),
+            Err(e) => Err(dial_error(peer, e)),
         }
     }
 
@@ -310,14 +312,20 @@ mod tests {
             peer,
             detail: "no route to it".into(),
         };
-        let e = dial_error(peer, &named);
+        let text = named.to_string();
+        let e = dial_error(peer, named);
         assert!(e.unreachable);
-        assert_eq!(e.message, named.to_string(), "already says it all");
+        assert_eq!(e.message, text, "already says it all");
+        let source = e.source.expect("the RdmaError goes along");
+        assert!(matches!(
+            source.downcast_ref(),
+            Some(RdmaError::Unreachable { .. })
+        ));
         let bare = RdmaError::BadOption {
             key: "x",
             detail: "y".into(),
         };
-        let e = dial_error(peer, &bare);
+        let e = dial_error(peer, bare);
         assert!(
             e.unreachable,
             "any RDMA connect error falls back to the next transport"

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::message::Message;
+use crate::shared_error::SharedError;
 use crate::wire::{EntityAddr, EntityName, WireError};
 
 use super::accept::ConnectRequest;
@@ -41,6 +42,17 @@ pub enum SessionError {
     /// The session was closed locally with [`Session::close`](super::Session::close).
     #[error("session closed locally")]
     Closed,
+    /// The transport could not make the link (e.g. RDMA: a link's buffers over the
+    /// locked-memory limit); `source` downcasts to the transport's own error type.
+    #[error("link failed: connect over {transport}: {message}")]
+    Transport {
+        /// The transport's name ("tcp", "rdma", "mem").
+        transport: &'static str,
+        /// What went wrong, naming the peer.
+        message: String,
+        /// The transport's error.
+        source: SharedError,
+    },
 }
 
 /// What the session tells its driver / owner.

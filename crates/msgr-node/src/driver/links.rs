@@ -152,8 +152,15 @@ impl Worker {
             return self.dial_from(conn, i + 1);
         }
         tracing::debug!(conn = conn.id, transport = this, error = %e, "dial failed");
-        let msg = format!("connect over {this}: {}", e.message);
-        self.dial_failed(&conn, SessionError::LinkFailed(msg));
+        let error = match e.source {
+            Some(source) => SessionError::Transport {
+                transport: this,
+                message: e.message,
+                source,
+            },
+            None => SessionError::LinkFailed(format!("connect over {this}: {}", e.message)),
+        };
+        self.dial_failed(&conn, error);
     }
 
     /// Count a fallback; log it once per connection.
