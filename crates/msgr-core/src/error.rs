@@ -51,6 +51,10 @@ pub enum MessengerError {
         /// Why it cannot be dialed.
         reason: &'static str,
     },
+    /// `start` met a messenger that is started already (e.g. an adapter that must add the
+    /// first dispatcher was handed a started node): hand over one that is not started.
+    #[error("the messenger is started already: start it once, after add_dispatcher()")]
+    AlreadyStarted,
     /// The messenger was used before `start`: call `start()` first.
     #[error("messenger is not started: call start() first")]
     NotStarted,

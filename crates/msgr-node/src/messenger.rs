@@ -249,10 +249,8 @@ fn start(s: &Arc<Shared>, manual: &Manual) -> Result<(), MessengerError> {
     let n = cfg.workers.max(1);
     let ports: Vec<Arc<Port>> = (0..n).map(|i| Arc::new(Port::new(s.id, i))).collect();
     if s.ports.set(ports).is_err() {
-        // begin_start lets one caller through: a second one here is a bug.
-        return Err(MessengerError::Io(std::io::Error::other(
-            "messenger started twice at once (a bug in msgr-node: please report it)",
-        )));
+        // begin_start lets one caller through: a second one here raced it.
+        return Err(MessengerError::AlreadyStarted);
     }
     let mut workers = Vec::with_capacity(n);
     for idx in 0..n {
