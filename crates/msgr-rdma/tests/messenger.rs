@@ -354,6 +354,8 @@ fn spawn_peer(port: u16) -> std::process::Child {
             "peer_process_killed_mid_stream",
             "--exact",
             "--nocapture",
+            // The test is #[ignore]d (needs a device): run it in the child too.
+            "--include-ignored",
             "--test-threads",
             "1",
         ])

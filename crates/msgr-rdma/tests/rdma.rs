@@ -612,6 +612,8 @@ fn memlock_too_low_names_ulimit_and_size() {
             "memlock_too_low_names_ulimit_and_size",
             "--exact",
             "--nocapture",
+            // The test is #[ignore]d (needs a device): run it in the child too.
+            "--include-ignored",
             "--test-threads",
             "1",
         ])
