@@ -1,7 +1,9 @@
 //! `cargo xtask test`: every check CI runs, in order, each with a verdict.
 //!
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
-//! (`cargo test --workspace` minus the targets of the next two stages), interop (msgr-core's
+//! (`cargo test --workspace` minus the targets of the interop and rdma stages), library (a new
+//! user's first contact: README example, fresh project, examples, docs, packaging, MSRV; see
+//! `library.rs`), interop (msgr-core's
 //! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
 //! on the host's RDMA device or inside the Soft-RoCE VM).
@@ -32,13 +34,13 @@ pub struct TestArgs {
     /// Shorter local loop: SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
     #[arg(long)]
     quick: bool,
-    /// Run only these stages (comma-separated: fmt, clippy, tests, interop, rdma); the others
+    /// Run only these stages (comma-separated: fmt, clippy, tests, library, interop, rdma); the others
     /// are listed as skipped. Prerequisites always run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const STAGES: [&str; 5] = ["fmt", "clippy", "tests", "interop", "rdma"];
+const STAGES: [&str; 6] = ["fmt", "clippy", "tests", "library", "interop", "rdma"];
 
 pub fn run(a: TestArgs) -> i32 {
     let mut st = Stages::default();
@@ -76,6 +78,7 @@ pub fn run(a: TestArgs) -> i32 {
     stage("fmt", &fmt);
     stage("clippy", &clippy);
     stage("tests", &|| unit_and_integration(a.quick));
+    stage("library", &crate::library::run);
     stage("interop", &interop);
     if a.quick {
         stage("rdma", &|| {
