@@ -35,6 +35,7 @@
 //! Back-pressure: receiving, per-policy throttles (the worker stops reading from a peer whose
 //! messages wait for budget); sending, `send_queue_bytes` per connection
 //! (`MessengerError::QueueFull`, or [`NodeConnection::send_message_timeout`] to wait).
+#![deny(missing_docs)]
 
 mod clock;
 mod config;

@@ -67,6 +67,7 @@ impl Node {
         }
     }
 
+    /// The settings this node was made with.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.cfg
     }

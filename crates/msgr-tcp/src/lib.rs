@@ -21,7 +21,8 @@
 //! without a copy) while traffic is small; large bursts and large message bodies are read
 //! through std's `read_to_end` into uninitialised capacity (no zeroing), straight into the
 //! buffer the session slices messages from, and those buffers are recycled once every message
-//! sliced from them is dropped (see [`read`]).
+//! sliced from them is dropped (see the crate's `read` module).
+#![deny(missing_docs)]
 
 mod link;
 mod options;

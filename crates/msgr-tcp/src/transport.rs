@@ -29,6 +29,7 @@ impl std::fmt::Debug for TcpTransport {
 }
 
 impl TcpTransport {
+    /// A TCP transport whose sockets get `opts`; give it to a node.
     pub fn new(opts: TcpOptions) -> Arc<TcpTransport> {
         Arc::new(TcpTransport {
             opts,

@@ -304,6 +304,9 @@ impl<L: Copy> ConnCore<L> {
                 SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {
                     false
                 }
+                // `SessionEvent` is non-exhaustive: an event this driver does not know yet
+                // is not the application's.
+                _ => false,
             };
             if deliver {
                 self.inbox.push(ev);

@@ -130,6 +130,7 @@ impl CounterPair {
 
 /// How a link failure is counted in [`MessengerCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// The peer sent bytes that break the protocol (bad banner, bad CRC, oversized, bad
     /// features, bad authorizer ...): `protocol_errors`.
@@ -141,6 +142,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The class of a session error.
     pub fn of(error: &SessionError) -> Self {
         match error {
             SessionError::Wire(WireError::Short { .. }) => ErrorClass::Other,
