@@ -45,6 +45,7 @@ mod node;
 mod port;
 mod shared;
 pub mod transport;
+mod wait;
 
 pub use clock::{Clock, VirtualClock};
 pub use config::NodeConfig;

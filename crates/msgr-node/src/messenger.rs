@@ -123,6 +123,12 @@ impl Node {
         Ok(conn)
     }
 
+    /// The policy applied to new connections with peers of `peer_type` (the configured one,
+    /// or what `set_policy` set since).
+    pub fn policy(&self, peer_type: EntityType) -> Policy {
+        self.shared.policy_for(peer_type)
+    }
+
     /// Break the link of the connection to `addr` now, as a network fault would (tests).
     /// False when there is no such connection or it has no link.
     pub fn inject_failure(&self, addr: &EntityAddr) -> bool {
