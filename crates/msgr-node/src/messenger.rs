@@ -123,6 +123,11 @@ impl Node {
         Ok(conn)
     }
 
+    /// `start` succeeded (and `shutdown` may have followed).
+    pub fn is_started(&self) -> bool {
+        self.shared.is_started()
+    }
+
     /// The policy applied to new connections with peers of `peer_type` (the configured one,
     /// or what `set_policy` set since).
     pub fn policy(&self, peer_type: EntityType) -> Policy {

@@ -70,6 +70,13 @@ impl AsyncMessenger {
     /// [`Options::max_held_messages`], so that the stream's back-pressure has a bound; limits
     /// the configuration sets are kept.
     pub fn start(node: Node, opts: Options) -> Result<(AsyncMessenger, Incoming), MessengerError> {
+        if node.is_started() {
+            return Err(MessengerError::Transport(
+                "msgr-tokio: this node was started already; hand AsyncMessenger::start a node \
+                 that is not (its dispatcher, which feeds the stream, must be the first)"
+                    .into(),
+            ));
+        }
         for t in PEER_TYPES {
             let mut policy = node.policy(t);
             if policy.throttle_messages.is_none() {

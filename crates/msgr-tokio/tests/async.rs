@@ -270,3 +270,23 @@ async fn tcp_slow_consumer_stops_the_sender_until_it_lets_go() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_started_node_is_refused_with_a_reason() {
+    let net = MemNetwork::new();
+    let node = Node::new(config(7, mem_addr(7)), vec![MemTransport::new(net.clone())]);
+    let mut own = msgr_core::Policy::stateful_server();
+    own.throttle_messages = Some(7);
+    node.set_policy(EntityType::CLIENT, own);
+    let (m, _incoming) = AsyncMessenger::start(node.clone(), Options::default()).unwrap();
+    match AsyncMessenger::start(node, Options::default()) {
+        Err(MessengerError::Transport(why)) => assert!(why.contains("started already"), "{why}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Unthrottled policies got the adapter's bound; set ones are kept.
+    assert_eq!(
+        m.node().policy(EntityType::MON).throttle_messages,
+        Some(1024)
+    );
+    m.shutdown().await;
+}
