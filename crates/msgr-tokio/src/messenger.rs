@@ -47,6 +47,10 @@ impl Options {
 
 /// A node driven from async code: connections whose sends and handshakes can be awaited,
 /// and what it receives as a stream. Cheap to clone (a handle on the node).
+///
+/// Call [`AsyncMessenger::shutdown`] before the last handle goes: dropping the last handle on
+/// the node shuts it down on the dropping thread, blocking it (up to `shutdown_flush`) while
+/// the workers finish.
 #[derive(Clone, Debug)]
 pub struct AsyncMessenger {
     node: Node,
