@@ -290,3 +290,38 @@ async fn a_started_node_is_refused_with_a_reason() {
     );
     m.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_link_fault_is_an_event_and_the_lossless_session_carries_on() {
+    let net = MemNetwork::new();
+    let (a, mut a_in) = mem_node(&net, 11, 1 << 20, Options::default());
+    let (b, mut b_in) = mem_node(&net, 12, 1 << 20, Options::default());
+    let conn = a.connect(EntityType::OSD, &b.my_addr()).unwrap();
+    within("handshake", conn.connected()).await.unwrap();
+    conn.send(msg(0, 10)).await.unwrap();
+    assert_eq!(next_message(&mut b_in).await.message().tid, 0);
+
+    assert!(a.node().inject_failure(&b.my_addr()), "a link to break");
+    loop {
+        match within("fault event", a_in.next())
+            .await
+            .expect("stream open")
+        {
+            Event::Fault { conn: c, .. } => {
+                assert_eq!(c.peer_addr(), b.my_addr());
+                break;
+            }
+            Event::Connected(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    conn.send(msg(1, 10)).await.unwrap();
+    within("reconnect", conn.connected()).await.unwrap();
+    assert_eq!(
+        next_message(&mut b_in).await.message().tid,
+        1,
+        "nothing lost"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
