@@ -5,6 +5,10 @@
 //! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
 //! on the host's RDMA device or inside the Soft-RoCE VM).
+//!
+//! Tests that need a device or a monitor are `#[ignore = "needs ..."]`, so a plain `cargo test`
+//! passes anywhere; every stage here runs its tests with `--include-ignored`, so nothing is
+//! skipped on this path, and a test that cannot find what it needs fails saying so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -188,6 +192,9 @@ fn unit_and_integration(quick: bool) -> Outcome {
     {
         cmd.args(["--test", &t.name]);
     }
+    // Tests ignored by a plain `cargo test` because they are slow run here; the ones that need
+    // a device or a monitor live in the targets of the later stages.
+    cmd.args(["--", "--include-ignored"]);
     let mut doc = cargo();
     doc.args(["test", "--no-fail-fast", "--workspace", "--doc"]);
     if quick {
@@ -274,6 +281,8 @@ fn interop() -> Outcome {
             "msgr-core",
             "--test",
             INTEROP_TARGET,
+            "--",
+            "--include-ignored",
         ])),
         " against a real ceph-mon",
     );
@@ -445,7 +454,7 @@ fn rdma() -> Outcome {
     }
     // One shell loop runs them all, so the VM boots once; each binary one test at a time
     // (they share the single rxe0 device and its port space).
-    let script = r#"rc=0; for b in "$@"; do echo "==> running $b"; "$b" --test-threads 1 || rc=1; done; exit $rc"#;
+    let script = r#"rc=0; for b in "$@"; do echo "==> running $b"; "$b" --test-threads 1 --include-ignored || rc=1; done; exit $rc"#;
     let device = host_rdma_device();
     let where_ = match &device {
         Some(dev) => format!(" on the host's RDMA device {dev}"),
