@@ -7,6 +7,7 @@
 //! dispatcher, called from the transport's worker threads: a dispatcher must not block for long.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::message::Message;
@@ -147,6 +148,23 @@ pub trait Connection: Send + Sync {
     /// "mem"; "local" for a messenger's connection to itself); None before a first link.
     fn transport(&self) -> Option<&'static str> {
         None
+    }
+    /// Async send: queue `msg.take()` if it fits in the send queue now (`Ready(Ok)`), fail on a
+    /// closed connection (`Ready(Err)`), or leave `msg` in place and wake `cx` once queued bytes
+    /// were written or the connection closed (`Pending`). Default: `send_message` at once.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(msg.take().map_or(Ok(()), |m| self.send_message(m)))
+    }
+    /// Async handshake wait: `Ready(Ok)` once connected, `Ready(Err)` once closed, else wake
+    /// `cx` when either happens. Default: ready (connections that are always connected).
+    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
     }
 }
 
