@@ -199,6 +199,7 @@ pub enum Dialing {
 }
 
 /// What a transport reports from [`Transport::poll`].
+#[non_exhaustive]
 pub enum TransportEvent {
     /// A peer connected to our listener.
     Accepted {
@@ -212,6 +213,12 @@ pub enum TransportEvent {
     DialFailed {
         dial: DialId,
         error: DialError,
+    },
+    /// A peer connected but was closed at once: the transport ran out of resources for it
+    /// (file descriptors). The transport logs why; the node counts it
+    /// (`MessengerCounters::shed`).
+    Shed {
+        peer: SocketAddr,
     },
 }
 
