@@ -56,10 +56,14 @@ impl Reserve {
         }
         self.refill();
         drop(self.spare.take()?);
-        let accepted = listener.accept();
+        // The peer's socket is closed before the spare is taken back: the other order would
+        // leave no spare (and a free descriptor for the next peer to wait on).
+        let peer = listener.accept().ok().map(|(sock, peer)| {
+            drop(sock);
+            peer
+        });
         self.refill();
-        let (sock, peer) = accepted.ok()?;
-        drop(sock);
+        let peer = peer?;
         if let Some(n) = self.shed.as_mut() {
             *n += 1;
         }

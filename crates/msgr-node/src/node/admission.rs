@@ -60,6 +60,7 @@ impl Admission {
     }
 
     /// Links held now.
+    #[cfg(test)]
     pub fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
     }
