@@ -523,9 +523,7 @@ impl World {
         match &e {
             SessionEvent::Message(_) => self.stats.delivered += 1,
             SessionEvent::Connected { .. } => self.stats.opened += 1,
-            SessionEvent::Reset { .. } | SessionEvent::RemoteReset { .. } => {
-                self.stats.resets += 1
-            }
+            SessionEvent::Reset { .. } | SessionEvent::RemoteReset { .. } => self.stats.resets += 1,
             _ => {}
         }
         let side = if existing {
@@ -554,7 +552,12 @@ impl World {
                         "{end:?}: delivered tid {} that the peer never sent (or not so)",
                         m.tid
                     );
-                    assert_eq!(m.front, payload(m.tid, m.front.len()), "payload of {}", m.tid);
+                    assert_eq!(
+                        m.front,
+                        payload(m.tid, m.front.len()),
+                        "payload of {}",
+                        m.tid
+                    );
                     assert!(
                         self.delivered[idx(end)].insert(m.tid),
                         "{end:?}: tid {} delivered twice",
@@ -592,7 +595,11 @@ impl World {
     fn server_new_link(&mut self) {
         // Events of the cut link first (faults, resets).
         self.events(End::Server);
-        let fresh = Side::new(Session::accept(self.server_cfg.clone(), peer_socket(), self.now));
+        let fresh = Side::new(Session::accept(
+            self.server_cfg.clone(),
+            peer_socket(),
+            self.now,
+        ));
         let old = std::mem::replace(&mut self.b, fresh);
         if old.registered && old.s.state() != SessionState::Closed {
             self.b_existing = Some(old);
@@ -630,7 +637,11 @@ impl World {
                 self.a = Side::new(s);
             }
             End::Server => {
-                self.b = Side::new(Session::accept(self.server_cfg.clone(), peer_socket(), self.now));
+                self.b = Side::new(Session::accept(
+                    self.server_cfg.clone(),
+                    peer_socket(),
+                    self.now,
+                ));
                 self.b_existing = None;
             }
         }
@@ -665,7 +676,10 @@ impl World {
             // what it sent plus the protocol's own frames.
             let pending = side.s.pending_messages();
             let sent = self.sent[i].len();
-            assert!(pending <= sent, "{end:?}: {pending} messages pending, {sent} ever sent");
+            assert!(
+                pending <= sent,
+                "{end:?}: {pending} messages pending, {sent} ever sent"
+            );
             let out = self.out_now[i];
             assert!(
                 out <= sent_total[i] + (64 << 10),
@@ -674,7 +688,10 @@ impl World {
         }
         // Nothing in flight on a link neither side has.
         if !self.a.s.has_link() && !self.b.s.has_link() {
-            assert!(self.a2b.is_empty() && self.b2a.is_empty(), "bytes on a dead link");
+            assert!(
+                self.a2b.is_empty() && self.b2a.is_empty(),
+                "bytes on a dead link"
+            );
         }
     }
 }
