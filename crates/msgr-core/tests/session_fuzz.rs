@@ -65,16 +65,16 @@ fn capture_scripts() -> Vec<Vec<u8>> {
 fn random_script(rng: &mut StdRng, caps: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let mut s = vec![rng.gen::<u8>()];
     op(&mut s, OP_RECONNECT, &[]);
-    for _ in 0..rng.gen_range(1..120) {
+    for _ in 0..rng.gen_range(1..200) {
         let o = match rng.gen_range(0..100) {
-            0..=19 => OP_EXCHANGE,
-            20..=29 => OP_DELIVER_AB,
-            30..=39 => OP_DELIVER_BA,
-            40..=54 => OP_SEND_A,
-            55..=64 => OP_SEND_B,
-            65..=71 => OP_TIME,
-            72..=76 => OP_RECONNECT,
-            77..=79 => OP_CUT,
+            0..=17 => OP_EXCHANGE,
+            18..=25 => OP_DELIVER_AB,
+            26..=33 => OP_DELIVER_BA,
+            34..=48 => OP_SEND_A,
+            49..=57 => OP_SEND_B,
+            58..=64 => OP_TIME,
+            65..=73 => OP_RECONNECT,
+            74..=79 => OP_CUT,
             80..=82 => OP_KEEPALIVE,
             83..=84 => OP_MARK_DOWN,
             85..=86 => OP_CLOSE,
@@ -106,7 +106,17 @@ fn random_script(rng: &mut StdRng, caps: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
                 };
                 op(&mut s, o, &[b]);
             }
-            _ => op(&mut s, o, &[rng.gen(), rng.gen(), rng.gen()]),
+            _ => {
+                // Exactly the argument bytes the op reads (more would be read as ops).
+                let n = match o {
+                    OP_EXCHANGE | OP_CUT | OP_RECONNECT => 0,
+                    OP_SEND_A | OP_SEND_B => 2,
+                    OP_CORRUPT => 3,
+                    _ => 1,
+                };
+                let args: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+                op(&mut s, o, &args);
+            }
         }
     }
     s
