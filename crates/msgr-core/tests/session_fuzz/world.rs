@@ -115,6 +115,10 @@ pub struct World {
     /// Arbitrary bytes reached a session: messages may be forged, so only the checks that hold
     /// for any input apply from then on.
     tainted: bool,
+    /// Something may legitimately lose messages: mark down, close, restart, a reset, or a
+    /// message sent on a server session not (yet) registered. Until then a lossless pair
+    /// loses nothing (checked at the end of a run, see [`World::finish`]).
+    disturbed: bool,
     next_tid: u64,
     /// Payload length of every message each side's application sent, by tid.
     sent: [HashMap<u64, usize>; 2],
@@ -139,6 +143,8 @@ pub struct Stats {
     pub resets: u64,
     /// Accepting sessions that took over a registered one.
     pub replaced: u64,
+    /// Messages checked to be delivered by undisturbed lossless pairs at the end of a run.
+    pub lossless_checked: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -149,6 +155,7 @@ impl std::ops::AddAssign for Stats {
         self.input_errors += o.input_errors;
         self.resets += o.resets;
         self.replaced += o.replaced;
+        self.lossless_checked += o.lossless_checked;
     }
 }
 
@@ -216,6 +223,7 @@ impl World {
             b2a: Vec::new(),
             cut_pending: false,
             tainted: false,
+            disturbed: false,
             next_tid: 1,
             sent: [HashMap::new(), HashMap::new()],
             delivered: [HashSet::new(), HashSet::new()],
@@ -235,6 +243,7 @@ impl World {
         }
         // Whatever is left in flight, delivered.
         w.step(OP_EXCHANGE, &[]);
+        w.finish();
         w.stats
     }
 
@@ -303,11 +312,20 @@ impl World {
                 let now = self.now;
                 self.side(args.end()).s.send_keepalive(now);
             }
-            OP_MARK_DOWN => self.side(args.end()).s.mark_down(),
-            OP_CLOSE => self.side(args.end()).s.close(),
+            OP_MARK_DOWN => {
+                self.disturbed = true;
+                self.side(args.end()).s.mark_down()
+            }
+            OP_CLOSE => {
+                self.disturbed = true;
+                self.side(args.end()).s.close()
+            }
             OP_CUT => self.cut("fuzz: link cut"),
             OP_RECONNECT => self.reconnect(),
-            OP_RESTART => self.restart(args.end()),
+            OP_RESTART => {
+                self.disturbed = true;
+                self.restart(args.end())
+            }
             _ => unreachable!(),
         }
         self.settle();
@@ -331,8 +349,15 @@ impl World {
         let msg = Message::new(42, payload)
             .with_tid(tid)
             .with_priority(Priority(u16::from(prio % 4) * 64));
+        // The server's application sends on the registered session (the one on the current
+        // link once accepted, else the one from an earlier link); with none it has no
+        // connection to send on.
+        match (end, self.b.registered, self.b_existing.as_mut()) {
+            (End::Server, false, Some(ex)) => ex.s.send_message(msg),
+            (End::Server, false, None) => return,
+            _ => self.side(end).s.send_message(msg),
+        }
         self.sent[idx(end)].insert(tid, len);
-        self.side(end).s.send_message(msg);
     }
 
     /// Move up to `n` bytes in flight towards `to`.
@@ -523,7 +548,13 @@ impl World {
         match &e {
             SessionEvent::Message(_) => self.stats.delivered += 1,
             SessionEvent::Connected { .. } => self.stats.opened += 1,
-            SessionEvent::Reset { .. } | SessionEvent::RemoteReset { .. } => self.stats.resets += 1,
+            SessionEvent::Reset { .. } | SessionEvent::RemoteReset { .. } => {
+                self.stats.resets += 1;
+                // An accepting session that never got registered ends unseen by the
+                // application, with nothing of its own.
+                let temporary = end == End::Server && !existing && !self.b.registered;
+                self.disturbed |= !temporary;
+            }
             _ => {}
         }
         let side = if existing {
@@ -647,6 +678,65 @@ impl World {
         }
         // The other side's link died with the restarted process.
         self.cut("peer restarted");
+    }
+
+    /// End of a run: a lossless client and server left undisturbed (see `disturbed`) lose
+    /// nothing. Reconnect and exchange until both sides have nothing pending (the client pokes
+    /// the server with a message when only the server has something to send: a server does
+    /// not dial), then every message sent must have been delivered. (Lossless peers are left
+    /// out: there the server side dials too, which this world does not model.)
+    fn finish(&mut self) {
+        let server = self.b.s.policy();
+        if self.tainted || self.client_policy.lossy || server.lossy || !server.server {
+            return;
+        }
+        for round in 0..64u8 {
+            if self.disturbed {
+                return;
+            }
+            let server_pending = self.b.s.pending_messages()
+                + self
+                    .b_existing
+                    .as_ref()
+                    .map_or(0, |e| e.s.pending_messages());
+            if self.a.s.pending_messages() == 0 && server_pending == 0 {
+                break;
+            }
+            if server_pending > 0 && self.a.s.pending_messages() == 0 {
+                self.step(OP_SEND_A, &[1, 0]);
+            }
+            self.step(OP_RECONNECT, &[]);
+            self.step(OP_EXCHANGE, &[]);
+            // Deferred ACKs and handshake retries.
+            self.step(OP_TIME, &[if round % 8 == 7 { 60 } else { 1 }]);
+            self.step(OP_EXCHANGE, &[]);
+        }
+        if self.disturbed {
+            return;
+        }
+        self.stats.lossless_checked += (self.sent[0].len() + self.sent[1].len()) as u64;
+        for (from, to) in [(0, 1), (1, 0)] {
+            let lost: Vec<u64> = self.sent[from]
+                .keys()
+                .filter(|t| !self.delivered[to].contains(t))
+                .copied()
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "lossless sessions lost {} of {} messages sent by {}: tids {:?} (client {:?}, \
+                 server {:?})",
+                lost.len(),
+                self.sent[from].len(),
+                if from == 0 {
+                    "the client"
+                } else {
+                    "the server"
+                },
+                &lost[..lost.len().min(10)],
+                self.a.s,
+                self.b.s
+            );
+        }
     }
 
     /// The invariants after every step.
