@@ -114,6 +114,9 @@ pub struct MessengerCounters {
     /// Dials that fell back to a later transport of the node's list (the earlier one could not
     /// reach the peer).
     pub fallbacks: u64,
+    /// Peers closed at once on arrival: the node held `max_connections` links, or the
+    /// transport was out of file descriptors (see the log for which).
+    pub shed: u64,
     /// Links that came up, by transport name ("tcp", "rdma", "mem"), dialed and accepted.
     pub links_by_transport: Vec<(&'static str, u64)>,
 }
