@@ -19,6 +19,7 @@ pub mod message;
 
 pub mod policy;
 pub mod session;
+pub mod v2;
 pub mod wire;
 
 pub use message::{Message, Priority};
