@@ -15,6 +15,7 @@
 //! Nothing here spawns a thread or opens a socket.
 
 pub mod api;
+pub mod auth;
 pub mod message;
 
 pub mod policy;
