@@ -177,13 +177,12 @@ fn wrong_key_fails_clearly() {
     assert!(err.to_string().contains("wrong key"), "{err}");
 }
 
+/// A decrypted frame: tag, segments, and the stream range it took.
+type Opened = (Tag, Vec<Vec<u8>>, usize, usize);
+
 /// Opens every frame after AUTH_DONE in one direction; returns the frames' (tag, payload) and
 /// the byte ranges they took.
-fn open_all(
-    stream: &[u8],
-    start: usize,
-    keys: &SecureKeys,
-) -> Result<Vec<(Tag, Vec<Vec<u8>>, usize, usize)>, V2Error> {
+fn open_all(stream: &[u8], start: usize, keys: &SecureKeys) -> Result<Vec<Opened>, V2Error> {
     let mut rx = keys.rx();
     let mut at = start;
     let mut out = Vec::new();

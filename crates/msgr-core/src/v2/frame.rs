@@ -289,11 +289,11 @@ pub fn encode_crc(tag: Tag, segments: &[(&[u8], u16)], out: &mut BytesMut) {
         }
         out.put_u8(LATE_STATUS_COMPLETE);
         for i in 1..MAX_SEGMENTS {
-            out.put_u32_le(if i < n {
-                ceph_crc32c(u32::MAX, segments[i].0)
-            } else {
-                0
-            });
+            let crc = segments
+                .get(i)
+                .filter(|_| i < n)
+                .map_or(0, |s| ceph_crc32c(u32::MAX, s.0));
+            out.put_u32_le(crc);
         }
     }
 }
