@@ -20,6 +20,7 @@ pub mod message;
 
 pub mod policy;
 pub mod session;
+pub mod session_v2;
 pub mod v2;
 pub mod wire;
 
