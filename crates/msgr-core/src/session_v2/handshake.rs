@@ -171,17 +171,32 @@ impl SessionV2 {
             (
                 Control::AuthBadMethod {
                     method,
+                    result,
                     allowed_methods,
                     allowed_modes,
-                    ..
                 },
                 _,
-            ) => Err(SessionError::Protocol(format!(
-                "server refused auth method {method} with our modes {:?}; it allows methods \
-                     {allowed_methods:?} (1 none, 2 cephx) and modes {allowed_modes:?} (1 crc, 2 \
-                     secure): change auth / modes in the config",
-                self.config.modes
-            ))),
+            ) => Err(protocol(
+                if method == METHOD_CEPHX
+                    && allowed_methods.contains(&method)
+                    && self.config.modes.iter().any(|m| allowed_modes.contains(m))
+                {
+                    // Ceph answers failed credentials this way too.
+                    format!(
+                    "the server refused our cephx credentials for {}.{} (error {result}): wrong \
+                     key in the keyring, or an entity the cluster does not know (check `ceph \
+                     auth get`)",
+                    self.config.base.my_name.kind, self.config.entity_id
+                )
+                } else {
+                    format!(
+                    "server refused auth method {method} with our modes {:?} (error {result}); \
+                     it allows methods {allowed_methods:?} (1 none, 2 cephx) and modes \
+                     {allowed_modes:?} (1 crc, 2 secure): change auth / modes in the config",
+                    self.config.modes
+                )
+                },
+            )),
             (c, _) => Err(protocol(format!(
                 "unexpected {:?} during authentication",
                 c.tag()
@@ -262,6 +277,12 @@ impl SessionV2 {
         } else {
             if self.client_cookie == 0 {
                 self.client_cookie = rand::random::<u64>() | 1;
+            }
+            if self.in_seq != 0 || self.out_seq != 0 {
+                // An earlier session the server cannot resume (its cookie was 0, e.g. a lossy
+                // monitor): the new one counts from 1; unacknowledged messages are sent again.
+                (self.in_seq, self.out_seq) = (0, 0);
+                self.queue.forget_seqs();
             }
             Control::ClientIdent(ClientIdent {
                 addrs: self.config.my_addrs.clone(),

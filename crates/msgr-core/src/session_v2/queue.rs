@@ -40,6 +40,13 @@ impl OutQueue {
         }
     }
 
+    /// A new session numbers everything again.
+    pub(super) fn forget_seqs(&mut self) {
+        for m in &mut self.replay {
+            m.seq = 0;
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.replay.len() + self.by_priority.values().map(VecDeque::len).sum::<usize>()
     }
