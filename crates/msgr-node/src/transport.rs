@@ -230,6 +230,7 @@ pub enum TransportEvent {
     /// (file descriptors). The transport logs why; the node counts it
     /// (`MessengerCounters::shed`).
     Shed {
+        /// The peer whose connection was closed.
         peer: SocketAddr,
     },
 }
