@@ -7,6 +7,7 @@
 //! dispatcher, called from the transport's worker threads: a dispatcher must not block for long.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::message::Message;
 use crate::policy::Policy;
@@ -22,7 +23,9 @@ pub type ConnectionRef = Arc<dyn Connection>;
 
 /// One peer, as the application sees it.
 pub trait Connection: Send + Sync {
+    /// The peer's address (the one dialed, or the one it announced).
     fn peer_addr(&self) -> EntityAddr;
+    /// The peer's entity type (OSD, MON ...).
     fn peer_type(&self) -> EntityType;
     /// Known once the handshake finished.
     fn peer_name(&self) -> Option<EntityName>;
@@ -31,11 +34,13 @@ pub trait Connection: Send + Sync {
     /// Queue a message. Errors if the connection is closed or the send queue is full (see the
     /// transport's docs for the exact back-pressure behaviour).
     fn send_message(&self, msg: Message) -> Result<(), MessengerError>;
+    /// Queue a keepalive (msgr1 KEEPALIVE2; the peer answers with an ack).
     fn send_keepalive(&self) -> Result<(), MessengerError>;
     /// Handshake finished and the link is up.
     fn is_connected(&self) -> bool;
     /// Drop the session now; queued messages are reported as undelivered.
     fn mark_down(&self);
+    /// This connection's counters, since it was created.
     fn counters(&self) -> ConnectionCounters;
     /// Hand a received message's throttle budget back (messages are released automatically when
     /// the dispatcher returns, unless the dispatcher keeps them with `Dispatcher::defer_release`).
@@ -46,6 +51,23 @@ pub trait Connection: Send + Sync {
     /// "mem"; "local" for a messenger's connection to itself); None before a first link.
     fn transport(&self) -> Option<&'static str> {
         None
+    }
+    /// Async send: queue `msg.take()` if it fits in the send queue now (`Ready(Ok)`), fail on a
+    /// closed connection (`Ready(Err)`), or leave `msg` in place and wake `cx` once queued bytes
+    /// were written or the connection closed (`Pending`). Default: `send_message` at once.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(msg.take().map_or(Ok(()), |m| self.send_message(m)))
+    }
+    /// Async handshake wait: `Ready(Ok)` once connected, `Ready(Err)` once closed, else wake
+    /// `cx` when either happens. Default: ready (connections that are always connected).
+    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -98,11 +120,13 @@ pub trait Dispatcher: Send + Sync {
 
 /// A messenger: one local entity, its listener, its sessions.
 pub trait Messenger: Send + Sync {
+    /// Our entity name (type and number).
     fn my_name(&self) -> EntityName;
     /// The address peers use to reach us (bound port and nonce filled in).
     fn my_addr(&self) -> EntityAddr;
     /// Set before start; the default comes from config.
     fn set_policy(&self, peer_type: EntityType, policy: Policy);
+    /// Register the application's callbacks (before `start`).
     fn add_dispatcher(&self, dispatcher: Arc<dyn Dispatcher>);
     /// Start workers and the listener.
     fn start(&self) -> Result<(), MessengerError>;
@@ -121,9 +145,12 @@ pub trait Messenger: Send + Sync {
     ) -> Result<(), MessengerError> {
         self.connect_to(peer_type, addr)?.send_message(msg)
     }
+    /// Drop the session with `addr` now (see [`Connection::mark_down`]).
     fn mark_down(&self, addr: &EntityAddr);
+    /// Drop every session now.
     fn mark_down_all(&self);
     /// Stop accepting, flush or fail queued messages (reported to the dispatcher), join workers.
     fn shutdown(&self);
+    /// The messenger's counters, since it was created.
     fn counters(&self) -> MessengerCounters;
 }

@@ -9,44 +9,47 @@ use serde::Serialize;
 /// Counters of one connection (monotonic, since it was created).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ConnectionCounters {
-    /// Messages dispatched to the application.
+    /// Messages received.
     pub messages_in: u64,
-    /// Messages the application queued for sending.
+    /// Messages queued for sending.
     pub messages_out: u64,
-    /// Bytes read from links (frames, headers and payloads).
+    /// Bytes read from links (all wire bytes; payload bytes for local delivery).
     pub bytes_in: u64,
-    /// Bytes written to links.
+    /// Bytes written to links (all wire bytes; payload bytes for local delivery).
     pub bytes_out: u64,
-    /// Links that failed under the session.
+    /// Link failures a lossless session survived (it reconnects).
     pub faults: u64,
-    /// Links re-established after a fault.
+    /// Links that replaced a failed one (dialed again, or the peer's reconnect accepted).
     pub reconnects: u64,
-    /// Messages sent again after a reconnect.
+    /// Messages pending (queued or unacknowledged) when a reconnect was dialed: sent again.
     pub replayed: u64,
-    /// Times reading stopped because the peer type's throttle was full.
+    /// Times a received message waited for its policy's throttle budget.
     pub throttle_waits: u64,
 }
 
 /// Counters of a whole messenger.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MessengerCounters {
-    /// The sums over every connection the messenger has had.
+    /// Sums over every connection the messenger ever had.
     pub connections: ConnectionCounters,
-    /// Sessions accepted from peers.
+    /// Handshakes completed on links peers dialed.
     pub accepted: u64,
-    /// Sessions we connected to peers.
+    /// Handshakes completed on links we dialed.
     pub connected: u64,
-    /// Peers refused (accept hook, policy, bad connect).
+    /// Peers refused at accept (accept hook, policy or Ceph's accept rules).
     pub refused: u64,
     /// Links closed because of a protocol error (bad banner, bad CRC, oversized, stalled ...).
     pub protocol_errors: u64,
-    /// Handshakes that did not finish in time.
+    /// Links closed because the handshake did not finish in time.
     pub handshake_timeouts: u64,
-    /// Connections open now (a gauge; `+=` sums it over messengers).
+    /// Connections with a link up right now (gauge; `+=` sums it over messengers).
     pub open_connections: u64,
     /// Dials that fell back to a later transport of the node's list (the earlier one could not
     /// reach the peer).
     pub fallbacks: u64,
+    /// Peers closed at once on arrival: the node held `max_connections` links, or the
+    /// transport was out of file descriptors (see the log for which).
+    pub shed: u64,
     /// Links that came up, by transport name ("tcp", "rdma", "mem"), dialed and accepted.
     pub links_by_transport: Vec<(&'static str, u64)>,
 }
@@ -92,6 +95,7 @@ impl AddAssign<&MessengerCounters> for MessengerCounters {
             handshake_timeouts,
             open_connections,
             fallbacks,
+            shed,
             links_by_transport,
         } = o;
         self.connections += connections;
@@ -102,6 +106,7 @@ impl AddAssign<&MessengerCounters> for MessengerCounters {
         self.handshake_timeouts += handshake_timeouts;
         self.open_connections += open_connections;
         self.fallbacks += fallbacks;
+        self.shed += shed;
         for &(name, n) in links_by_transport {
             match self.links_by_transport.iter_mut().find(|(t, _)| *t == name) {
                 Some((_, sum)) => *sum += n,
@@ -141,7 +146,8 @@ mod tests {
             handshake_timeouts: 13,
             open_connections: 14,
             fallbacks: 15,
-            links_by_transport: vec![("tcp", 16)],
+            shed: 16,
+            links_by_transport: vec![("tcp", 17)],
         };
         let mut sum = one.clone();
         sum += MessengerCounters {
@@ -170,11 +176,12 @@ mod tests {
                 sum.protocol_errors,
                 sum.handshake_timeouts,
                 sum.open_connections,
-                sum.fallbacks
+                sum.fallbacks,
+                sum.shed
             ],
-            [18, 20, 22, 24, 26, 28, 30]
+            [18, 20, 22, 24, 26, 28, 30, 32]
         );
-        assert_eq!(sum.links_by_transport, vec![("tcp", 18), ("rdma", 1)]);
+        assert_eq!(sum.links_by_transport, vec![("tcp", 19), ("rdma", 1)]);
     }
 
     #[test]

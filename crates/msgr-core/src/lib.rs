@@ -13,8 +13,10 @@
 //!   errors that applications use and transports implement.
 //!
 //! Nothing here spawns a thread or opens a socket.
+#![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 mod counters;
 mod error;
 pub mod message;
@@ -22,6 +24,8 @@ mod shared_error;
 
 pub mod policy;
 pub mod session;
+pub mod session_v2;
+pub mod v2;
 pub mod wire;
 
 pub use message::{Message, Priority};

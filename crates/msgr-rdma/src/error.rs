@@ -6,15 +6,14 @@ use std::net::SocketAddr;
 /// What the Soft-RoCE hint says, shared by the "no device" errors.
 pub const NO_DEVICE_HINT: &str = "load a driver or Soft-RoCE: rdma link add rxe0 type rxe netdev ETH, or use transport = \"tcp\"";
 
-/// What went wrong in the RDMA transport; each message says what to do. A node's `start`
-/// hands it to the application as the source of `MessengerError::Transport` (downcast it).
+/// Errors of the RDMA transport: each message says what failed and what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RdmaError {
     /// `ibv_get_device_list` found nothing (or the kernel has no RDMA support at all).
     #[error("no RDMA device found ({detail}); {hint}", hint = NO_DEVICE_HINT)]
     NoDevice {
-        /// What the verbs library said.
+        /// What libibverbs said.
         detail: String,
     },
 
@@ -25,11 +24,11 @@ pub enum RdmaError {
          LimitMEMLOCK=infinity for a systemd service) or lower buffer_size / send_buffers / recv_buffers"
     )]
     Memlock {
-        /// Bytes the registration needed.
+        /// Bytes the registration needed locked.
         needed: u64,
         /// `ulimit -l` as text ("65536 bytes", "unlimited").
         limit: String,
-        /// The registration's error.
+        /// The error `ibv_reg_mr` returned.
         #[source]
         source: io::Error,
     },
@@ -56,7 +55,7 @@ pub enum RdmaError {
         addr: SocketAddr,
         /// The device that serves it.
         actual: String,
-        /// The device the config names.
+        /// The device the configuration names (`device`).
         wanted: String,
     },
 
@@ -66,11 +65,11 @@ pub enum RdmaError {
          `ibv_devinfo -d {device}` / `rdma link show` and bring the netdev up"
     )]
     PortDown {
-        /// The device.
+        /// The device's name.
         device: String,
-        /// The port number (from 1).
+        /// The port number (1-based).
         port: u8,
-        /// The port's state as the device reports it.
+        /// The port state libibverbs reports (DOWN, INIT, ARMED ...).
         state: String,
     },
 
@@ -79,7 +78,7 @@ pub enum RdmaError {
     Refused {
         /// The peer dialed.
         peer: SocketAddr,
-        /// rdma_cm's reason.
+        /// The reject reason (rdma_cm status, or the peer's reason in the private data).
         detail: String,
     },
 
@@ -88,34 +87,34 @@ pub enum RdmaError {
     Unreachable {
         /// The peer dialed.
         peer: SocketAddr,
-        /// The step that failed and why.
+        /// Which step failed and why.
         detail: String,
     },
 
     /// The peer's connect private data is not ours (another program, or another version).
     #[error("RDMA peer {peer} is not an msgr RDMA endpoint: {detail}")]
     BadPeer {
-        /// The peer.
+        /// The peer's address, as text.
         peer: String,
-        /// What was wrong with its private data.
+        /// What is wrong with its private data.
         detail: String,
     },
 
     /// Configuration value out of range.
     #[error("invalid RDMA option `{key}`: {detail}")]
     BadOption {
-        /// The option's name (as the config's `[rdma]` key).
+        /// The [`crate::RdmaOptions`] field (and `[rdma]` TOML key) at fault.
         key: &'static str,
-        /// What is allowed.
+        /// The value and the range allowed.
         detail: String,
     },
 
     /// Any other verbs / rdma_cm call failure.
     #[error("{call} failed: {source}")]
     Verbs {
-        /// The verbs or rdma_cm function.
+        /// The C function that failed (`ibv_reg_mr`, `rdma_connect` ...).
         call: &'static str,
-        /// Its errno.
+        /// The errno it left.
         #[source]
         source: io::Error,
     },
@@ -137,7 +136,7 @@ pub fn memlock_limit() -> (String, Option<u64>) {
 
 /// Classify a failed memory registration: errno ENOMEM / EPERM / EAGAIN with a limit below the
 /// size are reported as [`RdmaError::Memlock`].
-pub fn registration_error(source: io::Error, needed: u64, limit: Option<u64>) -> RdmaError {
+pub(crate) fn registration_error(source: io::Error, needed: u64, limit: Option<u64>) -> RdmaError {
     let limit_text = match limit {
         None => "unlimited".to_string(),
         Some(b) => format!("{b} bytes (ulimit -l {})", b / 1024),

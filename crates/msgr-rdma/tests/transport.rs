@@ -44,6 +44,7 @@ impl Seen {
                     TransportEvent::DialFailed { dial, error } => {
                         self.failed.push((i, dial, error))
                     }
+                    _ => {}
                 }
             }
         }
