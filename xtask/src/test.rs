@@ -455,9 +455,17 @@ fn rdma() -> Outcome {
                 .join(", ")
         ));
     }
+    // The user-facing RDMA examples run there too (they exit non-zero on failure).
+    let examples = match build_rdma_examples() {
+        Ok(e) => e,
+        Err(e) => return Outcome::Fail(e),
+    };
     // One shell loop runs them all, so the VM boots once; each binary one test at a time
     // (they share the single rxe0 device and its port space).
-    let script = r#"rc=0; for b in "$@"; do echo "==> running $b"; "$b" --test-threads 1 --include-ignored || rc=1; done; exit $rc"#;
+    let script = r#"rc=0; for b in "$@"; do case "$b" in
+        */examples/*) echo "==> example $b"; "$b" || { echo "example $b FAILED"; rc=1; } ;;
+        *) echo "==> running $b"; "$b" --test-threads 1 --include-ignored || rc=1 ;;
+        esac; done; exit $rc"#;
     let device = host_rdma_device();
     let where_ = match &device {
         Some(dev) => format!(" on the host's RDMA device {dev}"),
@@ -494,6 +502,7 @@ fn rdma() -> Outcome {
         };
         c.args(["-c", script, "rdma-tests"]);
         c.args(with_tests.iter().map(|b| &b.path));
+        c.args(&examples);
         c
     };
     // The guest's shell echoes the marker before the first binary: without it the VM never ran
@@ -513,6 +522,21 @@ fn rdma() -> Outcome {
         }
     }
     counted_outcome(r, &where_, |o| TestCounts::parse_runs(o, RUN_MARKER))
+}
+
+/// The msgr facade's RDMA examples (`required-features = ["rdma"]`), built; their paths.
+fn build_rdma_examples() -> Result<Vec<PathBuf>, String> {
+    const EXAMPLES: [&str; 1] = ["rdma_echo"];
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "msgr", "--features", "rdma"]);
+    for e in EXAMPLES {
+        cmd.args(["--example", e]);
+    }
+    run_status(&mut cmd)?;
+    Ok(EXAMPLES
+        .iter()
+        .map(|e| util::target_dir().join("debug/examples").join(e))
+        .collect())
 }
 
 /// Whether any test or source file mentions tshark (then it must be installed).

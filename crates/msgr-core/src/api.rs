@@ -7,6 +7,7 @@
 //! dispatcher, called from the transport's worker threads: a dispatcher must not block for long.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::message::Message;
@@ -114,6 +115,9 @@ pub struct MessengerCounters {
     /// Dials that fell back to a later transport of the node's list (the earlier one could not
     /// reach the peer).
     pub fallbacks: u64,
+    /// Peers closed at once on arrival: the node held `max_connections` links, or the
+    /// transport was out of file descriptors (see the log for which).
+    pub shed: u64,
     /// Links that came up, by transport name ("tcp", "rdma", "mem"), dialed and accepted.
     pub links_by_transport: Vec<(&'static str, u64)>,
 }
@@ -148,6 +152,23 @@ pub trait Connection: Send + Sync {
     /// "mem"; "local" for a messenger's connection to itself); None before a first link.
     fn transport(&self) -> Option<&'static str> {
         None
+    }
+    /// Async send: queue `msg.take()` if it fits in the send queue now (`Ready(Ok)`), fail on a
+    /// closed connection (`Ready(Err)`), or leave `msg` in place and wake `cx` once queued bytes
+    /// were written or the connection closed (`Pending`). Default: `send_message` at once.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(msg.take().map_or(Ok(()), |m| self.send_message(m)))
+    }
+    /// Async handshake wait: `Ready(Ok)` once connected, `Ready(Err)` once closed, else wake
+    /// `cx` when either happens. Default: ready (connections that are always connected).
+    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
     }
 }
 

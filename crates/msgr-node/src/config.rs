@@ -45,6 +45,10 @@ pub struct NodeConfig {
     /// Break a link (as a network fault would) on about one in N drives of it (0: never).
     /// Ceph's `ms_inject_socket_failures`; for tests.
     pub inject_failures: u64,
+    /// Links (accepted and dialed) held at once; a peer connecting beyond this is closed at
+    /// once and counted (`MessengerCounters::shed`). None: no limit but the descriptor limit
+    /// (the TCP transport answers new peers the same way when it runs out of descriptors).
+    pub max_connections: Option<usize>,
     /// Seed of the fault injection (with the worker index); None: from the nonce.
     pub seed: Option<u64>,
     /// How long `shutdown` lets workers write what is queued before failing it.
@@ -77,6 +81,7 @@ impl NodeConfig {
             crc_data: true,
             busy_poll: Duration::ZERO,
             inject_failures: 0,
+            max_connections: None,
             seed: None,
             shutdown_flush: Duration::from_secs(2),
             clock: Clock::System,

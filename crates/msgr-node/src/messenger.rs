@@ -124,6 +124,17 @@ impl Node {
         Ok(conn)
     }
 
+    /// `start` succeeded (and `shutdown` may have followed).
+    pub fn is_started(&self) -> bool {
+        self.shared.is_started()
+    }
+
+    /// The policy applied to new connections with peers of `peer_type` (the configured one,
+    /// or what `set_policy` set since).
+    pub fn policy(&self, peer_type: EntityType) -> Policy {
+        self.shared.policy_for(peer_type)
+    }
+
     /// Break the link of the connection to `addr` now, as a network fault would (tests).
     /// False when there is no such connection or it has no link.
     pub fn inject_failure(&self, addr: &EntityAddr) -> bool {

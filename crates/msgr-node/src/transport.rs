@@ -226,6 +226,13 @@ pub enum TransportEvent {
         /// Why, and whether the next transport should be tried.
         error: DialError,
     },
+    /// A peer connected but was closed at once: the transport ran out of resources for it
+    /// (file descriptors). The transport logs why; the node counts it
+    /// (`MessengerCounters::shed`).
+    Shed {
+        /// The peer whose connection was closed.
+        peer: SocketAddr,
+    },
 }
 
 /// A way to reach peers. Shared by the node's workers (`&self` everywhere); its own event

@@ -44,7 +44,7 @@ impl Seen {
                     TransportEvent::DialFailed { dial, error } => {
                         self.failed.push((i, dial, error))
                     }
-                    _ => panic!("a transport event this test does not know"),
+                    _ => {}
                 }
             }
         }

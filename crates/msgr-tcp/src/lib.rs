@@ -17,6 +17,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Descriptors: a connection holds one (its socket). Out of descriptors, the listener still
+//! answers: it accepts new peers on a spare descriptor and closes them at once (counted as
+//! `MessengerCounters::shed`), so they never hang in the backlog; open sessions are untouched.
+//!
 //! Receive path: reads land in zeroed spare space right after the unconsumed bytes (joined
 //! without a copy) while traffic is small; large bursts and large message bodies are read
 //! through std's `read_to_end` into uninitialised capacity (no zeroing), straight into the
@@ -27,6 +31,7 @@
 mod link;
 mod options;
 mod read;
+mod reserve;
 mod transport;
 
 pub use link::TcpLink;

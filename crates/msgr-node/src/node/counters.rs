@@ -50,6 +50,7 @@ pub struct MessengerCounterCells {
     pub handshake_timeouts: AtomicU64,
     pub open_connections: AtomicU64,
     pub fallbacks: AtomicU64,
+    pub shed: AtomicU64,
     /// Links up by transport (a lock, but taken once per link, not per message).
     links_by_transport: parking_lot::Mutex<Vec<(&'static str, u64)>>,
 }
@@ -65,6 +66,7 @@ impl MessengerCounterCells {
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
+            shed: self.shed.load(Relaxed),
             links_by_transport: self.links_by_transport.lock().clone(),
         }
     }

@@ -98,6 +98,8 @@ pub struct LimitsSection {
     pub decode: DecodeLimits,
     /// `send_queue_bytes`: payload bytes a connection queues before `QueueFull`.
     pub send_queue_bytes: u64,
+    /// Links held at once; peers beyond it are closed on arrival (None: no limit).
+    pub max_connections: Option<usize>,
 }
 
 /// `[timeouts]`.
@@ -251,6 +253,7 @@ impl Config {
         n.reconnect_max = self.timeouts.reconnect_max;
         n.shutdown_flush = self.timeouts.shutdown_flush;
         n.send_queue_bytes = self.limits.send_queue_bytes;
+        n.max_connections = self.limits.max_connections;
         n.crc_data = self.protocol.crc_data;
         n.inject_failures = self.fault.inject_socket_failures;
         // One event loop serves every transport: it busy-polls as long as the longest asks.
