@@ -59,7 +59,8 @@ pub enum MessengerError {
         /// The limit (`send_queue_bytes`), in bytes.
         limit: u64,
     },
-    /// No send queue space came within the timeout given (the duration).
+    /// No send queue space came within the timeout given (the duration): the peer is slow or
+    /// gone; retry later, or raise `send_queue_bytes`.
     #[error("timed out after {0:?} waiting for send queue space")]
     SendTimeout(Duration),
     /// A transport failed (the text says which and why).
