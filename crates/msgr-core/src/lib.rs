@@ -13,6 +13,7 @@
 //!   errors that applications use and transports implement.
 //!
 //! Nothing here spawns a thread or opens a socket.
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod auth;
