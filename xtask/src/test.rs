@@ -32,6 +32,13 @@ pub struct TestArgs {
     /// are listed as skipped. Prerequisites always run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run the host test stages (tests, interop; or those of --only) this many times in a row,
+    /// stopping at the first failure (see xtask/src/repeat.rs).
+    #[arg(long, value_name = "N")]
+    repeat: Option<u32>,
+    /// With --repeat: pin every round to one CPU next to a busy competitor (CPU starvation).
+    #[arg(long, requires = "repeat")]
+    starve: bool,
 }
 
 const STAGES: [&str; 5] = ["fmt", "clippy", "tests", "interop", "rdma"];
@@ -51,6 +58,14 @@ pub fn run(a: TestArgs) -> i32 {
             STAGES.join(", ")
         );
         return 2;
+    }
+    if let Some(rounds) = a.repeat {
+        return crate::repeat::run(&crate::repeat::Repeat {
+            rounds,
+            starve: a.starve,
+            quick: a.quick,
+            only: a.only.clone(),
+        });
     }
     let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|s| s == name);
     if !a.only.is_empty() && !wanted("rdma") {
