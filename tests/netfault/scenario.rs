@@ -350,6 +350,12 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
                         errs.push(format!("{pair}: restarted receiver's stream starts at {first:?}, the sender handed back up to {last}"));
                     }
                 }
+            } else if Some(s) == killed {
+                // The restarted sender's stream: its own numbering, from 0 to the end (what
+                // the killed incarnation sent before died with it or arrived before).
+                if first != Some(0) {
+                    errs.push(format!("{pair}: restarted sender's stream starts at {first:?}"));
+                }
             } else if first != Some(0) || got("delivered") != spec.count {
                 errs.push(format!(
                     "{pair}: lossless stream not delivered exactly once from 0: first {first:?}, delivered {}",

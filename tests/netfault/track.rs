@@ -141,6 +141,8 @@ impl Undelivered {
 
     /// Account for one hand-back (`ms_handle_reset` or `ms_handle_remote_reset_undelivered`).
     pub fn handed_back(&mut self, msgs: &[Message]) {
+        // End markers queued behind the payloads are not part of the stream.
+        let msgs: Vec<&Message> = msgs.iter().filter(|m| m.msg_type != FIN_TYPE).collect();
         let seqs: Vec<Option<u64>> = msgs.iter().map(|m| parse(m).map(|h| h.2)).collect();
         let contiguous = seqs.windows(2).all(|w| match (w[0], w[1]) {
             (Some(a), Some(b)) => b == a + 1,
@@ -201,7 +203,7 @@ mod tests {
     #[test]
     fn hand_backs_must_be_contiguous_runs() {
         let mut u = Undelivered::new();
-        u.handed_back(&[payload(0, 0, 4, 1), payload(0, 0, 5, 1)]);
+        u.handed_back(&[payload(0, 0, 4, 1), payload(0, 0, 5, 1), fin(0, 0, 6)]);
         assert!(u.in_order);
         assert_eq!((u.count, u.first, u.last), (2, Some(4), Some(5)));
         u.handed_back(&[payload(0, 0, 9, 1), payload(0, 0, 8, 1)]);

@@ -11,6 +11,7 @@
 //! the VM when the host has none).
 
 mod bench;
+mod netfault;
 mod packages;
 mod repeat;
 mod stage;

@@ -4,7 +4,8 @@
 //! (`cargo test --workspace` minus the targets of the next two stages), interop (msgr-core's
 //! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
-//! on the host's RDMA device or inside the Soft-RoCE VM).
+//! on the host's RDMA device or inside the Soft-RoCE VM), netfault (real network faults between
+//! messenger processes in namespaces inside the VM: `netfault.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,10 +26,10 @@ pub const VM_RUNNER: &str = "scripts/rdma-vm/run.sh";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// Shorter local loop: SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
+    /// Shorter local loop: SIM_SEEDS=32 (unless set), no RDMA stage, the short netfault run.
     #[arg(long)]
     quick: bool,
-    /// Run only these stages (comma-separated: fmt, clippy, tests, interop, rdma); the others
+    /// Run only these stages (comma-separated: fmt, clippy, tests, interop, rdma, netfault); the others
     /// are listed as skipped. Prerequisites always run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -41,7 +42,7 @@ pub struct TestArgs {
     starve: bool,
 }
 
-const STAGES: [&str; 5] = ["fmt", "clippy", "tests", "interop", "rdma"];
+const STAGES: [&str; 6] = ["fmt", "clippy", "tests", "interop", "rdma", "netfault"];
 
 pub fn run(a: TestArgs) -> i32 {
     let mut st = Stages::default();
@@ -49,9 +50,8 @@ pub fn run(a: TestArgs) -> i32 {
     if mentions_tshark() {
         groups.push(&packages::TSHARK);
     }
-    if !a.quick {
-        groups.push(&packages::RDMA_VM);
-    }
+    // The netfault stage boots the VM even under --quick (its short version).
+    groups.push(&packages::RDMA_VM);
     if let Some(bad) = a.only.iter().find(|s| !STAGES.contains(&s.as_str())) {
         eprintln!(
             "xtask test: unknown stage `{bad}` in --only (stages: {})",
@@ -68,7 +68,7 @@ pub fn run(a: TestArgs) -> i32 {
         });
     }
     let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|s| s == name);
-    if !a.only.is_empty() && !wanted("rdma") {
+    if !a.only.is_empty() && !wanted("rdma") && !wanted("netfault") {
         groups.retain(|g| !std::ptr::eq(*g, &packages::RDMA_VM));
     }
     if !st.run("prerequisites", || prerequisites(&groups)) {
@@ -95,6 +95,7 @@ pub fn run(a: TestArgs) -> i32 {
     } else {
         stage("rdma", &rdma);
     }
+    stage("netfault", &|| crate::netfault::stage(a.quick));
     st.finish()
 }
 
