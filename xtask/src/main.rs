@@ -10,6 +10,7 @@
 //! the VM when the host has none).
 
 mod bench;
+mod library;
 mod packages;
 mod stage;
 mod test;

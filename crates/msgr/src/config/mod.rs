@@ -10,6 +10,7 @@ use msgr_core::wire::{DecodeLimits, EntityName};
 use msgr_node::NodeConfig;
 #[cfg(feature = "rdma")]
 use msgr_rdma::{RdmaError, RdmaOptions};
+#[cfg(feature = "tcp")]
 use msgr_tcp::TcpOptions;
 
 mod build;
@@ -225,6 +226,7 @@ impl Config {
     }
 
     /// The `[tcp]` socket options.
+    #[cfg(feature = "tcp")]
     pub fn tcp_options(&self) -> TcpOptions {
         TcpOptions {
             nodelay: self.tcp.nodelay,
