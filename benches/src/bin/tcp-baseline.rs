@@ -146,7 +146,12 @@ fn ping(
         .collect();
     // Streams record no round trips: no room for them either (a calibrated 64 B stream
     // carries tens of millions of messages).
-    let mut lat = Vec::with_capacity(if mode == Mode::Echo { count as usize } else { 0 });
+    let rtts = if mode == Mode::Echo {
+        count as usize
+    } else {
+        0
+    };
+    let mut lat = Vec::with_capacity(rtts);
     for w in workers {
         lat.extend(w.join().expect("connection thread panicked")?);
     }

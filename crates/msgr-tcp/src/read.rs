@@ -192,7 +192,11 @@ fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
             Ok(n) => {
                 buf.extend_from_slice(&head[..n]);
                 // A full peek: more is waiting, read it once the session has seen the header.
-                (n, if n == PEEK { ReadEnd::Again } else { ReadEnd::Drained })
+                let end = match n {
+                    PEEK => ReadEnd::Again,
+                    _ => ReadEnd::Drained,
+                };
+                (n, end)
             }
             Err(e) => match e.kind() {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {

@@ -77,8 +77,16 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.count(), 1000);
         assert!(near(a.quantile_us(0.5), 500.0), "{:?}", a.quantile_us(0.5));
-        assert!(near(a.quantile_us(0.99), 990.0), "{:?}", a.quantile_us(0.99));
-        assert!(near(a.quantile_us(0.999), 999.0), "{:?}", a.quantile_us(0.999));
+        assert!(
+            near(a.quantile_us(0.99), 990.0),
+            "{:?}",
+            a.quantile_us(0.99)
+        );
+        assert!(
+            near(a.quantile_us(0.999), 999.0),
+            "{:?}",
+            a.quantile_us(0.999)
+        );
         assert!(near(a.max_us(), 1000.0));
         // Out of range: clamped, not lost.
         a.record_ns(1);

@@ -244,7 +244,11 @@ impl std::fmt::Display for PingSummary {
             self.cpu_s_client,
             self.wall_s,
             self.cpu_s_client / (self.count as f64 / 1e6),
-            if gb > 0.0 { self.cpu_s_client / gb } else { 0.0 },
+            if gb > 0.0 {
+                self.cpu_s_client / gb
+            } else {
+                0.0
+            },
         )
     }
 }

@@ -49,9 +49,9 @@ pub(crate) fn warm_up(driver: &Driver, conn: &NodeConnection) -> Result<u64, Any
     driver.expect(1);
     conn.send_message(end_marker())?;
     driver.wait_done()?;
-    driver
-        .server_seq()
-        .ok_or_else(|| "the server's answer to the end marker carries no count: is it an older msgrd?".into())
+    driver.server_seq().ok_or_else(|| {
+        "the server's answer to the end marker carries no count: is it an older msgrd?".into()
+    })
 }
 
 /// Stream every client's share, then an end marker each, and wait for the answers.
@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn counts_round_trip_and_garbage_is_none() {
         assert_eq!(decode_count(&encode_count(0)), Some(0));
-        assert_eq!(decode_count(&encode_count(u64::MAX - 3)), Some(u64::MAX - 3));
+        assert_eq!(
+            decode_count(&encode_count(u64::MAX - 3)),
+            Some(u64::MAX - 3)
+        );
         assert_eq!(decode_count(b""), None);
         assert_eq!(decode_count(b"123456789"), None);
     }

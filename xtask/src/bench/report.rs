@@ -582,14 +582,20 @@ mod tests {
         assert_eq!(cells[0].ratio_p50, None);
         assert_eq!(cells[0].other_ratios.len(), 1);
         assert_eq!(cells[0].other_ratios[0].ratio_msgs_per_s, 1.5);
-        assert_eq!(cells[2].baseline.as_deref(), Some("tcp-baseline stream tcp 64B x1 c8"));
+        assert_eq!(
+            cells[2].baseline.as_deref(),
+            Some("tcp-baseline stream tcp 64B x1 c8")
+        );
         assert_eq!(cells[2].ratio_msgs_per_s, Some(0.05));
         // ZeroMQ runs one connection: the 8-connection cell is not compared with it.
         assert!(cells[2].other_ratios.is_empty());
         assert_eq!(cells[5].ratio_msgs_per_s, Some(0.75));
         assert!(cells[5].other_ratios.is_empty());
         let t = table(&cells);
-        assert!(t.contains("rate 0.10x of tcp-baseline; rate 1.50x of zmq stream x1"), "{t}");
+        assert!(
+            t.contains("rate 0.10x of tcp-baseline; rate 1.50x of zmq stream x1"),
+            "{t}"
+        );
         assert!(t.contains("One-way rows: msgrd ping --one-way"), "{t}");
     }
 
