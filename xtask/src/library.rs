@@ -26,9 +26,12 @@ const NEEDS_A_PEER: [&str; 1] = ["mon_ping"];
 /// How long one example may run before it counts as hung.
 const EXAMPLE_PATIENCE: Duration = Duration::from_secs(120);
 
+/// One check of the stage: what it found, or why it failed.
+type Step = fn() -> Result<String, String>;
+
 pub fn run() -> Outcome {
     let mut done = Vec::new();
-    let steps: [(&str, fn() -> Result<String, String>); 6] = [
+    let steps: [(&str, Step); 6] = [
         ("README example", readme_matches_example),
         ("fresh project", fresh_project),
         ("examples", run_examples),

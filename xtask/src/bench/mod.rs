@@ -368,7 +368,8 @@ pub fn plan(
             for &c in &IN_FLIGHT {
                 // Many connections: every shape when asked for (--full), else the pipelined
                 // TCP one, which is what a busy daemon sees.
-                if !conns.contains(&k) && !(transport == "tcp" && c == CONNS_IN_FLIGHT) {
+                let pipelined_tcp = transport == "tcp" && c == CONNS_IN_FLIGHT;
+                if !(conns.contains(&k) || pipelined_tcp) {
                     continue;
                 }
                 if transport == "rdma" && c == 1 {
