@@ -181,6 +181,7 @@ fn read_body(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (usize, ReadE
 /// it out (the "partial-body copy", up to a whole message). Costs one small read per large
 /// message; a stream that turns small again stops peeking after one frame.
 fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
+    debug_assert!(buf.is_empty(), "peek only at a frame boundary");
     r.after_large_body = false;
     let mut head = [0u8; PEEK];
     loop {
@@ -190,7 +191,9 @@ fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
                 ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
             ),
             Ok(n) => {
-                buf.extend_from_slice(&head[..n]);
+                // A fresh buffer: the empty one left by the body still points into that body's
+                // allocation, and growing it would copy the whole allocation.
+                *buf = BytesMut::from(&head[..n]);
                 // A full peek: more is waiting, read it once the session has seen the header.
                 let end = match n {
                     PEEK => ReadEnd::Again,
@@ -339,6 +342,9 @@ mod tests {
         // At the boundary: one peek, however much is waiting.
         let (n, end) = read_until(&mut r, &mut buf, 0, |n, _| n > 0);
         assert!(n <= PEEK, "read {n} bytes after a large body");
+        // In a fresh small buffer: growing it for the next body copies only what was peeked.
+        let room = buf.capacity();
+        assert!(room <= PEEK, "peeked into {room} bytes");
         assert_eq!(matches!(end, ReadEnd::Again), n == PEEK);
         // Then bursts again (the next frame turned out not to be large).
         let before = buf.len();
