@@ -182,7 +182,6 @@ fn read_body(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (usize, ReadE
 /// message; a stream that turns small again stops peeking after one frame.
 fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
     debug_assert!(buf.is_empty(), "peek only at a frame boundary");
-    r.after_large_body = false;
     let mut head = [0u8; PEEK];
     loop {
         return match (&r.sock).read(&mut head) {
@@ -191,6 +190,8 @@ fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
                 ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
             ),
             Ok(n) => {
+                // Once per boundary: nothing arrived yet means peek again next time.
+                r.after_large_body = false;
                 // A fresh buffer: the empty one left by the body still points into that body's
                 // allocation, and growing it would copy the whole allocation.
                 *buf = BytesMut::from(&head[..n]);
