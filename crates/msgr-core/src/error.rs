@@ -83,7 +83,8 @@ pub enum MessengerError {
         /// The limit (`send_queue_bytes`).
         limit: u64,
     },
-    /// The send queue did not drain in time: the peer is slow or gone; retry or mark it down.
+    /// No send queue space came within the timeout given (the duration): the peer is slow or
+    /// gone; retry later, or raise `send_queue_bytes`.
     #[error("timed out after {0:?} waiting for send queue space")]
     SendTimeout(Duration),
     /// The session failed (protocol error, peer refused us ...): see the session error.

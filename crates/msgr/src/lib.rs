@@ -25,6 +25,7 @@
 //! Transports, by cargo feature: `tcp` (default), `rdma` (optional: needs libibverbs /
 //! librdmacm headers and clang to build, an RDMA device to run), and `mem` (in-process links,
 //! always built).
+#![deny(missing_docs)]
 
 mod config;
 
@@ -49,6 +50,7 @@ pub use msgr_rdma::RdmaError;
 
 /// Errors of [`from_config`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The configuration holds a value a transport refuses (names the file and the key).
     #[error(transparent)]

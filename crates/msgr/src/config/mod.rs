@@ -146,7 +146,7 @@ impl Default for ProtocolSection {
 pub struct TcpSection {
     /// `TCP_NODELAY` on every socket.
     pub nodelay: bool,
-    /// Workers poll without sleeping this long after activity (zero: never).
+    /// `busy_poll_us`: workers poll without sleeping this long after activity (zero: never).
     pub busy_poll: Duration,
     /// `SO_SNDBUF` (None: the kernel's default).
     pub send_buffer: Option<usize>,
@@ -171,7 +171,7 @@ pub struct RdmaSection {
     pub recv_buffers: usize,
     /// Microseconds workers busy-poll completions after activity (0: event-driven).
     pub poll_us: u64,
-    /// Payloads of at least this many bytes go by RDMA READ (0 = never).
+    /// `read_threshold`: payloads of at least this many bytes go by RDMA READ (0 = never).
     pub read_threshold: usize,
 }
 
