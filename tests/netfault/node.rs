@@ -111,8 +111,6 @@ impl Tracker {
     fn peer(conn: &ConnectionRef) -> u32 {
         index_of(&conn.peer_addr()).unwrap_or(u32::MAX)
     }
-    // `Undelivered::new` starts in order, `Default` does not: clippy's `or_default` would differ.
-    #[allow(clippy::unwrap_or_default)]
     fn hand_back(&self, conn: &ConnectionRef, msgs: &[Message]) {
         self.undelivered
             .lock()

@@ -120,7 +120,7 @@ impl Stream {
 }
 
 /// Messages the messenger handed back to one sender for one peer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Undelivered {
     pub count: u64,
     /// First and last sequence number handed back (over all hand-backs).
@@ -130,12 +130,21 @@ pub struct Undelivered {
     pub in_order: bool,
 }
 
+/// Nothing handed back yet: in order (`or_default()` in the tracker relies on it).
+impl Default for Undelivered {
+    fn default() -> Self {
+        Undelivered {
+            count: 0,
+            first: None,
+            last: None,
+            in_order: true,
+        }
+    }
+}
+
 impl Undelivered {
     pub fn new() -> Self {
-        Undelivered {
-            in_order: true,
-            ..Default::default()
-        }
+        Self::default()
     }
 
     /// Account for one hand-back (`ms_handle_reset` or `ms_handle_remote_reset_undelivered`).
@@ -201,6 +210,10 @@ mod tests {
 
     #[test]
     fn hand_backs_must_be_contiguous_runs() {
+        assert!(
+            Undelivered::default().in_order,
+            "nothing handed back is in order"
+        );
         let mut u = Undelivered::new();
         u.handed_back(&[payload(0, 0, 4, 1), payload(0, 0, 5, 1), fin(0, 0, 6)]);
         assert!(u.in_order);
