@@ -115,7 +115,7 @@ impl Tracker {
         self.undelivered
             .lock()
             .entry(Self::peer(conn))
-            .or_insert_with(Undelivered::new)
+            .or_default()
             .handed_back(msgs);
     }
 }
