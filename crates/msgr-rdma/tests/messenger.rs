@@ -356,8 +356,6 @@ fn spawn_peer(port: u16) -> std::process::Child {
             // The test is #[ignore]d (needs a device): the child must run it all the same.
             "--include-ignored",
             "--nocapture",
-            // The test is #[ignore]d (needs a device): run it in the child too.
-            "--include-ignored",
             "--test-threads",
             "1",
         ])

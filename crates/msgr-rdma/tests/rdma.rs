@@ -614,8 +614,6 @@ fn memlock_too_low_names_ulimit_and_size() {
             // The test is #[ignore]d (needs a device): the child must run it all the same.
             "--include-ignored",
             "--nocapture",
-            // The test is #[ignore]d (needs a device): run it in the child too.
-            "--include-ignored",
             "--test-threads",
             "1",
         ])
