@@ -170,6 +170,9 @@ impl NodeConnection {
     pub(crate) fn absorb_events(&self, g: &mut ConnInner) -> Followup {
         let f = self.core.absorb_events(g, |ev| trace_event(self.id, ev));
         self.wake_waiters();
+        if f.queue_dropped {
+            self.space_waiters.wake_all();
+        }
         f
     }
 

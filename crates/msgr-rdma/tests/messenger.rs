@@ -353,6 +353,8 @@ fn spawn_peer(port: u16) -> std::process::Child {
         .args([
             "peer_process_killed_mid_stream",
             "--exact",
+            // The test is #[ignore]d (needs a device): the child must run it all the same.
+            "--include-ignored",
             "--nocapture",
             "--test-threads",
             "1",

@@ -611,6 +611,8 @@ fn memlock_too_low_names_ulimit_and_size() {
         .args([
             "memlock_too_low_names_ulimit_and_size",
             "--exact",
+            // The test is #[ignore]d (needs a device): the child must run it all the same.
+            "--include-ignored",
             "--nocapture",
             "--test-threads",
             "1",

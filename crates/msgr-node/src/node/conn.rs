@@ -50,6 +50,8 @@ pub struct Followup {
     pub unregister: bool,
     /// A Faulted or Reset event was seen (its error was counted).
     pub failure_seen: bool,
+    /// The session dropped its send queue (remote reset): senders waiting for room may go on.
+    pub queue_dropped: bool,
 }
 
 /// What a send queued under the lock asks of the driver after unlocking.
@@ -299,7 +301,14 @@ impl<L: Copy> ConnCore<L> {
                     f.unregister = true;
                     g.announced
                 }
-                SessionEvent::RemoteReset { .. } => g.announced,
+                SessionEvent::RemoteReset { .. } => {
+                    // The session dropped everything it had queued; those bytes will never be
+                    // written, so they no longer count against `send_queue_bytes`.
+                    self.queued_bytes.store(0, Ordering::Release);
+                    self.space.notify_all();
+                    f.queue_dropped = true;
+                    g.announced
+                }
                 // The driver closes a link when the session no longer has one (`has_link`).
                 SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {
                     false
