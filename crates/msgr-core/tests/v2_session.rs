@@ -365,6 +365,14 @@ fn client_accepts_the_captured_monitor_stream() {
         "MonMap, Config, MonMap"
     );
     assert_eq!(c.global_id(), 4097);
+    // What our client wrote up to CLIENT_IDENT is what the ceph CLI wrote, byte for byte (the
+    // ident itself differs: cookie and nonce are random).
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    let ours = out.concat();
+    let cli = v2_data::load("crc-none.0.c2s");
+    let until_ident = 26 + 72 + 74 + 68; // banner, HELLO, AUTH_REQUEST, AUTH_SIGNATURE
+    assert_eq!(ours[..until_ident], cli[..until_ident]);
     assert_eq!(
         c.peer_addrs().to_string(),
         "[v2:127.0.0.1:13304/0,v1:127.0.0.1:16793/0]"

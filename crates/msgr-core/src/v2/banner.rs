@@ -16,8 +16,9 @@ pub const FEATURE_REVISION_1: u64 = 1 << 0;
 pub const FEATURE_COMPRESSION: u64 = 1 << 1;
 /// What we support.
 pub const SUPPORTED: u64 = FEATURE_REVISION_1;
-/// What we require from a peer.
-pub const REQUIRED: u64 = FEATURE_REVISION_1;
+/// What we announce as required: nothing, as Ceph does (a peer without REVISION_1 is still
+/// refused, by [`Banner::check_peer`]).
+pub const REQUIRED: u64 = 0;
 
 /// A decoded banner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
