@@ -1,10 +1,10 @@
 //! Every transport-independent scenario of `msgr_tests`, over RDMA.
 //!
-//! Needs an RDMA device: without one each test FAILS saying it did not run (never passes
-//! silently). Run it inside the Soft-RoCE VM (`cargo xtask test --only rdma` does all of this):
+//! Needs an RDMA device: plain `cargo test` lists these tests as ignored (the reason says how
+//! to run them); run with `--include-ignored` and no device, each FAILS saying it did not run. Run it inside the Soft-RoCE VM (`cargo xtask test --only rdma` does all of this):
 //!
 //!   cargo test -p msgr-tests --test rdma --no-run   # prints the binary path
-//!   scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1
+//!   scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1 --include-ignored
 //!
 //! Nodes bind to `$RDMA_IP` (see `msgr_tests::harness::bind_ip`): rdma_cm cannot use 127.0.0.1
 //! over Soft-RoCE.
@@ -26,7 +26,7 @@ fn require_rdma() {
             "this test needs an RDMA device and none is present (/sys/class/infiniband is empty \
              or missing). It did NOT run. Run the binary inside the Soft-RoCE VM: \
              `cargo test -p msgr-tests --test rdma --no-run`, then \
-             `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1` \
+             `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1 --include-ignored` \
              (or `cargo xtask test --only rdma`)"
         );
     }
@@ -38,7 +38,10 @@ fn require_rdma() {
     }
 }
 
-msgr_tests::shared_scenarios!(T, require_rdma);
+msgr_tests::shared_scenarios!(
+    ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM";
+    T, require_rdma
+);
 
 use msgr_tests::stress::{stress, StressSpec};
 
@@ -55,6 +58,7 @@ fn small(inject: u64) -> StressSpec {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn stress_small() {
     require_rdma();
     stress(T, small(0));
@@ -63,6 +67,7 @@ fn stress_small() {
 /// Lossless sessions over QPs that fail now and then (one drive in 100): everything arrives
 /// once, in order.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn stress_small_qp_failures() {
     require_rdma();
     stress(T, small(100));
@@ -70,6 +75,7 @@ fn stress_small_qp_failures() {
 
 /// `["rdma", "tcp"]` reaches a TCP-only node over TCP and an RDMA node over RDMA.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn fallback_picks_the_transport_per_peer() {
     require_rdma();
     msgr_tests::fallback::picks_the_transport_per_peer();
@@ -78,6 +84,7 @@ fn fallback_picks_the_transport_per_peer() {
 /// 100k numbered messages, lossless, QP errors injected, then the server's RDMA listener
 /// removed mid-stream: the stream finishes over TCP with nothing lost, duplicated or reordered.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn fallback_lossless_stream_survives_losing_rdma() {
     require_rdma();
     msgr_tests::fallback::lossless_stream_survives_losing_rdma(100_000);

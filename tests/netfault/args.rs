@@ -19,7 +19,9 @@ impl Args {
         let mut it = items.iter().peekable();
         while let Some(k) = it.next() {
             let Some(key) = k.strip_prefix("--") else {
-                return Err(format!("unexpected argument `{k}` (options are --key value)"));
+                return Err(format!(
+                    "unexpected argument `{k}` (options are --key value)"
+                ));
             };
             match it.peek() {
                 Some(v) if !v.starts_with("--") => {

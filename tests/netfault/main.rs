@@ -31,7 +31,9 @@ fn main() {
         Some((cmd, rest)) if cmd == "run" => args::Args::parse(rest).and_then(|mut a| {
             let quick = a.flag("quick");
             let spec = scenario::RunSpec {
-                dir: a.path("dir").unwrap_or_else(|_| PathBuf::from("/tmp/msgr-netfault")),
+                dir: a
+                    .path("dir")
+                    .unwrap_or_else(|_| PathBuf::from("/tmp/msgr-netfault")),
                 count: a.num_or("count", if quick { 2_000 } else { 40_000 })?,
                 size: a.num_or("size", 32)?,
                 only: a
@@ -43,9 +45,11 @@ fn main() {
             a.finish()?;
             scenario::run(&spec)
         }),
-        _ => Err("usage: netfault run [--quick] [--count N] [--size B] [--only a,b,c,d,d2] [--dir D] \
+        _ => Err(
+            "usage: netfault run [--quick] [--count N] [--size B] [--only a,b,c,d,d2] [--dir D] \
                   | netfault node --index I --count N --dir D ..."
-            .into()),
+                .into(),
+        ),
     };
     if let Err(e) = r {
         eprintln!("netfault: {e}");

@@ -38,7 +38,10 @@ fn outer(i: u32) -> String {
 
 /// Why the stage cannot run here, if it cannot: not root, no `ip` / `tc`, no netem.
 pub fn preflight() -> Result<(), String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("must run as root (it creates network namespaces and netem qdiscs)".into());
     }
@@ -51,7 +54,12 @@ pub fn preflight() -> Result<(), String> {
     // Soft-RoCE VM's Debian kernel has it.
     let _ = sh("modprobe", &["sch_netem"]);
     sh("ip", &["link", "add", "nfprobe", "type", "dummy"])?;
-    let r = sh("tc", &["qdisc", "add", "dev", "nfprobe", "root", "netem", "delay", "1ms"]);
+    let r = sh(
+        "tc",
+        &[
+            "qdisc", "add", "dev", "nfprobe", "root", "netem", "delay", "1ms",
+        ],
+    );
     let _ = sh("ip", &["link", "del", "nfprobe"]);
     r.map_err(|e| {
         format!("this kernel has no netem qdisc ({e}); run the stage inside scripts/rdma-vm/run.sh")
@@ -67,7 +75,10 @@ pub fn build(nodes: u32) -> Result<(), String> {
         let (n, inn, out) = (ns(i), inner(i), outer(i));
         let ip = format!("{}/24", node_ip(i));
         sh("ip", &["netns", "add", &n])?;
-        sh("ip", &["link", "add", &out, "type", "veth", "peer", "name", &inn])?;
+        sh(
+            "ip",
+            &["link", "add", &out, "type", "veth", "peer", "name", &inn],
+        )?;
         sh("ip", &["link", "set", &inn, "netns", &n])?;
         sh("ip", &["link", "set", &out, "master", "nfbr", "up"])?;
         sh("ip", &["-n", &n, "addr", "add", &ip, "dev", &inn])?;

@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use msgr::{
-    ConnectionRef, Dispatcher, EntityAddr, EntityType, Message, Messenger, MessengerError,
-};
+use msgr::{ConnectionRef, Dispatcher, EntityAddr, EntityType, Message, Messenger, MessengerError};
 use msgr_core::session::SessionError;
 use parking_lot::Mutex;
 
@@ -78,7 +76,10 @@ impl NodeSpec {
 
     fn config(&self) -> Result<msgr::Config, String> {
         let bind = SocketAddr::new(node_ip(self.index), self.port);
-        let nonce = self.nonce.map(|n| format!("nonce = {n}\n")).unwrap_or_default();
+        let nonce = self
+            .nonce
+            .map(|n| format!("nonce = {n}\n"))
+            .unwrap_or_default();
         let rdma = match &self.rdma_device {
             Some(d) => format!(
                 "[rdma]\ndevice = \"{d}\"\nbuffer_size = 16384\nsend_buffers = 16\nrecv_buffers = 16\n"
@@ -128,7 +129,11 @@ impl Dispatcher for Tracker {
         match track::parse(&msg) {
             // (msgr1's handshake does not carry the peer's number: the payload names the sender.)
             Some((sender, inc, seq)) if index_of(&conn.peer_addr()) == Some(sender) => {
-                self.streams.lock().entry(sender).or_default().receive(inc, seq);
+                self.streams
+                    .lock()
+                    .entry(sender)
+                    .or_default()
+                    .receive(inc, seq);
             }
             _ => {
                 self.bad.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +193,10 @@ pub fn run(spec: NodeSpec) -> Result<(), String> {
         &spec.dir.join(format!("addr.{}", spec.index)),
         &format!("{sock}/{}\n", me.nonce),
     )?;
-    eprintln!("netfault node {} inc {} listening on {sock}/{}", spec.index, spec.inc, me.nonce);
+    eprintln!(
+        "netfault node {} inc {} listening on {sock}/{}",
+        spec.index, spec.inc, me.nonce
+    );
 
     let map: Map = Arc::new((0..spec.nodes).map(|_| Mutex::new(None)).collect());
     let peers: Vec<u32> = (0..spec.nodes).filter(|&p| p != spec.index).collect();
@@ -199,7 +207,17 @@ pub fn run(spec: NodeSpec) -> Result<(), String> {
         let (node, map, stop, sent) = (node.clone(), map.clone(), stop.clone(), sent.clone());
         let (me, inc, count, size) = (spec.index, spec.inc, spec.count, spec.size);
         senders.push(std::thread::spawn(move || {
-            send_all(&node, &map[p as usize], p, me, inc, count, size, &stop, &sent[p as usize])
+            send_all(
+                &node,
+                &map[p as usize],
+                p,
+                me,
+                inc,
+                count,
+                size,
+                &stop,
+                &sent[p as usize],
+            )
         }));
     }
 
@@ -236,7 +254,10 @@ pub fn run(spec: NodeSpec) -> Result<(), String> {
         let _ = h.join();
     }
     let report = report(&spec, &node, &tracker, &peers, &sent);
-    write_file(&spec.dir.join(format!("report.{}.{}", spec.index, spec.inc)), &report)?;
+    write_file(
+        &spec.dir.join(format!("report.{}.{}", spec.index, spec.inc)),
+        &report,
+    )?;
     node.shutdown();
     Ok(())
 }
@@ -299,7 +320,9 @@ fn send_all(
 /// Reads the peers' address files; a changed address marks the old one down.
 fn refresh_map(node: &msgr::Node, dir: &Path, map: &Map, peers: &[u32]) {
     for &p in peers {
-        let Some(new) = read_addr(dir, p) else { continue };
+        let Some(new) = read_addr(dir, p) else {
+            continue;
+        };
         let mut g = map[p as usize].lock();
         if *g != Some(new) {
             eprintln!("netfault: node {p} is at {new}");

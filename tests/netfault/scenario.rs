@@ -60,7 +60,8 @@ const SCENARIOS: [Scenario; 5] = [
     },
     Scenario {
         key: "d",
-        what: "node 1 SIGKILLed mid-stream, restarted with a new nonce (peers learn it from the map)",
+        what:
+            "node 1 SIGKILLed mid-stream, restarted with a new nonce (peers learn it from the map)",
         netem: BASE,
         fault: Fault::Kill { same_nonce: false },
     },
@@ -136,11 +137,18 @@ pub fn run(spec: &RunSpec) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut failures = Vec::new();
     let mut rows = Vec::new();
-    for sc in SCENARIOS.iter().filter(|s| spec.only.is_empty() || spec.only.iter().any(|o| o == s.key)) {
-        println!("==> netfault {}: {} ({} messages per stream, 6 streams)", sc.key, sc.what, spec.count);
+    for sc in SCENARIOS
+        .iter()
+        .filter(|s| spec.only.is_empty() || spec.only.iter().any(|o| o == s.key))
+    {
+        println!(
+            "==> netfault {}: {} ({} messages per stream, 6 streams)",
+            sc.key, sc.what, spec.count
+        );
         let dir = spec.dir.join(sc.key);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         net::build(NODES)?;
         let t0 = Instant::now();
         let r = run_one(sc, spec, &exe, &dir);
@@ -174,8 +182,16 @@ pub fn run(spec: &RunSpec) -> Result<(), String> {
     }
 }
 
-fn spawn(exe: &Path, dir: &Path, spec: &RunSpec, i: u32, inc: u32, nonce: Option<u32>) -> Result<Child, String> {
-    let log = std::fs::File::create(dir.join(format!("log.{i}.{inc}"))).map_err(|e| e.to_string())?;
+fn spawn(
+    exe: &Path,
+    dir: &Path,
+    spec: &RunSpec,
+    i: u32,
+    inc: u32,
+    nonce: Option<u32>,
+) -> Result<Child, String> {
+    let log =
+        std::fs::File::create(dir.join(format!("log.{i}.{inc}"))).map_err(|e| e.to_string())?;
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &net::ns(i)]).arg(exe).arg("node");
     let kv = [
@@ -194,7 +210,9 @@ fn spawn(exe: &Path, dir: &Path, spec: &RunSpec, i: u32, inc: u32, nonce: Option
     if let Some(n) = nonce {
         c.args(["--nonce", &n.to_string()]);
     }
-    c.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
+    c.stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
     c.spawn().map_err(|e| format!("cannot start node {i}: {e}"))
 }
 
@@ -325,7 +343,10 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
         row.replayed += rep.n("replayed");
         row.reconnects += rep.n("reconnects");
         if rep.n("bad") > 0 {
-            errs.push(format!("node {r} got {} corrupt or foreign payloads", rep.n("bad")));
+            errs.push(format!(
+                "node {r} got {} corrupt or foreign payloads",
+                rep.n("bad")
+            ));
         }
         for s in (0..NODES).filter(|&s| s != r) {
             let got = |k: &str| rep.p(s, k).unwrap_or(0);
@@ -339,7 +360,11 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
             let from_sender = &reports[s as usize];
             let first = rep.p(s, "first");
             if first.is_some() && got("next") != spec.count {
-                errs.push(format!("{pair}: stream ended at {} of {}", got("next"), spec.count));
+                errs.push(format!(
+                    "{pair}: stream ended at {} of {}",
+                    got("next"),
+                    spec.count
+                ));
             }
             if Some(r) == killed {
                 // A restarted receiver gets the stream from where the sender's hand-back ended
@@ -354,7 +379,9 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
                 // The restarted sender's stream: its own numbering, from 0 to the end (what
                 // the killed incarnation sent before died with it or arrived before).
                 if first != Some(0) {
-                    errs.push(format!("{pair}: restarted sender's stream starts at {first:?}"));
+                    errs.push(format!(
+                        "{pair}: restarted sender's stream starts at {first:?}"
+                    ));
                 }
             } else if first != Some(0) || got("delivered") != spec.count {
                 errs.push(format!(
@@ -363,7 +390,10 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
                 ));
             }
             if Some(s) == killed && got("inc") != u64::from(incs[s as usize]) {
-                errs.push(format!("{pair}: stream ends in incarnation {}, not the restarted one", got("inc")));
+                errs.push(format!(
+                    "{pair}: stream ends in incarnation {}, not the restarted one",
+                    got("inc")
+                ));
             }
             // What r handed back for s.
             let und = rep.p(s, "und").unwrap_or(0);
@@ -372,24 +402,32 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
             row.resets += resets;
             row.sent += rep.p(s, "sent").unwrap_or(0);
             if rep.p(s, "und_in_order") != Some(1) {
-                errs.push(format!("{r}->{s}: undelivered messages not handed back in order"));
+                errs.push(format!(
+                    "{r}->{s}: undelivered messages not handed back in order"
+                ));
             }
             match killed {
                 Some(k) if k == s && incs[r as usize] == 0 => {
                     if resets == 0 {
-                        errs.push(format!("{r}->{s}: node {r} never saw node {s}'s restart as a reset"));
+                        errs.push(format!(
+                            "{r}->{s}: node {r} never saw node {s}'s restart as a reset"
+                        ));
                     }
                 }
                 Some(k) if k == s || k == r => {}
                 _ => {
                     if und > 0 || resets > 0 {
-                        errs.push(format!("{r}->{s}: lossless session reset ({resets} resets, {und} undelivered)"));
+                        errs.push(format!(
+                            "{r}->{s}: lossless session reset ({resets} resets, {und} undelivered)"
+                        ));
                     }
                 }
             }
         }
     }
-    if matches!(sc.fault, Fault::Partition(d) if d > Duration::from_millis(IDLE_MS)) && row.reconnects == 0 {
+    if matches!(sc.fault, Fault::Partition(d) if d > Duration::from_millis(IDLE_MS))
+        && row.reconnects == 0
+    {
         errs.push("a partition longer than the idle timeout caused no reconnect".into());
     }
     if errs.is_empty() {
@@ -402,7 +440,15 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
 fn print_table(rows: &[(&str, Row)]) {
     println!(
         "\n{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8} {:>8}",
-        "scenario", "sent", "delivered", "replayed", "reconnects", "undelivered", "resets", "secs", "msgs/s"
+        "scenario",
+        "sent",
+        "delivered",
+        "replayed",
+        "reconnects",
+        "undelivered",
+        "resets",
+        "secs",
+        "msgs/s"
     );
     let mut total = 0;
     for (k, r) in rows {
@@ -424,7 +470,9 @@ fn print_table(rows: &[(&str, Row)]) {
 }
 
 fn show_logs(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut logs: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {

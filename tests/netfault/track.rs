@@ -117,7 +117,6 @@ impl Stream {
             self.fin = true;
         }
     }
-
 }
 
 /// Messages the messenger handed back to one sender for one peer.

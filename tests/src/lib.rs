@@ -16,11 +16,18 @@ pub use harness::{node, test_config, Node, Recorder};
 /// One `#[test]` per transport-independent scenario, for the transport `$t` (a `&str` constant
 /// such as `"tcp"`); `$guard` runs first in each (e.g. a check that the hardware is present).
 /// Every transport's test target lists the same suite this way, plus its own extras after a
-/// `;` (`module::scenario`, each taking the transport name).
+/// `;` (`module::scenario`, each taking the transport name). A leading `ignore = "why";` marks
+/// every generated test `#[ignore = "why"]` (for suites that need hardware).
 #[macro_export]
 macro_rules! shared_scenarios {
+    (ignore = $why:literal; $t:expr, $guard:expr $(; $($module:ident :: $extra:ident),* $(,)?)?) => {
+        $crate::shared_scenarios!(@all [#[ignore = $why]] $t, $guard $(; $($module::$extra),*)?);
+    };
     ($t:expr, $guard:expr $(; $($module:ident :: $extra:ident),* $(,)?)?) => {
-        $crate::shared_scenarios!(@each $t, $guard;
+        $crate::shared_scenarios!(@all [] $t, $guard $(; $($module::$extra),*)?);
+    };
+    (@all $attrs:tt $t:expr, $guard:expr $(; $($module:ident :: $extra:ident),*)?) => {
+        $crate::shared_scenarios!(@each $attrs $t, $guard;
             scenarios::simple_round_trip, scenarios::loopback_delivery,
             scenarios::mark_down_and_reconnect, scenarios::racing_connects,
             scenarios::stateful_server_resetcheck, scenarios::remote_reset_reports_undelivered,
@@ -30,13 +37,15 @@ macro_rules! shared_scenarios {
             scenarios::shutdown_reports_undelivered, scenarios::keepalive_keeps_idle_link
             $($(, $module::$extra)*)?);
     };
-    (@each $t:expr, $guard:expr; $($module:ident :: $name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                $guard();
-                $crate::$module::$name($t)
-            }
-        )*
+    (@each $attrs:tt $t:expr, $guard:expr; $($module:ident :: $name:ident),* $(,)?) => {
+        $( $crate::shared_scenarios!(@one $attrs $t, $guard, $module :: $name); )*
+    };
+    (@one [$($attrs:tt)*] $t:expr, $guard:expr, $module:ident :: $name:ident) => {
+        #[test]
+        $($attrs)*
+        fn $name() {
+            $guard();
+            $crate::$module::$name($t)
+        }
     };
 }

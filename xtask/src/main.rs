@@ -11,6 +11,7 @@
 //! the VM when the host has none).
 
 mod bench;
+mod library;
 mod netfault;
 mod packages;
 mod repeat;

@@ -32,7 +32,14 @@ pub fn stage(quick: bool) -> Outcome {
     }
     // Release: the VM's CPU is emulated, and a debug build moves a fraction of the messages.
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "msgr-tests", "--bin", "netfault"]);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "msgr-tests",
+        "--bin",
+        "netfault",
+    ]);
     if let Err(e) = run_status(&mut build) {
         return Outcome::Fail(format!("building the netfault binary failed: {e}"));
     }
@@ -93,9 +100,14 @@ mod tests {
         let Outcome::Fail(f) = verdict(false, out) else {
             panic!("a failed scenario passed")
         };
-        assert!(f.contains("scenario(s) d failed") && f.contains("passed: a"), "{f}");
-        let Outcome::Pass(p) = verdict(true, "[PASS] netfault a (1s)\nNETFAULT TOTAL delivered 12\n")
-        else {
+        assert!(
+            f.contains("scenario(s) d failed") && f.contains("passed: a"),
+            "{f}"
+        );
+        let Outcome::Pass(p) = verdict(
+            true,
+            "[PASS] netfault a (1s)\nNETFAULT TOTAL delivered 12\n",
+        ) else {
             panic!("a clean run failed")
         };
         assert!(p.starts_with("12 messages"), "{p}");

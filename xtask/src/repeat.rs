@@ -79,10 +79,7 @@ pub fn run(r: &Repeat) -> i32 {
     let t0 = Instant::now();
     let mut code = 0;
     for round in 1..=r.rounds {
-        println!(
-            "\n==> round {round}/{} of stages {stages}, {how}",
-            r.rounds
-        );
+        println!("\n==> round {round}/{} of stages {stages}, {how}", r.rounds);
         let mut cmd = if r.starve {
             let mut c = Command::new("taskset");
             c.args(["-c", STARVE_CPU]).arg(&exe);

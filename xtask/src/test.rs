@@ -1,11 +1,17 @@
 //! `cargo xtask test`: every check CI runs, in order, each with a verdict.
 //!
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
-//! (`cargo test --workspace` minus the targets of the next two stages), interop (msgr-core's
+//! (`cargo test --workspace` minus the targets of the interop and rdma stages), library (a new
+//! user's first contact: README example, fresh project, examples, docs, packaging, MSRV; see
+//! `library.rs`), interop (msgr-core's
 //! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
 //! on the host's RDMA device or inside the Soft-RoCE VM), netfault (real network faults between
 //! messenger processes in namespaces inside the VM: `netfault.rs`).
+//!
+//! Tests that need a device or a monitor are `#[ignore = "needs ..."]`, so a plain `cargo test`
+//! passes anywhere; every stage here runs its tests with `--include-ignored`, so nothing is
+//! skipped on this path, and a test that cannot find what it needs fails saying so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,7 +35,8 @@ pub struct TestArgs {
     /// Shorter local loop: SIM_SEEDS=32 (unless set), no RDMA stage, the short netfault run.
     #[arg(long)]
     quick: bool,
-    /// Run only these stages (comma-separated: fmt, clippy, tests, interop, rdma, netfault); the others
+    /// Run only these stages (comma-separated: fmt, clippy, tests, library, interop, rdma,
+    /// netfault); the others
     /// are listed as skipped. Prerequisites always run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -42,7 +49,9 @@ pub struct TestArgs {
     starve: bool,
 }
 
-const STAGES: [&str; 6] = ["fmt", "clippy", "tests", "interop", "rdma", "netfault"];
+const STAGES: [&str; 7] = [
+    "fmt", "clippy", "tests", "library", "interop", "rdma", "netfault",
+];
 
 pub fn run(a: TestArgs) -> i32 {
     let mut st = Stages::default();
@@ -87,6 +96,7 @@ pub fn run(a: TestArgs) -> i32 {
     stage("fmt", &fmt);
     stage("clippy", &clippy);
     stage("tests", &|| unit_and_integration(a.quick));
+    stage("library", &crate::library::run);
     stage("interop", &interop);
     if a.quick {
         stage("rdma", &|| {
@@ -204,6 +214,9 @@ fn unit_and_integration(quick: bool) -> Outcome {
     {
         cmd.args(["--test", &t.name]);
     }
+    // Tests ignored by a plain `cargo test` because they are slow run here; the ones that need
+    // a device or a monitor live in the targets of the later stages.
+    cmd.args(["--", "--include-ignored"]);
     let mut doc = cargo();
     doc.args(["test", "--no-fail-fast", "--workspace", "--doc"]);
     if quick {
@@ -290,6 +303,8 @@ fn interop() -> Outcome {
             "msgr-core",
             "--test",
             INTEROP_TARGET,
+            "--",
+            "--include-ignored",
         ])),
         " against a real ceph-mon",
     );
@@ -459,9 +474,17 @@ fn rdma() -> Outcome {
                 .join(", ")
         ));
     }
+    // The user-facing RDMA examples run there too (they exit non-zero on failure).
+    let examples = match build_rdma_examples() {
+        Ok(e) => e,
+        Err(e) => return Outcome::Fail(e),
+    };
     // One shell loop runs them all, so the VM boots once; each binary one test at a time
     // (they share the single rxe0 device and its port space).
-    let script = r#"rc=0; for b in "$@"; do echo "==> running $b"; "$b" --test-threads 1 || rc=1; done; exit $rc"#;
+    let script = r#"rc=0; for b in "$@"; do case "$b" in
+        */examples/*) echo "==> example $b"; "$b" || { echo "example $b FAILED"; rc=1; } ;;
+        *) echo "==> running $b"; "$b" --test-threads 1 --include-ignored || rc=1 ;;
+        esac; done; exit $rc"#;
     let device = host_rdma_device();
     let where_ = match &device {
         Some(dev) => format!(" on the host's RDMA device {dev}"),
@@ -498,6 +521,7 @@ fn rdma() -> Outcome {
         };
         c.args(["-c", script, "rdma-tests"]);
         c.args(with_tests.iter().map(|b| &b.path));
+        c.args(&examples);
         c
     };
     // The guest's shell echoes the marker before the first binary: without it the VM never ran
@@ -517,6 +541,21 @@ fn rdma() -> Outcome {
         }
     }
     counted_outcome(r, &where_, |o| TestCounts::parse_runs(o, RUN_MARKER))
+}
+
+/// The msgr facade's RDMA examples (`required-features = ["rdma"]`), built; their paths.
+fn build_rdma_examples() -> Result<Vec<PathBuf>, String> {
+    const EXAMPLES: [&str; 1] = ["rdma_echo"];
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "msgr", "--features", "rdma"]);
+    for e in EXAMPLES {
+        cmd.args(["--example", e]);
+    }
+    run_status(&mut cmd)?;
+    Ok(EXAMPLES
+        .iter()
+        .map(|e| util::target_dir().join("debug/examples").join(e))
+        .collect())
 }
 
 /// Whether any test or source file mentions tshark (then it must be installed).

@@ -7,6 +7,7 @@
 //! dispatcher, called from the transport's worker threads: a dispatcher must not block for long.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::message::Message;
@@ -19,33 +20,55 @@ pub type ConnectionRef = Arc<dyn Connection>;
 
 /// Errors of the messenger API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessengerError {
+    /// The listener could not bind its address: free the port or change `bind`.
     #[error("cannot bind {addr}: {source} (is another daemon using the port? change `bind` in the config)")]
     Bind {
+        /// The address asked for.
         addr: String,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// A call that needs a started messenger came before `start`.
     #[error("messenger is not started: call start() first")]
     NotStarted,
+    /// The messenger was shut down; make a new one.
     #[error("messenger is shut down")]
     ShutDown,
+    /// `start` without a dispatcher: call `add_dispatcher` first.
     #[error("no dispatcher registered: call add_dispatcher() before start()")]
     NoDispatcher,
+    /// The connection's session is gone (reset, `mark_down`): get a new one with `connect_to`.
     #[error("connection to {peer} is closed ({reason}); get a new one with connect_to()")]
-    ConnectionClosed { peer: String, reason: String },
+    ConnectionClosed {
+        /// The peer's address.
+        peer: String,
+        /// Why the session ended.
+        reason: String,
+    },
+    /// The connection's send queue holds `send_queue_bytes` already: retry later, wait with a
+    /// timeout, or raise the limit.
     #[error("send queue to {peer} is full ({queued_bytes} bytes queued, limit {limit}); retry later or raise `send_queue_bytes`")]
     QueueFull {
+        /// The peer's address.
         peer: String,
+        /// Payload bytes queued on the connection, in bytes.
         queued_bytes: u64,
+        /// The limit (`send_queue_bytes`), in bytes.
         limit: u64,
     },
+    /// No send queue space came within the timeout given (the duration).
     #[error("timed out after {0:?} waiting for send queue space")]
     SendTimeout(Duration),
+    /// A transport failed (the text says which and why).
     #[error("transport error: {0}")]
     Transport(String),
+    /// The session refused the call (see [`SessionError`]).
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// An I/O error outside any one connection.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -53,37 +76,56 @@ pub enum MessengerError {
 /// Counters of one connection (monotonic, since it was created).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionCounters {
+    /// Messages received.
     pub messages_in: u64,
+    /// Messages queued for sending.
     pub messages_out: u64,
+    /// Bytes read from links (all wire bytes; payload bytes for local delivery).
     pub bytes_in: u64,
+    /// Bytes written to links (all wire bytes; payload bytes for local delivery).
     pub bytes_out: u64,
+    /// Link failures a lossless session survived (it reconnects).
     pub faults: u64,
+    /// Links that replaced a failed one (dialed again, or the peer's reconnect accepted).
     pub reconnects: u64,
+    /// Messages pending (queued or unacknowledged) when a reconnect was dialed: sent again.
     pub replayed: u64,
+    /// Times a received message waited for its policy's throttle budget.
     pub throttle_waits: u64,
 }
 
 /// Counters of a whole messenger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessengerCounters {
+    /// Sums over every connection the messenger ever had.
     pub connections: ConnectionCounters,
+    /// Handshakes completed on links peers dialed.
     pub accepted: u64,
+    /// Handshakes completed on links we dialed.
     pub connected: u64,
+    /// Peers refused at accept (accept hook, policy or Ceph's accept rules).
     pub refused: u64,
     /// Links closed because of a protocol error (bad banner, bad CRC, oversized, stalled ...).
     pub protocol_errors: u64,
+    /// Links closed because the handshake did not finish in time.
     pub handshake_timeouts: u64,
+    /// Connections with a link up right now (gauge).
     pub open_connections: u64,
     /// Dials that fell back to a later transport of the node's list (the earlier one could not
     /// reach the peer).
     pub fallbacks: u64,
+    /// Peers closed at once on arrival: the node held `max_connections` links, or the
+    /// transport was out of file descriptors (see the log for which).
+    pub shed: u64,
     /// Links that came up, by transport name ("tcp", "rdma", "mem"), dialed and accepted.
     pub links_by_transport: Vec<(&'static str, u64)>,
 }
 
 /// One peer, as the application sees it.
 pub trait Connection: Send + Sync {
+    /// The peer's address (the one dialed, or the one it announced).
     fn peer_addr(&self) -> EntityAddr;
+    /// The peer's entity type (OSD, MON ...).
     fn peer_type(&self) -> EntityType;
     /// Known once the handshake finished.
     fn peer_name(&self) -> Option<EntityName>;
@@ -92,11 +134,13 @@ pub trait Connection: Send + Sync {
     /// Queue a message. Errors if the connection is closed or the send queue is full (see the
     /// transport's docs for the exact back-pressure behaviour).
     fn send_message(&self, msg: Message) -> Result<(), MessengerError>;
+    /// Queue a keepalive (msgr1 KEEPALIVE2; the peer answers with an ack).
     fn send_keepalive(&self) -> Result<(), MessengerError>;
     /// Handshake finished and the link is up.
     fn is_connected(&self) -> bool;
     /// Drop the session now; queued messages are reported as undelivered.
     fn mark_down(&self);
+    /// This connection's counters, since it was created.
     fn counters(&self) -> ConnectionCounters;
     /// Hand a received message's throttle budget back (messages are released automatically when
     /// the dispatcher returns, unless the dispatcher keeps them with `Dispatcher::defer_release`).
@@ -107,6 +151,23 @@ pub trait Connection: Send + Sync {
     /// "mem"; "local" for a messenger's connection to itself); None before a first link.
     fn transport(&self) -> Option<&'static str> {
         None
+    }
+    /// Async send: queue `msg.take()` if it fits in the send queue now (`Ready(Ok)`), fail on a
+    /// closed connection (`Ready(Err)`), or leave `msg` in place and wake `cx` once queued bytes
+    /// were written or the connection closed (`Pending`). Default: `send_message` at once.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(msg.take().map_or(Ok(()), |m| self.send_message(m)))
+    }
+    /// Async handshake wait: `Ready(Ok)` once connected, `Ready(Err)` once closed, else wake
+    /// `cx` when either happens. Default: ready (connections that are always connected).
+    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<Result<(), MessengerError>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -159,11 +220,13 @@ pub trait Dispatcher: Send + Sync {
 
 /// A messenger: one local entity, its listener, its sessions.
 pub trait Messenger: Send + Sync {
+    /// Our entity name (type and number).
     fn my_name(&self) -> EntityName;
     /// The address peers use to reach us (bound port and nonce filled in).
     fn my_addr(&self) -> EntityAddr;
     /// Set before start; the default comes from config.
     fn set_policy(&self, peer_type: EntityType, policy: Policy);
+    /// Register the application's callbacks (before `start`).
     fn add_dispatcher(&self, dispatcher: Arc<dyn Dispatcher>);
     /// Start workers and the listener.
     fn start(&self) -> Result<(), MessengerError>;
@@ -182,9 +245,12 @@ pub trait Messenger: Send + Sync {
     ) -> Result<(), MessengerError> {
         self.connect_to(peer_type, addr)?.send_message(msg)
     }
+    /// Drop the session with `addr` now (see [`Connection::mark_down`]).
     fn mark_down(&self, addr: &EntityAddr);
+    /// Drop every session now.
     fn mark_down_all(&self);
     /// Stop accepting, flush or fail queued messages (reported to the dispatcher), join workers.
     fn shutdown(&self);
+    /// The messenger's counters, since it was created.
     fn counters(&self) -> MessengerCounters;
 }

@@ -13,12 +13,16 @@
 //!   errors that applications use and transports implement.
 //!
 //! Nothing here spawns a thread or opens a socket.
+#![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod message;
 
 pub mod policy;
 pub mod session;
+pub mod session_v2;
+pub mod v2;
 pub mod wire;
 
 pub use message::{Message, Priority};

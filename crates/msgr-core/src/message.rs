@@ -10,9 +10,13 @@ use crate::wire::EntityName;
 pub struct Priority(pub u16);
 
 impl Priority {
+    /// `CEPH_MSG_PRIO_LOW` (64).
     pub const LOW: Priority = Priority(64);
+    /// `CEPH_MSG_PRIO_DEFAULT` (127).
     pub const DEFAULT: Priority = Priority(127);
+    /// `CEPH_MSG_PRIO_HIGH` (196).
     pub const HIGH: Priority = Priority(196);
+    /// `CEPH_MSG_PRIO_HIGHEST` (255).
     pub const HIGHEST: Priority = Priority(255);
 }
 
@@ -27,9 +31,11 @@ impl Default for Priority {
 pub struct Message {
     /// Ceph message type (`CEPH_MSG_*`, e.g. 17 = MAuth). Opaque to the messenger.
     pub msg_type: u16,
+    /// Send priority among queued messages.
     pub priority: Priority,
     /// Encoding version of the front section, and the oldest version that can decode it.
     pub version: u16,
+    /// The oldest encoding version that can decode the front section.
     pub compat_version: u16,
     /// Transaction id, opaque to the messenger.
     pub tid: u64,
@@ -39,8 +45,11 @@ pub struct Message {
     pub seq: u64,
     /// Sender, as the header names it (filled on receive).
     pub src: EntityName,
+    /// Front section (the encoded message proper), covered by the front CRC.
     pub front: Bytes,
+    /// Middle section (rarely used by Ceph), covered by the middle CRC.
     pub middle: Bytes,
+    /// Data section (bulk payload), covered by the data CRC.
     pub data: Bytes,
 }
 
@@ -55,18 +64,22 @@ impl Message {
             ..Default::default()
         }
     }
+    /// This message at `priority`.
     pub fn with_priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
         self
     }
+    /// This message with `middle` as its middle section.
     pub fn with_middle(mut self, middle: impl Into<Bytes>) -> Self {
         self.middle = middle.into();
         self
     }
+    /// This message with `data` as its data section.
     pub fn with_data(mut self, data: impl Into<Bytes>) -> Self {
         self.data = data.into();
         self
     }
+    /// This message with transaction id `tid`.
     pub fn with_tid(mut self, tid: u64) -> Self {
         self.tid = tid;
         self

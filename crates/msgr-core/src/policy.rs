@@ -97,18 +97,22 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// `default` for every peer type, until [`PolicySet::set`] names one.
     pub fn new(default: Policy) -> Self {
         PolicySet {
             default,
             by_type: HashMap::new(),
         }
     }
+    /// The policy for peers of `peer_type`.
     pub fn set(&mut self, peer_type: EntityType, policy: Policy) {
         self.by_type.insert(peer_type, policy);
     }
+    /// The policy for peer types not [`PolicySet::set`].
     pub fn set_default(&mut self, policy: Policy) {
         self.default = policy;
     }
+    /// The policy that applies to peers of `peer_type`.
     pub fn get(&self, peer_type: EntityType) -> &Policy {
         self.by_type.get(&peer_type).unwrap_or(&self.default)
     }

@@ -59,7 +59,7 @@
 //! assert_eq!(got.0.load(Ordering::Relaxed), 10);
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod link;
 mod network;

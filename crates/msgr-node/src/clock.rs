@@ -20,6 +20,7 @@ pub enum Clock {
 }
 
 impl Clock {
+    /// The current time of this clock.
     pub fn now(&self) -> Instant {
         match self {
             Clock::System => Instant::now(),
@@ -44,12 +45,15 @@ impl Default for VirtualClock {
 }
 
 impl VirtualClock {
+    /// A clock at the real time now, shared (give clones to nodes and networks).
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
+    /// The clock's current time.
     pub fn now(&self) -> Instant {
         *self.now.lock()
     }
+    /// Move forward by `d`.
     pub fn advance(&self, d: Duration) {
         *self.now.lock() += d;
     }

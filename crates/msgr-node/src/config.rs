@@ -12,6 +12,7 @@ use crate::clock::Clock;
 /// defaults; the `msgr` facade fills it from a TOML file.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// Our entity name (`osd.3`).
     pub name: EntityName,
     /// Address to listen on (every transport listens on the same IP and port, see the crate
     /// docs); port 0 picks a free one (see `Messenger::my_addr` after start).
@@ -20,7 +21,9 @@ pub struct NodeConfig {
     pub nonce: Option<u32>,
     /// Worker threads, each with its own poller (at least 1).
     pub workers: usize,
+    /// The session policy for each peer type.
     pub policies: PolicySet,
+    /// Largest message sections accepted from peers (checked before allocating).
     pub limits: DecodeLimits,
     /// Peers that do not finish the handshake in this time are disconnected.
     pub handshake_timeout: Duration,
@@ -30,6 +33,7 @@ pub struct NodeConfig {
     pub idle_timeout: Option<Duration>,
     /// Reconnect backoff: first retry delay after a failed attempt, and the cap.
     pub reconnect_initial: Duration,
+    /// Reconnect backoff: the longest delay between attempts (the delay doubles up to it).
     pub reconnect_max: Duration,
     /// Payload bytes a connection accepts before `send_message` returns `QueueFull`.
     pub send_queue_bytes: u64,
@@ -41,6 +45,10 @@ pub struct NodeConfig {
     /// Break a link (as a network fault would) on about one in N drives of it (0: never).
     /// Ceph's `ms_inject_socket_failures`; for tests.
     pub inject_failures: u64,
+    /// Links (accepted and dialed) held at once; a peer connecting beyond this is closed at
+    /// once and counted (`MessengerCounters::shed`). None: no limit but the descriptor limit
+    /// (the TCP transport answers new peers the same way when it runs out of descriptors).
+    pub max_connections: Option<usize>,
     /// Seed of the fault injection (with the worker index); None: from the nonce.
     pub seed: Option<u64>,
     /// How long `shutdown` lets workers write what is queued before failing it.
@@ -53,6 +61,9 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Defaults for `name` listening on `bind`: 2 workers, default policies and limits, 30 s
+    /// handshake timeout, 10 s keepalive, 900 s idle timeout, reconnect 200 ms doubling to
+    /// 15 s, 256 MiB send queue per connection, data crcs on, threads on, the system clock.
     pub fn new(name: EntityName, bind: SocketAddr) -> Self {
         NodeConfig {
             name,
@@ -70,6 +81,7 @@ impl NodeConfig {
             crc_data: true,
             busy_poll: Duration::ZERO,
             inject_failures: 0,
+            max_connections: None,
             seed: None,
             shutdown_flush: Duration::from_secs(2),
             clock: Clock::System,

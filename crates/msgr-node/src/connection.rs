@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -29,6 +30,7 @@ use crate::node::backoff::Backoff;
 use crate::node::conn::{ConnCore, Followup, LinkState, SendFollowup};
 use crate::node::counters::CounterPair;
 use crate::node::shared::NodeShared;
+use crate::wait::WaitList;
 
 /// Where a connection's current link lives: which worker, its token there, and a generation
 /// number unique over the node's life (so a stale link is never mistaken for the current).
@@ -74,6 +76,10 @@ pub struct NodeConnection {
     transport: Mutex<Option<&'static str>>,
     /// A fallback to a later transport was logged for this connection already.
     pub(crate) fallback_logged: AtomicBool,
+    /// Tasks in `poll_send` waiting for send-queue room (woken on writes and on close).
+    space_waiters: WaitList,
+    /// Tasks in `poll_connected` (woken when the handshake finishes or the connection closes).
+    state_waiters: WaitList,
 }
 
 impl std::fmt::Debug for NodeConnection {
@@ -127,6 +133,8 @@ impl NodeConnection {
             flush_pending: AtomicBool::new(false),
             transport: Mutex::new(None),
             fallback_logged: AtomicBool::new(false),
+            space_waiters: WaitList::default(),
+            state_waiters: WaitList::default(),
         })
     }
 
@@ -160,7 +168,27 @@ impl NodeConnection {
     /// Move the session's events to the inbox and note what the driver must do. Called with the
     /// lock held, right after any session call.
     pub(crate) fn absorb_events(&self, g: &mut ConnInner) -> Followup {
-        self.core.absorb_events(g, |ev| trace_event(self.id, ev))
+        let f = self.core.absorb_events(g, |ev| trace_event(self.id, ev));
+        self.wake_waiters();
+        f
+    }
+
+    /// Wake the tasks whose condition now holds: connected or closed (`poll_connected`),
+    /// closed (`poll_send`). Two atomic loads when neither holds.
+    fn wake_waiters(&self) {
+        let closed = self.is_closed();
+        if closed || self.is_connected() {
+            self.state_waiters.wake_all();
+        }
+        if closed {
+            self.space_waiters.wake_all();
+        }
+    }
+
+    /// `n` queued bytes were written to the link: senders waiting for room may go on.
+    pub(crate) fn note_written(&self, n: u64) {
+        self.core.note_written(n);
+        self.space_waiters.wake_all();
     }
 
     /// Throttle budget came back: let the worker read and dispatch again.
@@ -193,7 +221,9 @@ impl NodeConnection {
     /// Drop the session (local mark-down or shutdown): undelivered messages are reported through
     /// `ms_handle_reset` by a worker. Returns the link that must be closed, if any.
     pub(crate) fn mark_down_now(&self) -> Option<LinkRef> {
-        self.core.mark_down_now(|ev| trace_event(self.id, ev))
+        let link = self.core.mark_down_now(|ev| trace_event(self.id, ev));
+        self.wake_waiters();
+        link
     }
 
     /// Queue under the lock, then ask a worker to write or dial.
@@ -203,15 +233,20 @@ impl NodeConnection {
         allow_wait: Option<Instant>,
     ) -> Result<(), MessengerError> {
         let limit = self.send_queue_bytes;
-        match self
+        let f = self
             .core
-            .queue_message(msg, limit, allow_wait, || self.node.is_stopping())?
-        {
+            .queue_message(msg, limit, allow_wait, || self.node.is_stopping())?;
+        self.follow_send(f);
+        Ok(())
+    }
+
+    /// After a message was queued: ask a worker to write or dial.
+    fn follow_send(&self, f: SendFollowup<LinkRef>) {
+        match f {
             SendFollowup::Drive(l) => self.request_flush(l),
             SendFollowup::Dial => self.host.dial(self.arc()),
             SendFollowup::None => {}
         }
-        Ok(())
     }
 
     /// Ask the link's worker to write; at most one request per batch of sends.
@@ -306,6 +341,41 @@ impl Connection for NodeConnection {
     }
     fn transport(&self) -> Option<&'static str> {
         NodeConnection::transport(self)
+    }
+    /// Waits while `send_queue_bytes` are queued (see [`Connection::poll_send`]).
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<(), MessengerError>> {
+        let register = || self.space_waiters.register(cx.waker());
+        let limit = self.send_queue_bytes;
+        match self
+            .core
+            .try_queue(msg, limit, register, || self.node.is_stopping())
+        {
+            Err(e) => Poll::Ready(Err(e)),
+            Ok(Some(f)) => {
+                self.follow_send(f);
+                Poll::Ready(Ok(()))
+            }
+            Ok(None) if msg.is_some() => Poll::Pending,
+            Ok(None) => Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<Result<(), MessengerError>> {
+        let state = || {
+            if self.is_closed() {
+                Some(Err(self.core.closed_error(self.node.is_stopping())))
+            } else {
+                self.is_connected().then_some(Ok(()))
+            }
+        };
+        if let Some(r) = state() {
+            return Poll::Ready(r);
+        }
+        self.state_waiters.register(cx.waker());
+        state().map_or(Poll::Pending, Poll::Ready)
     }
 }
 

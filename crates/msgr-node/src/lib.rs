@@ -34,7 +34,10 @@
 //!
 //! Back-pressure: receiving, per-policy throttles (the worker stops reading from a peer whose
 //! messages wait for budget); sending, `send_queue_bytes` per connection
-//! (`MessengerError::QueueFull`, or [`NodeConnection::send_message_timeout`] to wait).
+//! (`MessengerError::QueueFull`, or [`NodeConnection::send_message_timeout`] to wait; async
+//! code awaits room through `Connection::poll_send`, which wakes its task when queued bytes are
+//! written, as `poll_connected` does when the handshake ends: see the msgr-tokio crate).
+#![deny(missing_docs)]
 
 mod clock;
 mod config;
@@ -45,6 +48,7 @@ mod node;
 mod port;
 mod shared;
 pub mod transport;
+mod wait;
 
 pub use clock::{Clock, VirtualClock};
 pub use config::NodeConfig;

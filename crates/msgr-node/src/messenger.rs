@@ -67,6 +67,7 @@ impl Node {
         }
     }
 
+    /// The settings this node was made with.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.cfg
     }
@@ -121,6 +122,17 @@ impl Node {
             s.send(conn.home_worker(), Cmd::Dial(conn.clone()));
         }
         Ok(conn)
+    }
+
+    /// `start` succeeded (and `shutdown` may have followed).
+    pub fn is_started(&self) -> bool {
+        self.shared.is_started()
+    }
+
+    /// The policy applied to new connections with peers of `peer_type` (the configured one,
+    /// or what `set_policy` set since).
+    pub fn policy(&self, peer_type: EntityType) -> Policy {
+        self.shared.policy_for(peer_type)
     }
 
     /// Break the link of the connection to `addr` now, as a network fault would (tests).

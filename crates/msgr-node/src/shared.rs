@@ -14,6 +14,7 @@ use msgr_core::wire::{EntityAddr, EntityType};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::connection::{Host, LinkRef, NodeConnection, NodeState};
+use crate::node::admission::Admission;
 use crate::node::NodeShared;
 use crate::port::{Cmd, Port};
 use crate::transport::{DialId, Transport};
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub transports: OnceLock<Vec<Arc<dyn Transport>>>,
     pub ports: OnceLock<Vec<Arc<Port>>>,
     pub dials: Mutex<HashMap<DialId, PendingDial>>,
+    /// Links held by the workers, against `max_connections`.
+    pub admission: Admission,
     next_dial: AtomicU64,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -64,6 +67,7 @@ impl Shared {
                 cfg.nonce,
                 cfg.policies.clone(),
             )),
+            admission: Admission::new(cfg.max_connections),
             cfg,
             configured: transports,
             transports: OnceLock::new(),

@@ -60,6 +60,7 @@ impl std::fmt::Debug for Notify {
 pub struct Registration<'a> {
     /// The worker's poller; register event sources under `token`.
     pub registry: &'a mio::Registry,
+    /// The token the worker knows this link or transport by.
     pub token: mio::Token,
     /// Asks the same worker for a turn from anywhere.
     pub notify: Notify,
@@ -68,7 +69,9 @@ pub struct Registration<'a> {
 /// Readiness reported by the poller for a link's sources.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ready {
+    /// A source can be read.
     pub readable: bool,
+    /// A source can be written.
     pub writable: bool,
     /// The peer closed its end or the source reported an error: read until the end.
     pub closed: bool,
@@ -169,6 +172,7 @@ pub struct DialError {
     /// resolution failed, the peer does not listen on this transport): the driver tries the
     /// next transport at once. False: a transient failure, retried later with backoff.
     pub unreachable: bool,
+    /// What failed, for the log and for the connection's fault.
     pub message: String,
 }
 
@@ -199,19 +203,35 @@ pub enum Dialing {
 }
 
 /// What a transport reports from [`Transport::poll`].
+#[non_exhaustive]
 pub enum TransportEvent {
     /// A peer connected to our listener.
     Accepted {
+        /// The new link.
         link: Box<dyn Link>,
+        /// The peer's socket address.
         peer: SocketAddr,
     },
+    /// A dial that returned [`Dialing::Pending`] connected.
     Dialed {
+        /// The id the driver gave [`Transport::dial`].
         dial: DialId,
+        /// The new link.
         link: Box<dyn Link>,
     },
+    /// A dial that returned [`Dialing::Pending`] failed.
     DialFailed {
+        /// The id the driver gave [`Transport::dial`].
         dial: DialId,
+        /// Why, and whether the next transport should be tried.
         error: DialError,
+    },
+    /// A peer connected but was closed at once: the transport ran out of resources for it
+    /// (file descriptors). The transport logs why; the node counts it
+    /// (`MessengerCounters::shed`).
+    Shed {
+        /// The peer whose connection was closed.
+        peer: SocketAddr,
     },
 }
 

@@ -13,8 +13,9 @@ use crate::link::{Link, LinkCounters};
 /// RDMA-specific counters of a transport (sums over its links, live and past).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RdmaCounters {
-    /// Send buffers posted and not completed / free, over live links.
+    /// Send buffers posted and not completed yet, over live links (gauge).
     pub send_buffers_in_use: u64,
+    /// Send buffers free to be filled, over live links (gauge).
     pub send_buffers_free: u64,
     /// Receive buffers holding data not consumed yet, over live links.
     pub recv_buffers_held: u64,
@@ -22,22 +23,34 @@ pub struct RdmaCounters {
     pub credit_stalls: u64,
     /// Links waiting for credits right now.
     pub links_waiting_for_credits: u64,
+    /// Credit-only SENDs (zero-length, credits in the immediate data) posted.
     pub credit_messages: u64,
+    /// Work completions with an error status (flushes of a failing QP included).
     pub completions_with_error: u64,
+    /// Completions that failed with receiver-not-ready retries exceeded (a flow-control bug,
+    /// or a peer that stopped re-posting receives).
     pub rnr_events: u64,
+    /// Stream bytes sent, through send buffers or exposed for the peer's READ.
     pub bytes_out: u64,
+    /// Stream bytes received and handed to the session.
     pub bytes_in: u64,
+    /// SENDs carrying data posted.
     pub data_sends: u64,
+    /// Receives carrying data completed.
     pub data_recvs: u64,
+    /// Links alive right now (gauge).
     pub live_links: u64,
     /// Large payloads sent as READ requests; of those, how many needed a registration of
     /// their own (the others lay in a `RegisteredBuffer`), and how many were copied through
     /// send buffers instead because registration failed.
     pub read_requests: u64,
+    /// READ requests whose payload needed a memory registration of its own.
     pub read_registrations: u64,
+    /// Large payloads copied through send buffers because registering them failed.
     pub read_fallbacks: u64,
     /// RDMA READs this side completed, and their bytes.
     pub reads: u64,
+    /// Bytes fetched by the RDMA READs this side completed.
     pub read_bytes: u64,
     /// READ payloads copied into the session's buffer instead of spliced in.
     pub read_copies: u64,

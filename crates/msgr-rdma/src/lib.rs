@@ -11,19 +11,19 @@
 //! ```
 //!
 //! Layers (each a module):
-//! - [`verbs`]: the only `unsafe` code; a safe wrapper over libibverbs / librdmacm (device list,
+//! - `verbs`: the only `unsafe` code; a safe wrapper over libibverbs / librdmacm (device list,
 //!   protection domain, memory regions, completion channels and queues, RC queue pairs, rdma_cm
 //!   ids and event channels), each resource freed once, children never outliving parents.
-//! - [`credit`]: sans-IO flow control: a SEND is posted only when the peer has a receive for
+//! - `credit`: sans-IO flow control: a SEND is posted only when the peer has a receive for
 //!   it (no RNR in normal operation); credits travel in the immediate data of every SEND, or in a
 //!   zero-length credit-only SEND when the peer is running low.
-//! - [`link`]: one connection's QP as an ordered byte stream: what the session writes is copied
+//! - `link`: one connection's QP as an ordered byte stream: what the session writes is copied
 //!   into registered send buffers (at most one peer receive buffer per SEND), received buffers
 //!   are copied out and re-posted. Chunks of `read_threshold` bytes or more (message data
 //!   sections) are not copied at all: the peer fetches them with one RDMA READ from where they
 //!   lie (registered per send, or inside a [`RegisteredBuffer`] registered once) straight into
 //!   the buffer its session decodes from.
-//! - [`endpoint`]: rdma_cm connection management: listen, resolve address / route, connect,
+//! - `endpoint`: rdma_cm connection management: listen, resolve address / route, connect,
 //!   accept or reject (reason in the reject private data), disconnect.
 //! - [`RdmaTransport`] / [`RdmaLink`]: the two `msgr_node` traits over those: the transport
 //!   owns the endpoint (its event channel polled by the node's worker 0) and turns
@@ -42,18 +42,31 @@
 //! Faults: a QP error (completion with error, rdma_cm DISCONNECTED, peer process gone) is a
 //! link failure for the session: lossless sessions reconnect with backoff and replay, lossy
 //! ones are reset. `RdmaMessenger::inject_qp_error` forces a QP into the error state (tests).
+//!
+//! `verbs`, `credit`, `link` and `endpoint` are internals: public (and hidden from the docs)
+//! only so that this crate's integration tests and examples can drive a link without a node.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 mod counters;
+// Internal: public only for this crate's integration tests (tests/, examples/).
+#[doc(hidden)]
 pub mod credit;
+// Internal: public only for this crate's integration tests (tests/, examples/).
+#[doc(hidden)]
 pub mod endpoint;
 pub mod error;
+// Internal: public only for this crate's integration tests (tests/, examples/).
+#[doc(hidden)]
 pub mod link;
 mod messenger;
 pub mod options;
 mod rdma_link;
 mod transport;
+// Internal: public only for this crate's integration tests (tests/, examples/) and msgr's
+// unit tests (`list_devices`, to skip where a device exists).
 #[allow(unsafe_code)]
+#[doc(hidden)]
 pub mod verbs;
 
 pub use counters::RdmaCounters;

@@ -47,11 +47,15 @@ impl RdmaConfig {
 /// node's, through `Deref`.
 #[derive(Clone, Debug)]
 pub struct RdmaMessenger {
+    /// The node (the messenger proper).
     pub node: Node,
+    /// Its one transport, for RDMA extras (counters, registered buffers).
     pub transport: Arc<RdmaTransport>,
 }
 
 impl RdmaMessenger {
+    /// A node over one RDMA transport, not started. `busy_poll` zero in `cfg.node` takes
+    /// `cfg.rdma.poll_us`; the transport announces the node's entity type and nonce.
     pub fn new(cfg: RdmaConfig) -> Self {
         let RdmaConfig { mut node, rdma } = cfg;
         if node.busy_poll.is_zero() && rdma.poll_us > 0 {

@@ -109,6 +109,7 @@ impl RdmaTransport {
         st.hello.nonce = nonce;
     }
 
+    /// The settings this transport was made with.
     pub fn options(&self) -> &RdmaOptions {
         &self.opts
     }

@@ -2,11 +2,12 @@
 //! v2), a messenger pair talks over IPv6, and an IPv6 address with no RDMA device behind it
 //! gives an error that says so.
 //!
-//! Every test here FAILS (never passes silently) without an RDMA device and an IPv6 address
+//! Every test here is ignored by a plain `cargo test`, and FAILS (never passes silently) when
+//! forced with `--include-ignored` without an RDMA device and an IPv6 address
 //! on its netdev. Run the binary inside the Soft-RoCE VM, which provides both:
 //!
 //!   cargo test -p msgr-rdma --test ipv6 --no-run   # prints the test binary path
-//!   scripts/rdma-vm/run.sh target/debug/deps/ipv6-<hash> --test-threads 1
+//!   scripts/rdma-vm/run.sh target/debug/deps/ipv6-<hash> --test-threads 1 --include-ignored
 //!
 //! The VM exports `RDMA_IP6` (a ULA on the netdev under `rxe0`) and `NO_RDMA_IP6` (a ULA on a
 //! second netdev that has no RDMA device). Elsewhere set them yourself, e.g.
@@ -29,7 +30,7 @@ use msgr_rdma::{RdmaError, RdmaMessenger, RdmaOptions};
 const HOW_TO_RUN: &str = "Run the test binary inside the Soft-RoCE VM (rxe0, RDMA_IP6 and \
      NO_RDMA_IP6 are set up there): \
      `cargo test -p msgr-rdma --test ipv6 --no-run` then \
-     `scripts/rdma-vm/run.sh target/debug/deps/ipv6-<hash> --test-threads 1`";
+     `scripts/rdma-vm/run.sh target/debug/deps/ipv6-<hash> --test-threads 1 --include-ignored`";
 
 /// The IPv6 address of the netdev under the RDMA device.
 fn rdma_ip6() -> Ipv6Addr {
@@ -84,6 +85,7 @@ fn pump_until(
 /// rdma_cm binds, resolves and connects by IPv6 address, and the link's GID is that address:
 /// for RoCE v2 the GID of an IPv6 address is the address itself (an IPv4 one is v4-mapped).
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn ipv6_connection_uses_the_address_as_its_gid() {
     let ip = rdma_ip6();
     let mut ep = endpoint();
@@ -205,6 +207,7 @@ fn assert_clear(err: &RdmaError, peer: SocketAddr) {
 /// An address on a netdev without an RDMA device: rdma_cm finds a route and a source address
 /// but no device for them.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn ipv6_peer_on_a_netdev_without_rdma_gives_a_clear_error() {
     let peer = v6(no_rdma_ip6(), 6800);
     let err = connect_error(peer);
@@ -223,6 +226,7 @@ fn ipv6_peer_on_a_netdev_without_rdma_gives_a_clear_error() {
 
 /// An address nothing routes to (the documentation prefix; the VM has no default IPv6 route).
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn ipv6_peer_without_a_route_gives_a_clear_error() {
     rdma_ip6();
     let peer = v6("2001:db8::1".parse().unwrap(), 6800);
@@ -241,6 +245,7 @@ fn ipv6_peer_without_a_route_gives_a_clear_error() {
 /// Listening on an IPv6 address that is not on an RDMA device is refused at once, with the
 /// address in the error (a messenger would otherwise start but never accept anything).
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn ipv6_listen_on_a_netdev_without_rdma_is_refused() {
     let addr = v6(no_rdma_ip6(), 0);
     let mut ep = endpoint();
@@ -279,6 +284,7 @@ fn request(i: u64) -> Message {
 /// IPv6 address it learned from the handshake and replay, so both directions still see every
 /// message once, in order.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn messenger_pair_over_ipv6_lossless_both_ways() {
     let ip = rdma_ip6();
     let ad = Arc::new(Collect::default());
@@ -360,6 +366,7 @@ fn messenger_pair_over_ipv6_lossless_both_ways() {
 /// The messenger reports a dial to an IPv6 address with no RDMA device as a fault whose text
 /// names the address, and keeps the lossless session (it retries, nothing is reset).
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn messenger_dial_to_ipv6_without_rdma_reports_the_address() {
     let peer = v6(no_rdma_ip6(), 6800);
     let d = Arc::new(Collect::default());

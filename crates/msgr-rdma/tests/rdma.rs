@@ -1,10 +1,11 @@
 //! The RDMA layers below the node on real verbs: rdma_cm endpoints (listen, connect, reject,
 //! errors) and links (the QP byte stream: credits, copies, RDMA READ rendezvous, faults).
-//! Tests that need an RDMA device FAIL (never pass silently) when there is none: run this
+//! Tests that need an RDMA device are ignored by a plain `cargo test` and FAIL (never pass
+//! silently) when forced with `--include-ignored` and there is none: run this
 //! binary inside the Soft-RoCE VM:
 //!
 //!   cargo test -p msgr-rdma --test rdma --no-run   # prints the test binary path
-//!   scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1
+//!   scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1 --include-ignored
 //!
 //! (`scripts/rdma-vm/run.sh` or `../shared/rdma-vm/run.sh`). Inside the VM, `$RDMA_IP` is the
 //! address of the netdev under `rxe0`; 127.0.0.1 does not work over Soft-RoCE.
@@ -177,6 +178,7 @@ fn no_device_error_says_what_to_do() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn loopback_address_is_refused_with_a_hint() {
     if !has_device() {
         // Endpoint::new needs a device; the check itself is pure, exercise what we can.
@@ -195,6 +197,7 @@ fn loopback_address_is_refused_with_a_hint() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn gid_of_the_address_is_what_rdma_cm_uses() {
     let ip = rdma_ip();
     let opts = test_opts();
@@ -231,6 +234,7 @@ fn gid_of_the_address_is_what_rdma_cm_uses() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn ping_pong_over_verbs() {
     let (mut server, mut client, st, ct) = pair(test_opts());
     for i in 0..500u32 {
@@ -258,6 +262,7 @@ fn s_take(side: &mut Side, token: u64) -> Bytes {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn sixteen_mib_through_small_buffers_with_a_slow_reader() {
     let opts = RdmaOptions {
         recv_buffers: 4,
@@ -301,6 +306,7 @@ fn sixteen_mib_through_small_buffers_with_a_slow_reader() {
 /// every exposed payload is released by the peer's READ done; pre-registered memory needs no
 /// registration per send.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn large_chunks_go_by_rdma_read_in_stream_order() {
     let opts = RdmaOptions {
         read_threshold: 8192,
@@ -370,6 +376,7 @@ fn large_chunks_go_by_rdma_read_in_stream_order() {
 /// One large message after the other, each consumed before the next: the READ destination
 /// is registered once and reused, not registered per message.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn read_destinations_are_reused_once_consumed() {
     let opts = RdmaOptions {
         read_threshold: 8192,
@@ -399,6 +406,7 @@ fn read_destinations_are_reused_once_consumed() {
 /// A receiver that does not consume (so sends no READ dones) cannot make the sender keep more
 /// than `max_exposed` bytes registered for it; once it consumes, the rest follows, in order.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn exposed_payloads_are_bounded_until_the_reader_catches_up() {
     let opts = RdmaOptions {
         read_threshold: 8192,
@@ -443,6 +451,7 @@ fn exposed_payloads_are_bounded_until_the_reader_catches_up() {
 /// A READ request longer than the receiver's limit fails the link with a message saying so
 /// (no allocation of the asked size).
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn read_request_over_the_limit_fails_the_link() {
     let (mut server, mut client, st, ct) = pair_with(
         RdmaOptions {
@@ -467,6 +476,7 @@ fn read_request_over_the_limit_fails_the_link() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn accept_hook_refusal_reaches_the_client() {
     let ip = rdma_ip();
     let mut server = Side::new(test_opts());
@@ -488,6 +498,7 @@ fn accept_hook_refusal_reaches_the_client() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn connect_without_listener_is_refused() {
     let ip = rdma_ip();
     let mut client = Side::new(test_opts());
@@ -506,6 +517,7 @@ fn connect_without_listener_is_refused() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn qp_forced_to_error_is_seen_by_both_sides() {
     let (mut server, mut client, st, ct) = pair(test_opts());
     client.send(ct, Bytes::from_static(b"before"));
@@ -526,6 +538,7 @@ fn qp_forced_to_error_is_seen_by_both_sides() {
 }
 
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn sixty_four_connections_at_once() {
     let ip = rdma_ip();
     let opts = RdmaOptions {
@@ -566,6 +579,7 @@ fn sixty_four_connections_at_once() {
 /// check runs in a child process (this test binary again) that lost CAP_IPC_LOCK and got a
 /// 64 KiB limit through `setpriv` and `prlimit`.
 #[test]
+#[ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM"]
 fn memlock_too_low_names_ulimit_and_size() {
     if std::env::var_os("MSGR_RDMA_MEMLOCK_CHILD").is_some() {
         let ip = rdma_ip();

@@ -17,15 +17,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Descriptors: a connection holds one (its socket). Out of descriptors, the listener still
+//! answers: it accepts new peers on a spare descriptor and closes them at once (counted as
+//! `MessengerCounters::shed`), so they never hang in the backlog; open sessions are untouched.
+//!
 //! Receive path: reads land in zeroed spare space right after the unconsumed bytes (joined
 //! without a copy) while traffic is small; large bursts and large message bodies are read
 //! through std's `read_to_end` into uninitialised capacity (no zeroing), straight into the
 //! buffer the session slices messages from, and those buffers are recycled once every message
-//! sliced from them is dropped (see [`read`]).
+//! sliced from them is dropped (see the crate's `read` module).
+#![deny(missing_docs)]
 
 mod link;
 mod options;
 mod read;
+mod reserve;
 mod transport;
 
 pub use link::TcpLink;

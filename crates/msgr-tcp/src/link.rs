@@ -5,10 +5,11 @@
 use std::collections::VecDeque;
 use std::io::{IoSlice, Write};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::Interest;
 
 use msgr_core::session::SessionError;
@@ -22,9 +23,9 @@ const MAX_IOV: usize = 64;
 /// Queued chunks totalling at most this many bytes are copied into one write.
 const COALESCE_MAX: usize = 8 << 10;
 
-/// A connected socket and what its reader and writer keep.
+/// A connected socket and what its reader and writer keep. The socket is one descriptor,
+/// owned by the reader (`reader.sock`): a session costs one descriptor, not two.
 pub struct TcpLink {
-    sock: TcpStream,
     reader: Reader,
     wq: VecDeque<Bytes>,
     wq_bytes: usize,
@@ -35,7 +36,7 @@ pub struct TcpLink {
 impl std::fmt::Debug for TcpLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpLink")
-            .field("peer", &self.sock.peer_addr().ok())
+            .field("peer", &self.reader.sock.peer_addr().ok())
             .field("queued", &self.wq_bytes)
             .finish()
     }
@@ -58,10 +59,10 @@ impl TcpLink {
         if let Some(n) = opts.recv_buffer {
             let _ = s.set_recv_buffer_size(n);
         }
-        let std_sock = std::net::TcpStream::from(sock.as_fd().try_clone_to_owned()?);
+        // The std stream takes the descriptor over (still non-blocking): std reads into
+        // uninitialised memory (see `read`); mio only needs the raw descriptor to register.
         Ok(TcpLink {
-            sock,
-            reader: Reader::new(std_sock),
+            reader: Reader::new(std::net::TcpStream::from(sock)),
             wq: VecDeque::new(),
             wq_bytes: 0,
             injected: false,
@@ -76,14 +77,14 @@ impl Link for TcpLink {
 
     fn register(&mut self, reg: &Registration<'_>) -> std::io::Result<()> {
         reg.registry.register(
-            &mut self.sock,
+            &mut SourceFd(&self.reader.sock.as_raw_fd()),
             reg.token,
             Interest::READABLE | Interest::WRITABLE,
         )
     }
 
     fn deregister(&mut self, registry: &mio::Registry) {
-        let _ = registry.deregister(&mut self.sock);
+        let _ = registry.deregister(&mut SourceFd(&self.reader.sock.as_raw_fd()));
     }
 
     fn on_ready(&mut self, ready: Ready, _busy: bool) {
@@ -117,11 +118,11 @@ impl Link for TcpLink {
 
     fn inject_failure(&mut self) {
         self.injected = true;
-        let _ = self.sock.shutdown(Shutdown::Both);
+        let _ = self.reader.sock.shutdown(Shutdown::Both);
     }
 
     fn close(&mut self) -> std::time::Duration {
-        let _ = self.sock.shutdown(Shutdown::Both);
+        let _ = self.reader.sock.shutdown(Shutdown::Both);
         std::time::Duration::ZERO
     }
 }
@@ -153,10 +154,10 @@ fn write_link(link: &mut TcpLink) -> Result<usize, SessionError> {
                 for c in &iov[..n] {
                     scratch.extend_from_slice(c);
                 }
-                link.sock.write(scratch)
+                link.reader.sock.write(scratch)
             })
         } else {
-            link.sock.write_vectored(&iov[..n])
+            link.reader.sock.write_vectored(&iov[..n])
         };
         match result {
             Ok(0) => return Err(SessionError::LinkFailed("socket wrote nothing".into())),

@@ -5,8 +5,9 @@
 pub struct TcpOptions {
     /// TCP_NODELAY on every socket (default true).
     pub nodelay: bool,
-    /// SO_SNDBUF / SO_RCVBUF (None: the kernel's default, auto-tuned).
+    /// SO_SNDBUF, in bytes (None: the kernel's default, auto-tuned).
     pub send_buffer: Option<usize>,
+    /// SO_RCVBUF, in bytes (None: the kernel's default, auto-tuned).
     pub recv_buffer: Option<usize>,
 }
 

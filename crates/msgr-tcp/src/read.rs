@@ -36,9 +36,10 @@ pub(crate) fn link_error(what: &str, e: &std::io::Error) -> SessionError {
 /// A socket's receive side and what it keeps between reads.
 #[derive(Debug)]
 pub(crate) struct Reader {
-    /// The socket as a std stream (a duplicated descriptor, non-blocking like the original):
-    /// std's `read_to_end` reads it into a `Vec`'s spare capacity without zeroing it.
-    sock: std::net::TcpStream,
+    /// The link's socket (its only descriptor, non-blocking), as a std stream: std's
+    /// `read_to_end` reads it into a `Vec`'s spare capacity without zeroing it. The link
+    /// writes, registers and shuts it down through this field too.
+    pub(crate) sock: std::net::TcpStream,
     /// Zeroed space right after the session's buffer in the same allocation: reads land here
     /// and are joined to the buffer without a copy; each byte is zeroed once.
     spare: BytesMut,

@@ -12,12 +12,15 @@ use msgr_node::{DialError, DialId, Dialing, Registration, Transport, TransportEv
 
 use crate::link::TcpLink;
 use crate::options::TcpOptions;
+use crate::reserve::Reserve;
 
 /// The TCP transport: listens on one address, dials with non-blocking connects (a refused or
 /// failed connect shows as the link failing, which the node retries with backoff).
 pub struct TcpTransport {
     opts: TcpOptions,
     listener: Mutex<Option<TcpListener>>,
+    /// A spare descriptor, given up to accept-and-close peers while descriptors run out.
+    reserve: Mutex<Reserve>,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -29,10 +32,12 @@ impl std::fmt::Debug for TcpTransport {
 }
 
 impl TcpTransport {
+    /// A transport whose links use `opts`; it listens once the node starts.
     pub fn new(opts: TcpOptions) -> Arc<TcpTransport> {
         Arc::new(TcpTransport {
             opts,
             listener: Mutex::new(None),
+            reserve: Mutex::new(Reserve::new()),
         })
     }
 }
@@ -47,6 +52,7 @@ impl Transport for TcpTransport {
             format!("cannot listen on {addr}: {e} (is another daemon using the port? change `bind` in the config)")
         })?;
         let bound = l.local_addr().map_err(|e| format!("{addr}: {e}"))?;
+        self.reserve.lock().refill();
         *self.listener.lock() = Some(l);
         Ok(bound)
     }
@@ -63,9 +69,12 @@ impl Transport for TcpTransport {
         let Some(listener) = guard.as_ref() else {
             return;
         };
+        // The listener is edge-triggered: accept until the backlog is empty, or a peer left in
+        // it would wait for the next arrival.
         loop {
             match listener.accept() {
                 Ok((sock, peer)) => {
+                    self.reserve.lock().recovered();
                     if !accepting {
                         continue;
                     }
@@ -80,7 +89,24 @@ impl Transport for TcpTransport {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // Gone before we took it (reset in the backlog): on to the next.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) if Reserve::is_exhaustion(&e) => {
+                    // Out of descriptors: close what waits at once (each peer sees its
+                    // connection closed, not a hang) until the backlog is empty.
+                    let mut reserve = self.reserve.lock();
+                    match reserve.shed_one(listener, &e) {
+                        Some(peer) => out.push(TransportEvent::Shed { peer }),
+                        None => return,
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     return;

@@ -2,18 +2,22 @@
 //!
 //! The one entry point applications use: read a TOML file into a [`Config`], then
 //! [`from_config`] builds a [`Node`] (the messenger) with the transports the file lists, in
-//! order of preference.
+//! order of preference. Register a [`Dispatcher`] (your callbacks: messages, connects,
+//! resets), `start` it, and send [`Message`]s to an entity address or on a [`Connection`].
 //!
-//! ```no_run
-//! let cfg = msgr::Config::from_file("config/tcp.toml")?;
-//! let node = msgr::from_config(&cfg)?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! An echo server and a client over TCP on 127.0.0.1, in one process (the repository's
+//! `crates/msgr/examples/echo.rs`, also the README's example):
+//!
+//! ```
+#![doc = include_str!("../examples/echo.rs")]
 //! ```
 //!
-//! See `config/tcp.toml` in the repository for every key, documented.
+//! From a file: `msgr::from_config(&msgr::Config::from_file("config/tcp.toml")?)`; see
+//! `config/tcp.toml` in the repository for every key, documented.
 //!
-//! Transports: `tcp` (always built), `mem` (in-process, always built), `rdma` (cargo feature
-//! `rdma`: needs libibverbs / librdmacm headers and clang to build, an RDMA device to run).
+//! Transports, by cargo feature: `tcp` (default), `rdma` (optional: needs libibverbs /
+//! librdmacm headers and clang to build, an RDMA device to run), and `mem` (in-process links,
+//! always built).
 
 mod config;
 
@@ -65,7 +69,18 @@ pub fn build(cfg: &Config) -> Result<Built, BuildError> {
     let mut rdma = None;
     for t in &cfg.transports {
         match t {
+            #[cfg(feature = "tcp")]
             Transport::Tcp => transports.push(msgr_tcp::TcpTransport::new(cfg.tcp_options())),
+            #[cfg(not(feature = "tcp"))]
+            Transport::Tcp => {
+                return Err(ConfigError::new(
+                    &cfg.origin,
+                    "transports",
+                    "\"tcp\" needs msgr built with the `tcp` cargo feature (on by default; \
+                     it is off here because of `default-features = false`)",
+                )
+                .into())
+            }
             Transport::Mem => {
                 transports.push(msgr_mem::MemTransport::new(msgr_mem::MemNetwork::global()))
             }

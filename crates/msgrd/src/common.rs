@@ -37,7 +37,7 @@ pub(crate) fn print_counters(who: &str, c: &MessengerCounters) {
     eprintln!(
         "{who} counters: messages in {} out {}, bytes in {} out {}, faults {}, reconnects {}, \
          replayed {}, throttle waits {}, accepted {}, connected {}, refused {}, protocol errors {}, \
-         handshake timeouts {}, open connections {}, transport fallbacks {}, links {:?}",
+         handshake timeouts {}, open connections {}, transport fallbacks {}, shed {}, links {:?}",
         k.messages_in,
         k.messages_out,
         k.bytes_in,
@@ -53,6 +53,7 @@ pub(crate) fn print_counters(who: &str, c: &MessengerCounters) {
         c.handshake_timeouts,
         c.open_connections,
         c.fallbacks,
+        c.shed,
         c.links_by_transport
     );
 }

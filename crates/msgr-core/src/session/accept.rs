@@ -27,11 +27,17 @@ use super::{Session, SessionState};
 /// The peer's connect message, as the driver needs it to look up an existing session.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {
+    /// The address the peer announced.
     pub peer_addr: EntityAddr,
+    /// The peer's entity type (`host_type`).
     pub peer_type: EntityType,
+    /// The peer's `global_seq`.
     pub global_seq: u32,
+    /// The peer's `connect_seq` (0: a new session).
     pub connect_seq: u32,
+    /// The peer's supported feature bits.
     pub features: u64,
+    /// The peer asked for a lossy session.
     pub lossy: bool,
 }
 
@@ -47,9 +53,15 @@ pub enum AcceptDecision {
     /// for its old incarnation are dropped and reported).
     ReplaceAfterPeerReset,
     /// Tell the peer to retry with this connect_seq.
-    RetrySession { connect_seq: u32 },
+    RetrySession {
+        /// The connect_seq to retry with (the existing session's plus one).
+        connect_seq: u32,
+    },
     /// Tell the peer to retry with a global_seq above this one.
-    RetryGlobal { global_seq: u32 },
+    RetryGlobal {
+        /// The peer's last global_seq we saw.
+        global_seq: u32,
+    },
     /// Tell the peer its session is gone (it must reset its queues).
     ResetSession,
     /// Racing connect that we win: the peer must wait for ours.
@@ -61,14 +73,20 @@ pub enum AcceptDecision {
 /// What [`decide`] needs to know about an existing session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExistingView {
+    /// Its state.
     pub state: SessionState,
+    /// Its connect_seq.
     pub connect_seq: u32,
+    /// The global_seq of the peer's last connect.
     pub peer_global_seq: u32,
+    /// Its policy is lossy.
     pub lossy: bool,
+    /// Its policy is `server` (never reconnects on its own).
     pub server: bool,
 }
 
 impl ExistingView {
+    /// The view of session `s`.
     pub fn of(s: &Session) -> Self {
         ExistingView {
             state: s.state(),

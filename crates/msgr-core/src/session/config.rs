@@ -104,6 +104,7 @@ impl Authorizer for NoneAuthorizer {
 /// Messenger-wide session settings. Build with [`SessionConfig::new`] and adjust the fields.
 #[derive(Debug)]
 pub struct SessionConfig {
+    /// Our entity name.
     pub my_name: EntityName,
     /// Our address as announced in the banner (a blank IP is learned from the first peer).
     pub my_addr: EntityAddr,
@@ -111,7 +112,9 @@ pub struct SessionConfig {
     pub features_supported: u64,
     /// Feature bits every peer must have, on top of the policy's.
     pub features_required: u64,
+    /// Limits on what a peer may announce (checked before allocating).
     pub limits: DecodeLimits,
+    /// The policy for each peer type.
     pub policies: PolicySet,
     /// From `link_up` to the open state; a stalled peer faults the link after this.
     pub handshake_timeout: Duration,
@@ -119,7 +122,9 @@ pub struct SessionConfig {
     pub keepalive_interval: Option<Duration>,
     /// Fault an open link that received nothing for this long (None = never).
     pub idle_timeout: Option<Duration>,
+    /// The messenger-wide connect attempt counter, shared by its sessions.
     pub global_seq: Arc<GlobalSeq>,
+    /// Builds our authorizer and checks peers' (default: none, as with `auth_none`).
     pub authorizer: Arc<dyn Authorizer>,
     /// Largest authorizer (or authorizer reply) accepted from a peer, checked before reading it.
     pub max_authorizer_len: u32,

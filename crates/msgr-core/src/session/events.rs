@@ -9,27 +9,54 @@ use super::accept::ConnectRequest;
 
 /// Why a session's link failed or a session ended. One enum for the session layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
+    /// The peer's bytes do not decode (bad banner, CRC, tag, size ...; see [`WireError`]).
     #[error("protocol error from peer: {0}")]
     Wire(#[from] WireError),
+    /// The peer lacks features we require, or requires features we lack (reply tag FEATURES).
     #[error("peer {peer} does not support required features {missing:#x}")]
-    MissingFeatures { peer: String, missing: u64 },
+    MissingFeatures {
+        /// The peer's address, as text.
+        peer: String,
+        /// The feature bits (`CEPH_FEATURE_*`) missing on one side.
+        missing: u64,
+    },
+    /// The peer refused our protocol version (reply tag BADPROTOVER, `CEPH_*_PROTOCOL`).
     #[error("peer speaks protocol version {theirs}, we need {ours}")]
-    BadProtocolVersion { theirs: u32, ours: u32 },
+    BadProtocolVersion {
+        /// The protocol version the peer sent.
+        theirs: u32,
+        /// The one we use for this pair of entity types.
+        ours: u32,
+    },
+    /// The peer refused our authorizer (reply tag BADAUTHORIZER).
     #[error("peer rejected our authorizer")]
     BadAuthorizer,
+    /// The peer announced another address (or nonce: another process) than the one dialed.
     #[error("peer claims address {claimed} but we dialed {dialed}")]
-    AddressMismatch { claimed: String, dialed: String },
+    AddressMismatch {
+        /// The address the peer announced.
+        claimed: String,
+        /// The address we dialed.
+        dialed: String,
+    },
+    /// The handshake did not finish within the configured timeout (the duration).
     #[error("handshake did not complete within {0:?}: peer stalled")]
     HandshakeTimeout(std::time::Duration),
+    /// Nothing came from the peer for the idle timeout (the duration).
     #[error("nothing received for {0:?}: peer is gone or stalled")]
     IdleTimeout(std::time::Duration),
+    /// The transport reported the link failed (the text says why).
     #[error("link failed: {0}")]
     LinkFailed(String),
+    /// `mark_down` dropped the session.
     #[error("session was marked down locally")]
     MarkedDown,
+    /// The peer sent CLOSE.
     #[error("peer closed the session")]
     PeerClosed,
+    /// The peer's newer connection took over this session.
     #[error("session replaced by a newer connection from the same peer")]
     Replaced,
     /// The peer broke a handshake rule (what it did is in the text).
@@ -45,17 +72,24 @@ pub enum SessionError {
 
 /// What the session tells its driver / owner.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SessionEvent {
     /// Handshake finished on our outgoing link; messages flow.
     Connected {
+        /// The peer's address.
         peer_addr: EntityAddr,
+        /// The peer's entity name.
         peer_name: EntityName,
+        /// Feature bits both sides support.
         features: u64,
     },
     /// Handshake finished on a link the peer dialed.
     Accepted {
+        /// The peer's address.
         peer_addr: EntityAddr,
+        /// The peer's entity name.
         peer_name: EntityName,
+        /// Feature bits both sides support.
         features: u64,
     },
     /// Accepting side: the peer's connect message arrived; call
@@ -66,25 +100,34 @@ pub enum SessionEvent {
     /// The peer acknowledged our KEEPALIVE2 (stamp echoed). `rtt` is the time since we sent the
     /// keepalive carrying that stamp (None if the stamp is not one of ours).
     KeepaliveAck {
+        /// The echoed stamp: seconds and nanoseconds since the session was made.
         stamp: (u32, u32),
+        /// Round-trip time.
         rtt: Option<Duration>,
     },
     /// The link failed. `will_reconnect`: a lossless client will want a new link (see
     /// [`Session::wants_reconnect`](super::Session::wants_reconnect)); otherwise it waits for
     /// the peer or ends.
     Faulted {
+        /// Why the link failed.
         error: SessionError,
+        /// The session wants a new link.
         will_reconnect: bool,
     },
     /// The session is gone (lossy fault, mark_down, close, refused). Messages never sent or never
     /// acknowledged are handed back so the owner can report them.
     Reset {
+        /// Why the session ended.
         error: SessionError,
+        /// Unacknowledged, then never-sent messages.
         undelivered: Vec<Message>,
     },
     /// The peer lost its session state (RESETSESSION, or resetcheck found connect_seq 0): our
     /// side's queues were reset too; `undelivered` are the messages dropped with them.
-    RemoteReset { undelivered: Vec<Message> },
+    RemoteReset {
+        /// Unacknowledged, then never-sent messages.
+        undelivered: Vec<Message>,
+    },
     /// The session gives up its current link: write what `poll_transmit` returned, then close
     /// it. Do not call `link_down` for it (harmless if done).
     CloseLink,

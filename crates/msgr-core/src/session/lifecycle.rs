@@ -11,6 +11,8 @@ use super::timers::Timer;
 use super::{Session, SessionError, SessionEvent, State};
 
 impl Session {
+    /// Run the timers due at `now` (handshake, idle, keepalive, delayed ack, WAIT retry); call
+    /// it when the deadline the session gave is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         for t in self.timers.expired(now) {
             match t {

@@ -254,6 +254,7 @@ impl Session {
         self.fault(error, now, false);
     }
 
+    /// The next event for the driver (in order), if any; call after every input.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }
@@ -328,6 +329,7 @@ impl Session {
         self.server_resolve(decision, existing, now);
     }
 
+    /// The session's state, as Ceph names it.
     pub fn state(&self) -> SessionState {
         match self.state {
             State::Idle => SessionState::Idle,
@@ -352,6 +354,7 @@ impl Session {
         self.peer_addr
     }
 
+    /// The peer's entity type (dialed, or learned in the handshake).
     pub fn peer_type(&self) -> Option<EntityType> {
         self.peer_type
     }
@@ -377,10 +380,12 @@ impl Session {
         &self.policy
     }
 
+    /// The session's connect_seq: links opened within this session (Ceph's `connect_seq`).
     pub fn connect_seq(&self) -> u32 {
         self.connect_seq
     }
 
+    /// The global_seq of the peer's last connect (accepting side; 0 otherwise).
     pub fn peer_global_seq(&self) -> u32 {
         self.peer_global_seq
     }

@@ -13,13 +13,21 @@ pub const CONNECT_FLAG_LOSSY: u8 = 1;
 /// `ceph_msg_connect`, sent by the connecting side, followed by `authorizer_len` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ConnectMsg {
+    /// `features`: the connecting side's supported `CEPH_FEATURE_*` bits.
     pub features: u64,
+    /// `host_type`: the connecting side's entity type (`CEPH_ENTITY_TYPE_*`).
     pub host_type: u32,
+    /// `global_seq`: the connecting side's count of connection attempts, messenger-wide.
     pub global_seq: u32,
+    /// `connect_seq`: attempts within this session (0: a new session).
     pub connect_seq: u32,
+    /// `protocol_version`: `CEPH_*_PROTOCOL` for this pair of entity types.
     pub protocol_version: u32,
+    /// `authorizer_protocol`: `CEPH_AUTH_*` of the authorizer (0: none).
     pub authorizer_protocol: u32,
+    /// `authorizer_len`: authorizer bytes that follow, in bytes.
     pub authorizer_len: u32,
+    /// `flags`: [`CONNECT_FLAG_LOSSY`] or 0.
     pub flags: u8,
 }
 
@@ -27,10 +35,12 @@ impl ConnectMsg {
     /// Encoded size (`<QIIIIIIB`).
     pub const LEN: usize = 33;
 
+    /// The connecting side asks for a lossy session.
     pub fn is_lossy(&self) -> bool {
         self.flags & CONNECT_FLAG_LOSSY != 0
     }
 
+    /// Appends the 33 bytes (not the authorizer).
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(Self::LEN);
         out.put_u64_le(self.features);
@@ -64,11 +74,17 @@ impl ConnectMsg {
 pub struct ConnectReply {
     /// A `CEPH_MSGR_TAG_*` value (READY, SEQ, WAIT, RETRY_*, RESETSESSION, BADPROTOVER, ...).
     pub tag: u8,
+    /// `features`: the accepting side's supported `CEPH_FEATURE_*` bits.
     pub features: u64,
+    /// `global_seq`: the accepting side's global_seq (RETRY_GLOBAL: the one to exceed).
     pub global_seq: u32,
+    /// `connect_seq`: the session's connect_seq (RETRY_SESSION: the one to exceed).
     pub connect_seq: u32,
+    /// `protocol_version`: `CEPH_*_PROTOCOL` of the accepting side.
     pub protocol_version: u32,
+    /// `authorizer_len`: authorizer reply bytes that follow, in bytes.
     pub authorizer_len: u32,
+    /// `flags`: [`CONNECT_FLAG_LOSSY`] when the session is lossy, else 0.
     pub flags: u8,
 }
 
@@ -76,10 +92,12 @@ impl ConnectReply {
     /// Encoded size (`<BQIIIIB`).
     pub const LEN: usize = 26;
 
+    /// The accepting side made the session lossy.
     pub fn is_lossy(&self) -> bool {
         self.flags & CONNECT_FLAG_LOSSY != 0
     }
 
+    /// Appends the 26 bytes (not the authorizer).
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(Self::LEN);
         out.put_u8(self.tag);

@@ -18,11 +18,17 @@ use super::WireError;
 pub struct EntityType(pub u8);
 
 impl EntityType {
+    /// `CEPH_ENTITY_TYPE_MON`: a monitor.
     pub const MON: EntityType = EntityType(0x01);
+    /// `CEPH_ENTITY_TYPE_MDS`: a metadata server.
     pub const MDS: EntityType = EntityType(0x02);
+    /// `CEPH_ENTITY_TYPE_OSD`: an object storage daemon.
     pub const OSD: EntityType = EntityType(0x04);
+    /// `CEPH_ENTITY_TYPE_CLIENT`: a client.
     pub const CLIENT: EntityType = EntityType(0x08);
+    /// `CEPH_ENTITY_TYPE_MGR`: a manager.
     pub const MGR: EntityType = EntityType(0x10);
+    /// `CEPH_ENTITY_TYPE_AUTH`: the auth service.
     pub const AUTH: EntityType = EntityType(0x20);
 
     /// Ceph's short name for the type (`osd`), `unknown` for anything else.
@@ -48,7 +54,9 @@ impl fmt::Display for EntityType {
 /// `entity_name_t`: type and number (`osd.3`, `client.4121`). Number -1 means "new / not assigned".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityName {
+    /// The entity type (`osd`).
     pub kind: EntityType,
+    /// The number (`3`); -1: not assigned yet.
     pub num: i64,
 }
 
@@ -56,10 +64,12 @@ impl EntityName {
     /// Encoded size: u8 type + le64 num.
     pub const LEN: usize = 9;
 
+    /// The name `kind.num`.
     pub const fn new(kind: EntityType, num: i64) -> Self {
         EntityName { kind, num }
     }
 
+    /// Appends the 9 bytes.
     pub fn encode(&self, out: &mut BytesMut) {
         out.reserve(Self::LEN);
         out.put_u8(self.kind.0);
@@ -93,7 +103,9 @@ pub struct EntityAddr {
     /// The raw le32 that starts the legacy encoding. Its low byte is the legacy marker and must
     /// be 0; the other three bytes are padding Ceph ignores (kept so re-encoding is byte-exact).
     pub kind: u32,
+    /// Tells processes on the same address apart (a restarted daemon gets a new one).
     pub nonce: u32,
+    /// The socket address; None: blank (family 0).
     pub addr: Option<SocketAddr>,
 }
 
@@ -129,6 +141,7 @@ impl EntityAddr {
         }
     }
 
+    /// No socket address (family 0).
     pub fn is_blank(&self) -> bool {
         self.addr.is_none()
     }

@@ -19,8 +19,10 @@ pub const CEPH_FEATURE_INCARNATION_3: u64 = (1 << 57) | (1 << 28);
 macro_rules! features {
     ($( $(#[$doc:meta])* ($bit:expr, $inc:ident, $name:ident, $mask:ident) ),* $(,)?) => {
         $(
+            #[doc = concat!("`", stringify!($name), "`: feature bit ", stringify!($bit), ".")]
             $(#[$doc])*
             pub const $name: u64 = 1u64 << $bit;
+            #[doc = concat!("`", stringify!($mask), "`: bit ", stringify!($bit), " and `", stringify!($inc), "` (what a peer must have to have the feature).")]
             $(#[$doc])*
             pub const $mask: u64 = (1u64 << $bit) | $inc;
         )*
@@ -100,12 +102,18 @@ features! {
     (62, CEPH_FEATURE_INCARNATION_1, CEPH_FEATURE_RESERVED, CEPH_FEATUREMASK_RESERVED),
 }
 
-/// Aliases Ceph defines on shared bits.
+// Aliases Ceph defines on shared bits.
+/// `CEPH_FEATURE_MON_STATEFUL_SUB`: alias of [`CEPH_FEATURE_SERVER_JEWEL`].
 pub const CEPH_FEATURE_MON_STATEFUL_SUB: u64 = CEPH_FEATURE_SERVER_JEWEL;
+/// `CEPH_FEATURE_OSD_PRIMARY_AFFINITY`: alias of [`CEPH_FEATURE_CRUSH_TUNABLES3`].
 pub const CEPH_FEATURE_OSD_PRIMARY_AFFINITY: u64 = CEPH_FEATURE_CRUSH_TUNABLES3;
+/// `CEPH_FEATURE_NEW_OSDOPREPLY_ENCODING`: alias of [`CEPH_FEATURE_CRUSH_TUNABLES5`].
 pub const CEPH_FEATURE_NEW_OSDOPREPLY_ENCODING: u64 = CEPH_FEATURE_CRUSH_TUNABLES5;
+/// `CEPH_FEATURE_FS_FILE_LAYOUT_V2`: alias of [`CEPH_FEATURE_CRUSH_TUNABLES5`].
 pub const CEPH_FEATURE_FS_FILE_LAYOUT_V2: u64 = CEPH_FEATURE_CRUSH_TUNABLES5;
+/// `CEPH_FEATURE_FS_BTIME`: alias of [`CEPH_FEATURE_MSG_ADDR2`].
 pub const CEPH_FEATURE_FS_BTIME: u64 = CEPH_FEATURE_MSG_ADDR2;
+/// `CEPH_FEATURE_FS_CHANGE_ATTR`: alias of [`CEPH_FEATURE_MSG_ADDR2`].
 pub const CEPH_FEATURE_FS_CHANGE_ATTR: u64 = CEPH_FEATURE_MSG_ADDR2;
 
 /// What a Pacific monitor requires of a msgr1 client (it answers tag FEATURES otherwise).

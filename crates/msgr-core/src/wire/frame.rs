@@ -24,10 +24,13 @@ use crate::message::Message;
 /// Limits checked before anything is allocated for a peer's announced lengths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
+    /// Largest front section accepted, in bytes.
     pub max_front: u32,
+    /// Largest middle section accepted, in bytes.
     pub max_middle: u32,
+    /// Largest data section accepted, in bytes.
     pub max_data: u32,
-    /// Limit on front + middle + data.
+    /// Limit on front + middle + data, in bytes.
     pub max_message: u64,
 }
 
@@ -80,11 +83,27 @@ impl DecodeLimits {
 /// One frame of an open session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
+    /// TAG_MSG: a whole message, crcs checked.
     Msg(Message),
+    /// TAG_ACK: the peer received every message up to this sequence number.
     Ack(u64),
+    /// TAG_KEEPALIVE (no stamp).
     Keepalive,
-    Keepalive2 { sec: u32, nsec: u32 },
-    Keepalive2Ack { sec: u32, nsec: u32 },
+    /// TAG_KEEPALIVE2: a stamp for the receiver to echo.
+    Keepalive2 {
+        /// Seconds of the stamp.
+        sec: u32,
+        /// Nanoseconds of the stamp.
+        nsec: u32,
+    },
+    /// TAG_KEEPALIVE2_ACK: our KEEPALIVE2's stamp, echoed.
+    Keepalive2Ack {
+        /// Seconds of the stamp.
+        sec: u32,
+        /// Nanoseconds of the stamp.
+        nsec: u32,
+    },
+    /// TAG_CLOSE: the peer closes the session.
     Close,
 }
 
@@ -142,10 +161,12 @@ impl FrameDecoder {
         }
     }
 
+    /// The limits this decoder checks.
     pub fn limits(&self) -> &DecodeLimits {
         &self.limits
     }
 
+    /// Footers carry the MSG_AUTH signature (21 bytes, not 13).
     pub fn msg_auth(&self) -> bool {
         self.msg_auth
     }

@@ -15,18 +15,31 @@ use crate::message::{Message, Priority};
 /// `ceph_msg_header`: what precedes a message's sections. All fields little-endian on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MsgHeader {
+    /// `seq`: the message's per-session sequence number.
     pub seq: u64,
+    /// `tid`: transaction id, the application's.
     pub tid: u64,
+    /// `type`: the Ceph message type (`CEPH_MSG_*`).
     pub msg_type: u16,
+    /// `priority` (`CEPH_MSG_PRIO_*`).
     pub priority: u16,
+    /// `version`: encoding version of the front section.
     pub version: u16,
+    /// `front_len`: front section length, in bytes.
     pub front_len: u32,
+    /// `middle_len`: middle section length, in bytes.
     pub middle_len: u32,
+    /// `data_len`: data section length, in bytes.
     pub data_len: u32,
+    /// `data_off`: alignment hint for the data section (sender's offset in its page).
     pub data_off: u16,
+    /// `src`: the sender's entity name.
     pub src: EntityName,
+    /// `compat_version`: oldest encoding version that can decode the front section.
     pub compat_version: u16,
+    /// `reserved`: 0 when sent, ignored when received.
     pub reserved: u16,
+    /// `crc`: crc32c of the 49 bytes before it.
     pub crc: u32,
 }
 
@@ -173,11 +186,15 @@ fn len_u32(len: usize, section: &str) -> u32 {
 /// `ceph_msg_footer` (with `sig`, MSG_AUTH negotiated) or `ceph_msg_footer_old` (without).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MsgFooter {
+    /// `front_crc`: crc32c of the front section.
     pub front_crc: u32,
+    /// `middle_crc`: crc32c of the middle section.
     pub middle_crc: u32,
+    /// `data_crc`: crc32c of the data section (0 and unchecked with `FLAG_NOCRC`).
     pub data_crc: u32,
     /// Message signature (only on the wire with MSG_AUTH; 0 when signing is off).
     pub sig: u64,
+    /// `flags`: `FLAG_*` bits (`CEPH_MSG_FOOTER_*`).
     pub flags: u8,
 }
 
@@ -213,6 +230,7 @@ impl MsgFooter {
         }
     }
 
+    /// The sender finished the message ([`MsgFooter::FLAG_COMPLETE`]).
     pub fn is_complete(&self) -> bool {
         self.flags & Self::FLAG_COMPLETE != 0
     }

@@ -128,7 +128,7 @@ impl Worker {
                 Ok(n) => {
                     if n > 0 {
                         conn.core.counters.add_bytes_out(n as u64);
-                        conn.core.note_written(n as u64);
+                        conn.note_written(n as u64);
                     }
                 }
                 Err(e) => write_err = Some(e),

@@ -17,7 +17,9 @@ use crate::shared::PendingDial;
 use crate::transport::{DialError, Dialing, Link, TransportEvent};
 
 impl Worker {
-    /// Run `link` on this worker for `conn`: register it, tell the session, drive it.
+    /// Run `link` on this worker for `conn`: register it, tell the session, drive it. The link
+    /// counts against `max_connections` until [`Worker::close_link`] (an accepted one was
+    /// counted when admitted).
     pub(crate) fn adopt(
         &mut self,
         mut link: Box<dyn Link>,
@@ -25,8 +27,11 @@ impl Worker {
         outgoing: bool,
     ) {
         let now = self.now();
+        if outgoing {
+            self.shared.admission.add();
+        }
         if self.stop_at.is_some() || (outgoing && conn.is_closed()) {
-            let _ = link.close();
+            self.discard(link);
             if outgoing {
                 conn.core.inner.lock().reconnect_pending = false;
             }
@@ -35,7 +40,7 @@ impl Worker {
         let token = self.alloc_token();
         if let Err(e) = link.register(&self.registration(token)) {
             tracing::warn!(error = %e, transport = link.transport(), "cannot register a link with the poller");
-            let _ = link.close();
+            self.discard(link);
             if outgoing {
                 self.dial_failed(&conn, SessionError::LinkFailed(format!("register: {e}")));
             }
@@ -55,7 +60,7 @@ impl Worker {
                     // The peer connected to us meanwhile and that link won: this one is moot.
                     drop(g);
                     link.deregister(self.poll.registry());
-                    let _ = link.close();
+                    self.discard(link);
                     return;
                 }
                 if g.ever_linked {
@@ -221,14 +226,24 @@ impl Worker {
                         self.dial_error(p.conn, p.transport, error);
                     }
                 }
+                TransportEvent::Shed { .. } => {
+                    self.shared.counters.shed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
 
     /// A peer connected: a temporary connection runs its session until its connect is
-    /// resolved; workers take accepted links in turn.
+    /// resolved; workers take accepted links in turn. At `max_connections` the link is closed
+    /// at once (the peer sees its connection closed rather than a hang) and counted.
     fn accepted(&mut self, link: Box<dyn Link>, peer: std::net::SocketAddr) {
         if self.stop_at.is_some() {
+            return;
+        }
+        if !self.shared.admission.admit() {
+            tracing::debug!(%peer, "at max_connections: closed a new connection at once");
+            self.shared.counters.shed.fetch_add(1, Ordering::Relaxed);
+            self.linger(link);
             return;
         }
         tracing::debug!(%peer, transport = link.transport(), "accepted a link");
@@ -263,11 +278,22 @@ impl Worker {
         }
         if let Some(mut slot) = self.links.remove(&token) {
             slot.link.deregister(self.poll.registry());
-            let linger = slot.link.close();
-            if !linger.is_zero() {
-                let until = self.now() + linger;
-                self.closing.push((slot.link, until));
-            }
+            self.discard(slot.link);
+        }
+    }
+
+    /// Close a counted link that is not (or no longer) in `links`, and uncount it.
+    fn discard(&mut self, link: Box<dyn Link>) {
+        self.shared.admission.release();
+        self.linger(link);
+    }
+
+    /// Close `link`; keep it for the linger time its transport asks for.
+    fn linger(&mut self, mut link: Box<dyn Link>) {
+        let linger = link.close();
+        if !linger.is_zero() {
+            let until = self.now() + linger;
+            self.closing.push((link, until));
         }
     }
 

@@ -304,6 +304,9 @@ impl<L: Copy> ConnCore<L> {
                 SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {
                     false
                 }
+                // `SessionEvent` is non-exhaustive: an event this driver does not know yet
+                // is not the application's.
+                _ => false,
             };
             if deliver {
                 self.inbox.push(ev);
@@ -382,17 +385,51 @@ impl<L: Copy> ConnCore<L> {
                 ));
             }
         }
-        self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        Ok(self.push(&mut g, msg))
+    }
+
+    /// Async variant of [`ConnCore::queue_message`]: queue `msg.take()` if it fits, else call
+    /// `register` (under the lock, before a last look at the queue, so no write is missed) and
+    /// return Ok(None) with `msg` left in place.
+    pub fn try_queue(
+        &self,
+        msg: &mut Option<Message>,
+        limit: u64,
+        register: impl FnOnce(),
+        stopping: impl Fn() -> bool,
+    ) -> Result<Option<SendFollowup<L>>, MessengerError> {
+        let Some(len) = msg.as_ref().map(|m| m.payload_len() as u64) else {
+            return Ok(None);
+        };
+        let mut g = self.inner.lock();
+        let fits = |q: u64| q == 0 || q.saturating_add(len) <= limit;
+        if !self.is_closed() && !fits(self.queued_bytes.load(Ordering::SeqCst)) {
+            register();
+            if !self.is_closed() && !fits(self.queued_bytes.load(Ordering::SeqCst)) {
+                return Ok(None);
+            }
+        }
+        if self.is_closed() {
+            return Err(self.closed_error(stopping()));
+        }
+        let msg = msg.take().expect("checked above");
+        Ok(Some(self.push(&mut g, msg)))
+    }
+
+    /// Queue `msg` in the session (room was checked) and say what the driver must do.
+    fn push(&self, g: &mut LinkState<L>, msg: Message) -> SendFollowup<L> {
+        self.queued_bytes
+            .fetch_add(msg.payload_len() as u64, Ordering::AcqRel);
         self.counters.add_messages_out(1);
         g.session.send_message(msg);
         if let Some(l) = g.link {
-            return Ok(SendFollowup::Drive(l));
+            return SendFollowup::Drive(l);
         }
         if !g.reconnect_pending && g.ever_linked && g.session.wants_reconnect() {
             g.reconnect_pending = true;
-            return Ok(SendFollowup::Dial);
+            return SendFollowup::Dial;
         }
-        Ok(SendFollowup::None)
+        SendFollowup::None
     }
 
     /// Queue a keepalive stamped `now` (the node's clock); returns the link to drive, if any.
@@ -514,6 +551,40 @@ mod tests {
         ));
         assert_eq!(c.counters_snapshot().messages_out, 2);
         assert_eq!(total.snapshot().connections.messages_out, 2);
+    }
+
+    #[test]
+    fn try_queue_leaves_the_message_and_registers_when_full() {
+        let total = Arc::new(MessengerCounterCells::default());
+        let c = dialing(1, &total);
+        c.inner.lock().link = Some(5);
+        let mut registered = 0;
+        let mut m = Some(msg(100));
+        let r = c.try_queue(&mut m, 10, || registered += 1, || false);
+        assert!(matches!(r, Ok(Some(SendFollowup::Drive(5)))));
+        assert!(
+            m.is_none() && registered == 0,
+            "an empty queue takes it at once"
+        );
+        let mut m = Some(msg(1));
+        assert!(matches!(
+            c.try_queue(&mut m, 10, || registered += 1, || false),
+            Ok(None)
+        ));
+        assert!(
+            m.is_some() && registered == 1,
+            "full: kept, waiter registered"
+        );
+        c.note_written(100);
+        let r = c.try_queue(&mut m, 10, || registered += 1, || false);
+        assert!(matches!(r, Ok(Some(SendFollowup::Drive(5)))));
+        assert!(m.is_none() && registered == 1);
+        let _ = c.mark_down_now(|_| {});
+        let mut m = Some(msg(1));
+        match c.try_queue(&mut m, 10, || registered += 1, || false) {
+            Err(MessengerError::ConnectionClosed { peer, .. }) => assert_eq!(peer, "peer-7"),
+            other => panic!("expected ConnectionClosed, got {other:?}"),
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub struct MessengerCounterCells {
     pub handshake_timeouts: AtomicU64,
     pub open_connections: AtomicU64,
     pub fallbacks: AtomicU64,
+    pub shed: AtomicU64,
     /// Links up by transport (a lock, but taken once per link, not per message).
     links_by_transport: parking_lot::Mutex<Vec<(&'static str, u64)>>,
 }
@@ -65,6 +66,7 @@ impl MessengerCounterCells {
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
+            shed: self.shed.load(Relaxed),
             links_by_transport: self.links_by_transport.lock().clone(),
         }
     }
@@ -130,6 +132,7 @@ impl CounterPair {
 
 /// How a link failure is counted in [`MessengerCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// The peer sent bytes that break the protocol (bad banner, bad CRC, oversized, bad
     /// features, bad authorizer ...): `protocol_errors`.
@@ -141,6 +144,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The class of a session error.
     pub fn of(error: &SessionError) -> Self {
         match error {
             SessionError::Wire(WireError::Short { .. }) => ErrorClass::Other,

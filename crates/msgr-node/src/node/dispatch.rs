@@ -104,6 +104,8 @@ impl Dispatchers {
             }
             // Driver-level events (link handling, replaced session, learned address).
             SessionEvent::CloseLink | SessionEvent::Replaced | SessionEvent::LearnedAddr(_) => {}
+            // `SessionEvent` is non-exhaustive: no callback for an event not known here.
+            _ => {}
         }
         None
     }

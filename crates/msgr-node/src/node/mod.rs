@@ -16,6 +16,7 @@
 //! - [`conn`]: one connection's session, link bookkeeping, inbox, throttle and send-queue
 //!   accounting ([`conn::ConnCore`]); the driver adds how a link is driven.
 //! - [`counters`]: atomic counters per connection and per messenger, readable through the API.
+//! - [`admission`]: links held against `max_connections`.
 //! - [`backoff`]: capped exponential reconnect delay.
 //! - [`shared`]: a messenger's transport-neutral state ([`NodeShared`]: policies, registry,
 //!   addresses, started / stopping) and the common steps of `start`, `connect_to`, `shutdown`.
@@ -23,6 +24,7 @@
 //! Nothing here opens a socket, spawns a thread or sleeps; callbacks are run on the caller's
 //! thread.
 
+pub mod admission;
 pub mod attach;
 pub mod backoff;
 pub mod conn;

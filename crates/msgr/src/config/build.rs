@@ -179,6 +179,15 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
             "expected a positive number of bytes, got 0".into(),
         ));
     }
+    let max_connections =
+        match l.max_connections {
+            Some(0) => return Err(err(
+                "limits.max_connections",
+                "expected a positive number of connections, got 0 (leave the key out for no limit)"
+                    .into(),
+            )),
+            n => n.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        };
 
     let t = raw.timeouts;
     let handshake_ms = t.handshake_ms.unwrap_or(30_000);
@@ -294,6 +303,7 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
         limits: LimitsSection {
             decode,
             send_queue_bytes,
+            max_connections,
         },
         timeouts,
         protocol: ProtocolSection {

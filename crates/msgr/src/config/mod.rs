@@ -10,6 +10,7 @@ use msgr_core::wire::{DecodeLimits, EntityName};
 use msgr_node::NodeConfig;
 #[cfg(feature = "rdma")]
 use msgr_rdma::{RdmaError, RdmaOptions};
+#[cfg(feature = "tcp")]
 use msgr_tcp::TcpOptions;
 
 mod build;
@@ -85,6 +86,8 @@ impl Transport {
 pub struct LimitsSection {
     pub decode: DecodeLimits,
     pub send_queue_bytes: u64,
+    /// Links held at once; peers beyond it are closed on arrival (None: no limit).
+    pub max_connections: Option<usize>,
 }
 
 /// `[timeouts]`.
@@ -210,6 +213,7 @@ impl Config {
         n.reconnect_max = self.timeouts.reconnect_max;
         n.shutdown_flush = self.timeouts.shutdown_flush;
         n.send_queue_bytes = self.limits.send_queue_bytes;
+        n.max_connections = self.limits.max_connections;
         n.crc_data = self.protocol.crc_data;
         n.inject_failures = self.fault.inject_socket_failures;
         // One event loop serves every transport: it busy-polls as long as the longest asks.
@@ -225,6 +229,7 @@ impl Config {
     }
 
     /// The `[tcp]` socket options.
+    #[cfg(feature = "tcp")]
     pub fn tcp_options(&self) -> TcpOptions {
         TcpOptions {
             nodelay: self.tcp.nodelay,

@@ -58,6 +58,7 @@ pub(super) struct RawLimits {
     pub(super) max_data: Option<u32>,
     pub(super) max_message: Option<u64>,
     pub(super) send_queue_bytes: Option<u64>,
+    pub(super) max_connections: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

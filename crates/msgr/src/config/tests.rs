@@ -41,6 +41,9 @@ fn wrong_type_is_named() {
     let e = parse("workers = 0\n").unwrap_err();
     assert_eq!(e.key, "workers");
     assert!(e.message.contains("1 to 256"));
+    let e = parse("[limits]\nmax_connections = 0\n").unwrap_err();
+    assert_eq!(e.key, "limits.max_connections");
+    assert!(e.message.contains("leave the key out"), "{e}");
 }
 
 #[test]
@@ -95,6 +98,7 @@ fn node_and_rdma_settings_map_common_keys_and_the_rdma_table_common_keys_and_the
         "name = \"osd.7\"\ntransport = \"rdma\"\nbind = \"10.0.2.15:6801\"\nnonce = 99\n\
              [policy.client]\npreset = \"stateful_server\"\n\
              [limits]\nmax_front = 1000\nmax_data = 2000\nsend_queue_bytes = 4096\n\
+             max_connections = 5000\n\
              [timeouts]\nhandshake_ms = 1500\nkeepalive_ms = 0\nidle_ms = 7000\n\
              reconnect_initial_ms = 3\nreconnect_max_ms = 40\n\
              [protocol]\ncrc_data = false\n[fault]\ninject_socket_failures = 50\n\
@@ -109,6 +113,7 @@ fn node_and_rdma_settings_map_common_keys_and_the_rdma_table_common_keys_and_the
     assert!(r.policies.get(EntityType::CLIENT).server);
     assert_eq!((r.limits.max_front, r.limits.max_data), (1000, 2000));
     assert_eq!(r.send_queue_bytes, 4096);
+    assert_eq!(r.max_connections, Some(5000));
     assert_eq!(r.handshake_timeout, Duration::from_millis(1500));
     assert_eq!(r.keepalive_interval, None);
     assert_eq!(r.idle_timeout, Some(Duration::from_millis(7000)));

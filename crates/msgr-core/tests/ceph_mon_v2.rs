@@ -1,0 +1,376 @@
+//! Interop: the msgr2 client session ([`SessionV2`]) over a blocking `TcpStream` against real
+//! Ceph monitors (Pacific, Debian's `ceph-mon`), one with auth none and one with cephx, each
+//! started by `scripts/ceph-mon/start.sh` on free ports under the test's target folder and
+//! stopped at the end.
+//!
+//! Each case: handshake, KEEPALIVE2 answered with its stamp, MMonGetVersion answered, and
+//! MMonSubscribe("monmap") answered by an MMonMap whose fsid is the cluster's. Cases: crc + auth
+//! none; crc + cephx; secure + cephx; a wrong cephx key fails naming the cause; after a monitor
+//! restart a lossless client faults, dials again and continues on a new session (monitors serve
+//! clients lossy: there is no session to resume).
+//!
+//! Needs ceph-mon: `cargo xtask test` runs these in its interop stage.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use msgr_core::auth::cephx::{CryptoKey, Keyring};
+use msgr_core::auth::{MODE_CRC, MODE_SECURE};
+use msgr_core::policy::Policy;
+use msgr_core::session::{SessionConfig, SessionError, SessionEvent, SessionState};
+use msgr_core::session_v2::{SessionV2, V2Auth, V2Config};
+use msgr_core::v2::{AddrKind, EntityAddrV2, EntityAddrVec};
+use msgr_core::wire::{EntityAddr, EntityName, EntityType};
+use msgr_core::Message;
+
+const CEPH_MSG_MON_MAP: u16 = 4;
+const CEPH_MSG_MON_SUBSCRIBE: u16 = 15;
+const CEPH_MSG_MON_GET_VERSION: u16 = 19;
+const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
+/// How long one exchange may take before the test gives up (a failure, not a timing).
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A monitor this test started; stopped when dropped.
+struct Mon {
+    dir: PathBuf,
+    env: Vec<(&'static str, String)>,
+    v2: SocketAddr,
+    fsid: [u8; 16],
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/ceph-mon")
+        .join(name)
+}
+
+fn free_port() -> String {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+    probe
+        .local_addr()
+        .expect("probe address")
+        .port()
+        .to_string()
+}
+
+impl Mon {
+    fn start(auth: &str) -> Mon {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ceph-mon-v2-{auth}"));
+        let _ = std::fs::remove_dir_all(&dir); // a stale cluster from an aborted run
+        let env = vec![
+            ("CEPH_MON_DIR", dir.display().to_string()),
+            ("V1_PORT", free_port()),
+            ("V2_PORT", free_port()),
+            ("AUTH", auth.to_string()),
+        ];
+        let mut mon = Mon {
+            dir,
+            env,
+            v2: "0.0.0.0:0".parse().unwrap(),
+            fsid: [0; 16],
+        };
+        mon.run_start();
+        let fsid = std::fs::read_to_string(mon.dir.join("fsid")).expect("fsid file");
+        let hex: String = fsid.trim().chars().filter(|c| *c != '-').collect();
+        for (i, b) in mon.fsid.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("uuid hex");
+        }
+        mon
+    }
+
+    fn run_start(&mut self) {
+        let out = Command::new("bash")
+            .arg(script("start.sh"))
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
+            .output()
+            .expect("run start.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "could not start a Ceph monitor ({}):\n{stdout}\n{}\nIs ceph-mon installed?",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addrs = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ADDRS="))
+            .expect("ADDRS= line");
+        let v2 = addrs
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .find_map(|a| a.strip_prefix("v2:"))
+            .unwrap_or_else(|| panic!("no v2 address in ADDRS={addrs}"));
+        self.v2 = v2.parse().expect("v2 address");
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(script("stop.sh"))
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
+            .output();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.run_start();
+    }
+
+    fn admin_key(&self) -> CryptoKey {
+        *Keyring::load(&self.dir.join("keyring"))
+            .unwrap()
+            .get("client.admin")
+            .unwrap()
+    }
+
+    /// The monitor's address as a v2 entity address (monitors use nonce 0).
+    fn addr(&self) -> EntityAddrV2 {
+        EntityAddrV2::new(AddrKind::MSGR2, self.v2, 0)
+    }
+}
+
+impl Drop for Mon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A session on a blocking socket, driven by hand.
+struct Client {
+    s: SessionV2,
+    sock: TcpStream,
+    inbox: BytesMut,
+    events: Vec<SessionEvent>,
+}
+
+fn dial(addr: SocketAddr) -> TcpStream {
+    let sock = TcpStream::connect_timeout(&addr, PATIENCE)
+        .unwrap_or_else(|e| panic!("cannot connect to the monitor at {addr}: {e}"));
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    sock.set_nodelay(true).unwrap();
+    sock
+}
+
+impl Client {
+    fn connect(mon: &Mon, auth: V2Auth, mode: u32, policy: Policy) -> Client {
+        let now = Instant::now();
+        let me = EntityName::new(EntityType::CLIENT, -1);
+        let blank: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let nonce = std::process::id() | 1;
+        let base = SessionConfig::new(me, EntityAddr::new(blank, nonce));
+        let my_addrs = EntityAddrVec(vec![EntityAddrV2::new(AddrKind::ANY, blank, nonce)]);
+        let mut cfg = V2Config::new(Arc::new(base), my_addrs);
+        cfg.auth = auth;
+        cfg.modes = vec![mode];
+        let mut s = SessionV2::connect(Arc::new(cfg), mon.addr(), EntityType::MON, policy, now);
+        s.link_up(now);
+        Client {
+            s,
+            sock: dial(mon.v2),
+            inbox: BytesMut::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut out = Vec::new();
+        while self.s.poll_transmit(&mut out) > 0 {}
+        for chunk in out {
+            // A write to a dead monitor shows up as a read error next.
+            let _ = self.sock.write_all(&chunk);
+        }
+    }
+
+    /// Drives until `pick` takes an event, or fails after PATIENCE. Session errors end up as
+    /// events (Reset / Faulted), which `pick` may take.
+    fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&SessionEvent) -> Option<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            self.flush();
+            while let Some(e) = self.s.poll_event() {
+                let hit = pick(&e);
+                self.events.push(e);
+                if let Some(v) = hit {
+                    return v;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} from the monitor within {PATIENCE:?}; session {:?}; events {:?}",
+                self.s,
+                self.events
+            );
+            if self.s.state() == SessionState::Closed {
+                panic!("session closed while waiting for {what}: {:?}", self.events);
+            }
+            match self.sock.read(&mut buf) {
+                Ok(0) => self.s.link_down(SessionError::PeerClosed, Instant::now()),
+                Ok(n) => {
+                    self.inbox.extend_from_slice(&buf[..n]);
+                    let _ = self.s.handle_input(&mut self.inbox, Instant::now());
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => self
+                    .s
+                    .link_down(SessionError::LinkFailed(e.to_string()), Instant::now()),
+            }
+        }
+    }
+
+    fn message(&mut self, msg_type: u16) -> Message {
+        self.until(&format!("message type {msg_type}"), |e| match e {
+            SessionEvent::Message(m) if m.msg_type == msg_type => Some(m.clone()),
+            _ => None,
+        })
+    }
+
+    /// Connects, retrying while a fresh monitor closes connections before it has formed its
+    /// quorum (its log says "haven't formed initial quorum, EBUSY"), as Ceph clients do.
+    fn open(mon: &Mon, auth: V2Auth, mode: u32, policy: Policy) -> Client {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut c = Client::connect(mon, auth.clone(), mode, policy.clone());
+            match c.handshake() {
+                Ok(()) => return c,
+                Err(e) if Instant::now() < deadline && e == SessionError::PeerClosed => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => panic!("handshake failed: {e}; events {:?}", c.events),
+            }
+        }
+    }
+
+    /// Gives a lossless session new links until one opens (the restarted monitor may still be
+    /// forming its quorum).
+    fn reopen(&mut self, mon: &Mon) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            assert!(
+                self.s.wants_reconnect(),
+                "a lossless session wants a new link"
+            );
+            self.sock = dial(mon.v2);
+            self.inbox.clear();
+            self.s.link_up(Instant::now());
+            match self.handshake() {
+                Ok(()) => return,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => panic!("reconnect failed: {e}; events {:?}", self.events),
+            }
+        }
+    }
+
+    /// Drives the handshake to SERVER_IDENT; the error if the link or session ends first.
+    fn handshake(&mut self) -> Result<(), SessionError> {
+        self.until("SERVER_IDENT", |e| match e {
+            SessionEvent::Connected { .. } => Some(Ok(())),
+            SessionEvent::Reset { error, .. } | SessionEvent::Faulted { error, .. } => {
+                Some(Err(error.clone()))
+            }
+            _ => None,
+        })
+    }
+}
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    b.put_u32_le(s.len() as u32);
+    b.put_slice(s.as_bytes());
+}
+
+/// Handshake, keepalive, MMonGetVersion, MMonSubscribe -> MMonMap with the cluster's fsid.
+fn exercise(c: &mut Client, mon: &Mon) {
+    assert!(c.s.global_id() > 0, "the monitor assigned a global id");
+
+    c.s.send_keepalive(Instant::now());
+    c.until("KEEPALIVE2_ACK", |e| match e {
+        SessionEvent::KeepaliveAck { rtt, .. } => Some(rtt.expect("our own stamp")),
+        _ => None,
+    });
+
+    let handle = 0x5eed_u64;
+    let mut front = BytesMut::new();
+    front.put_u64_le(handle);
+    put_string(&mut front, "osdmap");
+    c.s.send_message(Message::new(CEPH_MSG_MON_GET_VERSION, front.freeze()));
+    let reply = c.message(CEPH_MSG_MON_GET_VERSION_REPLY);
+    assert!(reply.front.len() >= 16, "short MMonGetVersionReply");
+    assert_eq!(
+        reply.front[..8],
+        handle.to_le_bytes(),
+        "reply carries our handle"
+    );
+    assert_eq!(reply.src.kind, EntityType::MON);
+
+    // MMonSubscribe v3: map<string, {le64 start, u8 flags}>, hostname.
+    let mut front = BytesMut::new();
+    front.put_u32_le(1);
+    put_string(&mut front, "monmap");
+    front.put_u64_le(0);
+    front.put_u8(0);
+    put_string(&mut front, "");
+    let mut sub = Message::new(CEPH_MSG_MON_SUBSCRIBE, front.freeze());
+    sub.version = 3;
+    c.s.send_message(sub);
+    let map = c.message(CEPH_MSG_MON_MAP);
+    // front: le32 length of the encoded monmap, then ENCODE_START (u8, u8, le32), then the fsid.
+    assert!(map.front.len() >= 26, "short MMonMap");
+    assert_eq!(map.front[10..26], mon.fsid, "MonMap fsid is the cluster's");
+}
+
+#[test]
+#[ignore = "needs ceph-mon: run cargo xtask test"]
+fn v2_crc_auth_none_and_reconnect_after_monitor_restart() {
+    let mut mon = Mon::start("none");
+    let mut c = Client::open(&mon, V2Auth::None, MODE_CRC, Policy::lossy_client());
+    exercise(&mut c, &mon);
+    assert_eq!(c.s.con_mode(), MODE_CRC);
+
+    // A lossless client: the monitor restarts under it; it dials again and carries on.
+    let mut c = Client::open(&mon, V2Auth::None, MODE_CRC, Policy::lossless_client());
+    exercise(&mut c, &mon);
+    mon.restart();
+    let will_reconnect = c.until("fault after the restart", |e| match e {
+        SessionEvent::Faulted { will_reconnect, .. } => Some(*will_reconnect),
+        _ => None,
+    });
+    assert!(will_reconnect);
+    c.reopen(&mon);
+    exercise(&mut c, &mon);
+}
+
+#[test]
+#[ignore = "needs ceph-mon: run cargo xtask test"]
+fn v2_cephx_crc_and_secure() {
+    let mon = Mon::start("cephx");
+    for mode in [MODE_CRC, MODE_SECURE] {
+        let auth = V2Auth::Cephx {
+            key: mon.admin_key(),
+        };
+        let mut c = Client::open(&mon, auth, mode, Policy::lossy_client());
+        exercise(&mut c, &mon);
+        assert_eq!(c.s.con_mode(), mode);
+    }
+    // A wrong key: the monitor refuses (or the reply does not open); the error names the key.
+    let mut wrong = mon.admin_key();
+    wrong.secret[0] ^= 1;
+    let mut c = Client::connect(
+        &mon,
+        V2Auth::Cephx { key: wrong },
+        MODE_SECURE,
+        Policy::lossy_client(),
+    );
+    let text = c.until("refusal", |e| match e {
+        SessionEvent::Reset { error, .. } => Some(error.to_string()),
+        SessionEvent::Connected { .. } => panic!("a wrong key was accepted"),
+        _ => None,
+    });
+    assert!(text.contains("refused our cephx credentials"), "{text}");
+}
