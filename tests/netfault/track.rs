@@ -120,7 +120,7 @@ impl Stream {
 }
 
 /// Messages the messenger handed back to one sender for one peer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Undelivered {
     pub count: u64,
     /// First and last sequence number handed back (over all hand-backs).
@@ -130,14 +130,19 @@ pub struct Undelivered {
     pub in_order: bool,
 }
 
-impl Undelivered {
-    pub fn new() -> Self {
+impl Default for Undelivered {
+    /// Nothing handed back yet (so nothing out of order).
+    fn default() -> Self {
         Undelivered {
+            count: 0,
+            first: None,
+            last: None,
             in_order: true,
-            ..Default::default()
         }
     }
+}
 
+impl Undelivered {
     /// Account for one hand-back (`ms_handle_reset` or `ms_handle_remote_reset_undelivered`).
     pub fn handed_back(&mut self, msgs: &[Message]) {
         // End markers queued behind the payloads are not part of the stream.
@@ -201,7 +206,7 @@ mod tests {
 
     #[test]
     fn hand_backs_must_be_contiguous_runs() {
-        let mut u = Undelivered::new();
+        let mut u = Undelivered::default();
         u.handed_back(&[payload(0, 0, 4, 1), payload(0, 0, 5, 1), fin(0, 0, 6)]);
         assert!(u.in_order);
         assert_eq!((u.count, u.first, u.last), (2, Some(4), Some(5)));
