@@ -3,8 +3,8 @@
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
 //! (`cargo test --workspace` minus the targets of the interop and rdma stages), library (a new
 //! user's first contact: README example, fresh project, examples, docs, packaging, MSRV; see
-//! `library.rs`), interop (msgr-core's
-//! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
+//! `library.rs`), interop (msgr-core's `ceph_mon` and `ceph_mon_v2` tests against real
+//! monitors, which they start through scripts/ceph-mon/start.sh),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
 //! on the host's RDMA device or inside the Soft-RoCE VM), netfault (real network faults between
 //! messenger processes in namespaces inside the VM: `netfault.rs`).
@@ -25,6 +25,8 @@ const QUICK_SIM_SEEDS: &str = "32";
 const SIM_SEEDS_VARS: [&str; 2] = ["SIM_SEEDS", "MSGR_SIM_SEEDS"];
 /// msgr-core's test against a real Ceph monitor.
 const INTEROP_TARGET: &str = "ceph_mon";
+/// The msgr2 interop tests (monitors with auth none and cephx; `#[ignore]`d without this stage).
+const INTEROP_V2_TARGET: &str = "ceph_mon_v2";
 /// What the RDMA stage's runner prints before each test binary.
 const RUN_MARKER: &str = "==> running ";
 /// The project's own Soft-RoCE VM runner.
@@ -303,6 +305,8 @@ fn interop() -> Outcome {
             "msgr-core",
             "--test",
             INTEROP_TARGET,
+            "--test",
+            INTEROP_V2_TARGET,
             "--",
             "--include-ignored",
         ])),
@@ -333,7 +337,8 @@ impl TestTarget {
 
     /// Talks to a real Ceph monitor: the interop stage runs it on its own.
     fn is_interop(&self) -> bool {
-        self.package == "msgr-core" && self.name == INTEROP_TARGET
+        self.package == "msgr-core"
+            && [INTEROP_TARGET, INTEROP_V2_TARGET].contains(&self.name.as_str())
     }
 }
 
