@@ -359,7 +359,7 @@ fn report(
     let resets = t.resets.lock();
     for &p in peers {
         let s = streams.get(&p).cloned().unwrap_or_default();
-        let u = und.get(&p).cloned().unwrap_or_else(Undelivered::new);
+        let u = und.get(&p).cloned().unwrap_or_default();
         let (r, rr) = resets.get(&p).copied().unwrap_or_default();
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         out += &format!(

@@ -130,8 +130,8 @@ pub struct Undelivered {
     pub in_order: bool,
 }
 
-/// Nothing handed back yet: in order (`or_default()` in the tracker relies on it).
 impl Default for Undelivered {
+    /// Nothing handed back yet (so nothing out of order).
     fn default() -> Self {
         Undelivered {
             count: 0,
@@ -143,10 +143,6 @@ impl Default for Undelivered {
 }
 
 impl Undelivered {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Account for one hand-back (`ms_handle_reset` or `ms_handle_remote_reset_undelivered`).
     pub fn handed_back(&mut self, msgs: &[Message]) {
         // End markers queued behind the payloads are not part of the stream.
@@ -210,11 +206,7 @@ mod tests {
 
     #[test]
     fn hand_backs_must_be_contiguous_runs() {
-        assert!(
-            Undelivered::default().in_order,
-            "nothing handed back is in order"
-        );
-        let mut u = Undelivered::new();
+        let mut u = Undelivered::default();
         u.handed_back(&[payload(0, 0, 4, 1), payload(0, 0, 5, 1), fin(0, 0, 6)]);
         assert!(u.in_order);
         assert_eq!((u.count, u.first, u.last), (2, Some(4), Some(5)));
