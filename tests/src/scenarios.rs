@@ -227,6 +227,25 @@ pub fn remote_reset_reports_undelivered(t: &str) {
     let first = tids.first().copied().unwrap_or(5);
     assert_eq!(tids, (first..5).collect::<Vec<_>>(), "a suffix, in order");
     assert!(seen.remote_reset_undelivered.iter().all(check_payload));
+    // Nothing fell between the two: what the server read before its mark-down (acknowledged
+    // or not) still reached its dispatcher, in order, as a prefix of 0..5, and every message
+    // past that prefix came back. (This is what the old count got wrong: an early ACK covers
+    // messages the dispatcher has not seen yet, and they are delivered, not lost.)
+    let got: Vec<u64> = server
+        .rec
+        .seen
+        .lock()
+        .messages
+        .iter()
+        .map(|(_, m)| m.tid)
+        .filter(|&t| t < 5)
+        .collect();
+    assert_eq!(got, (0..got.len() as u64).collect::<Vec<_>>(), "a prefix");
+    assert!(
+        first <= got.len() as u64,
+        "messages {}..{first} were neither delivered nor reported undelivered",
+        got.len()
+    );
 }
 
 /// StatelessTest: a lossy client of a stateless server sees a reset when the server drops it,

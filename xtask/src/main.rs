@@ -3,6 +3,7 @@
 //! - `cargo xtask test [--quick]`: installs what is missing (Debian), then runs every stage CI
 //!   runs: fmt, clippy, unit + integration tests, interop against a real Ceph monitor, and the
 //!   RDMA suite inside a Soft-RoCE VM. Each stage ends with a one-line verdict and its wall time.
+//!   `--repeat N [--starve]` runs the host test stages N times (under CPU starvation).
 //! - `cargo xtask bench [--quick|--full] [--update-readme]`: the TCP-vs-RDMA bench matrix with
 //!   raw-TCP and perftest baselines; a table, `target/bench/matrix.json` and `matrix.svg`.
 //!
@@ -11,7 +12,9 @@
 
 mod bench;
 mod library;
+mod netfault;
 mod packages;
+mod repeat;
 mod stage;
 mod test;
 mod util;

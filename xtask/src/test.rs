@@ -3,10 +3,11 @@
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
 //! (`cargo test --workspace` minus the targets of the interop and rdma stages), library (a new
 //! user's first contact: README example, fresh project, examples, docs, packaging, MSRV; see
-//! `library.rs`), interop (msgr-core's
-//! `ceph_mon` test against a real monitor, which it starts through scripts/ceph-mon/start.sh),
+//! `library.rs`), interop (msgr-core's `ceph_mon` and `ceph_mon_v2` tests against real
+//! monitors, which they start through scripts/ceph-mon/start.sh),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
-//! on the host's RDMA device or inside the Soft-RoCE VM).
+//! on the host's RDMA device or inside the Soft-RoCE VM), netfault (real network faults between
+//! messenger processes in namespaces inside the VM: `netfault.rs`).
 //!
 //! Tests that need a device or a monitor are `#[ignore = "needs ..."]`, so a plain `cargo test`
 //! passes anywhere; every stage here runs its tests with `--include-ignored`, so nothing is
@@ -24,6 +25,8 @@ const QUICK_SIM_SEEDS: &str = "32";
 const SIM_SEEDS_VARS: [&str; 2] = ["SIM_SEEDS", "MSGR_SIM_SEEDS"];
 /// msgr-core's test against a real Ceph monitor.
 const INTEROP_TARGET: &str = "ceph_mon";
+/// The msgr2 interop tests (monitors with auth none and cephx; `#[ignore]`d without this stage).
+const INTEROP_V2_TARGET: &str = "ceph_mon_v2";
 /// What the RDMA stage's runner prints before each test binary.
 const RUN_MARKER: &str = "==> running ";
 /// The project's own Soft-RoCE VM runner.
@@ -31,16 +34,26 @@ pub const VM_RUNNER: &str = "scripts/rdma-vm/run.sh";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// Shorter local loop: SIM_SEEDS=32 (unless set) and no Soft-RoCE VM stage.
+    /// Shorter local loop: SIM_SEEDS=32 (unless set), no RDMA stage, the short netfault run.
     #[arg(long)]
     quick: bool,
-    /// Run only these stages (comma-separated: fmt, clippy, tests, library, interop, rdma); the others
+    /// Run only these stages (comma-separated: fmt, clippy, tests, library, interop, rdma,
+    /// netfault); the others
     /// are listed as skipped. Prerequisites always run.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run the host test stages (tests, interop; or those of --only) this many times in a row,
+    /// stopping at the first failure (see xtask/src/repeat.rs).
+    #[arg(long, value_name = "N")]
+    repeat: Option<u32>,
+    /// With --repeat: pin every round to one CPU next to a busy competitor (CPU starvation).
+    #[arg(long, requires = "repeat")]
+    starve: bool,
 }
 
-const STAGES: [&str; 6] = ["fmt", "clippy", "tests", "library", "interop", "rdma"];
+const STAGES: [&str; 7] = [
+    "fmt", "clippy", "tests", "library", "interop", "rdma", "netfault",
+];
 
 pub fn run(a: TestArgs) -> i32 {
     let mut st = Stages::default();
@@ -48,9 +61,8 @@ pub fn run(a: TestArgs) -> i32 {
     if mentions_tshark() {
         groups.push(&packages::TSHARK);
     }
-    if !a.quick {
-        groups.push(&packages::RDMA_VM);
-    }
+    // The netfault stage boots the VM even under --quick (its short version).
+    groups.push(&packages::RDMA_VM);
     if let Some(bad) = a.only.iter().find(|s| !STAGES.contains(&s.as_str())) {
         eprintln!(
             "xtask test: unknown stage `{bad}` in --only (stages: {})",
@@ -58,8 +70,16 @@ pub fn run(a: TestArgs) -> i32 {
         );
         return 2;
     }
+    if let Some(rounds) = a.repeat {
+        return crate::repeat::run(&crate::repeat::Repeat {
+            rounds,
+            starve: a.starve,
+            quick: a.quick,
+            only: a.only.clone(),
+        });
+    }
     let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|s| s == name);
-    if !a.only.is_empty() && !wanted("rdma") {
+    if !a.only.is_empty() && !wanted("rdma") && !wanted("netfault") {
         groups.retain(|g| !std::ptr::eq(*g, &packages::RDMA_VM));
     }
     if !st.run("prerequisites", || prerequisites(&groups)) {
@@ -87,6 +107,7 @@ pub fn run(a: TestArgs) -> i32 {
     } else {
         stage("rdma", &rdma);
     }
+    stage("netfault", &|| crate::netfault::stage(a.quick));
     st.finish()
 }
 
@@ -284,6 +305,8 @@ fn interop() -> Outcome {
             "msgr-core",
             "--test",
             INTEROP_TARGET,
+            "--test",
+            INTEROP_V2_TARGET,
             "--",
             "--include-ignored",
         ])),
@@ -314,7 +337,8 @@ impl TestTarget {
 
     /// Talks to a real Ceph monitor: the interop stage runs it on its own.
     fn is_interop(&self) -> bool {
-        self.package == "msgr-core" && self.name == INTEROP_TARGET
+        self.package == "msgr-core"
+            && [INTEROP_TARGET, INTEROP_V2_TARGET].contains(&self.name.as_str())
     }
 }
 

@@ -59,7 +59,8 @@ pub enum MessengerError {
         /// The limit (`send_queue_bytes`), in bytes.
         limit: u64,
     },
-    /// No send queue space came within the timeout given (the duration).
+    /// No send queue space came within the timeout given (the duration): the peer is slow or
+    /// gone; retry later, or raise `send_queue_bytes`.
     #[error("timed out after {0:?} waiting for send queue space")]
     SendTimeout(Duration),
     /// A transport failed (the text says which and why).
@@ -84,11 +85,12 @@ pub struct ConnectionCounters {
     pub bytes_in: u64,
     /// Bytes written to links (all wire bytes; payload bytes for local delivery).
     pub bytes_out: u64,
-    /// Link failures a lossless session survived (it reconnects).
+    /// Link failures the session survived (lossless: it reconnects, or waits for the peer).
     pub faults: u64,
     /// Links that replaced a failed one (dialed again, or the peer's reconnect accepted).
     pub reconnects: u64,
-    /// Messages pending (queued or unacknowledged) when a reconnect was dialed: sent again.
+    /// Messages pending (queued or unacknowledged) when a reconnected link we dialed came up:
+    /// sent (again) on it.
     pub replayed: u64,
     /// Times a received message waited for its policy's throttle budget.
     pub throttle_waits: u64,
@@ -103,7 +105,7 @@ pub struct MessengerCounters {
     pub accepted: u64,
     /// Handshakes completed on links we dialed.
     pub connected: u64,
-    /// Peers refused at accept (accept hook, policy or Ceph's accept rules).
+    /// Peers refused at accept by the application's accept hook.
     pub refused: u64,
     /// Links closed because of a protocol error (bad banner, bad CRC, oversized, stalled ...).
     pub protocol_errors: u64,

@@ -9,6 +9,9 @@
 //! - [`session`]: the per-connection state machine, for both the connecting and the accepting side.
 //!   It takes bytes, time and API calls in, and gives bytes, events and its next deadline out
 //!   (quinn-proto style). TCP and RDMA transports are only drivers of it.
+//! - [`v2`]: msgr2.1 wire structures (banner, frames in crc and AES-GCM secure mode, payloads).
+//! - [`session_v2`]: the msgr2.1 session state machine, with the same driving contract.
+//! - [`auth`]: cephx (keyrings, CryptoAES, the monitor exchange) and auth method / mode numbers.
 //! - [`api`]: the `Messenger`, `Connection` and `Dispatcher` traits, [`policy::Policy`] and
 //!   errors that applications use and transports implement.
 //!

@@ -326,7 +326,7 @@ fn exercise(c: &mut Client, mon: &Mon) {
 }
 
 #[test]
-#[ignore = "needs ceph-mon: run cargo xtask test"]
+#[ignore = "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it"]
 fn v2_crc_auth_none_and_reconnect_after_monitor_restart() {
     let mut mon = Mon::start("none");
     let mut c = Client::open(&mon, V2Auth::None, MODE_CRC, Policy::lossy_client());
@@ -347,7 +347,7 @@ fn v2_crc_auth_none_and_reconnect_after_monitor_restart() {
 }
 
 #[test]
-#[ignore = "needs ceph-mon: run cargo xtask test"]
+#[ignore = "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it"]
 fn v2_cephx_crc_and_secure() {
     let mon = Mon::start("cephx");
     for mode in [MODE_CRC, MODE_SECURE] {

@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::{Bytes, BytesMut};
-use msgr_core::wire::frame::{encode_frame, encode_message};
+use msgr_core::wire::frame::{
+    encode_frame, encode_message, encode_message_batched, encode_message_crc, flush_batch,
+};
 use msgr_core::wire::{
     ConnectMsg, ConnectReply, DecodeLimits, EntityAddr, EntityName, EntityType, Frame,
     FrameDecoder, MsgFooter, MsgHeader, LEGACY_ADDR_LEN,
@@ -213,6 +215,40 @@ proptest! {
             prop_assert_eq!(c.as_ptr(), s.as_ptr(), "payload chunk is a clone, not a copy");
         }
         prop_assert_eq!(chunks.last().unwrap().len(), MsgFooter::len(msg_auth));
+    }
+
+    /// Many messages encoded into one batch buffer make the same bytes as each encoded on its
+    /// own; sections above the inline limit stay uncopied chunks, and small messages share
+    /// their chunks.
+    #[test]
+    fn batched_encoding_is_byte_identical(
+        msgs in proptest::collection::vec(message(), 1..12),
+        msg_auth in any::<bool>(),
+        crc_data in any::<bool>(),
+        inline_max in prop_oneof![Just(0usize), Just(64), Just(1024), Just(1 << 20)],
+    ) {
+        let (mut each, mut batched) = (Vec::new(), Vec::new());
+        let mut batch = BytesMut::new();
+        for m in &msgs {
+            encode_message_crc(m, m.seq, m.src, msg_auth, crc_data, &mut each);
+            encode_message_batched(m, m.seq, m.src, msg_auth, crc_data, inline_max, &mut batch, &mut batched);
+        }
+        flush_batch(&mut batch, &mut batched);
+        prop_assert_eq!(batched.concat(), each.concat());
+        let large: Vec<&Bytes> = msgs
+            .iter()
+            .flat_map(|m| [&m.front, &m.middle, &m.data])
+            .filter(|s| s.len() > inline_max)
+            .collect();
+        for s in &large {
+            prop_assert!(batched.iter().any(|c| c.as_ptr() == s.as_ptr() && c.len() == s.len()), "large section copied");
+        }
+        // Everything else shares chunks: one run of small parts before each large section, one
+        // at the end, and one more per batch allocation (16 KiB) filled.
+        let small: usize = each.iter().map(Bytes::len).sum::<usize>() - large.iter().map(|s| s.len()).sum::<usize>();
+        let most = 2 * large.len() + 1 + small / (16 << 10);
+        prop_assert!(batched.len() <= most, "{} chunks for {} large sections, {} small bytes", batched.len(), large.len(), small);
+        prop_assert!(batched.iter().all(|c| !c.is_empty()));
     }
 
     #[test]

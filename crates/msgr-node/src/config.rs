@@ -63,7 +63,8 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Defaults for `name` listening on `bind`: 2 workers, default policies and limits, 30 s
     /// handshake timeout, 10 s keepalive, 900 s idle timeout, reconnect 200 ms doubling to
-    /// 15 s, 256 MiB send queue per connection, data crcs on, threads on, the system clock.
+    /// 15 s, 256 MiB send queue per connection, data crcs on, no busy-polling, no fault
+    /// injection, no connection limit, 2 s shutdown flush, threads on, the system clock.
     pub fn new(name: EntityName, bind: SocketAddr) -> Self {
         NodeConfig {
             name,

@@ -39,7 +39,7 @@ pub struct RdmaOptions {
     pub backlog: i32,
     /// Stream chunks (in practice a message's data section) of at least this many bytes are
     /// not copied through send buffers: the sender registers them (or finds them inside a
-    /// [`crate::verbs::RegisteredBuffer`]) and the receiver fetches them with one RDMA READ
+    /// [`crate::RegisteredBuffer`]) and the receiver fetches them with one RDMA READ
     /// straight into the buffer the message is decoded from. 0 = always copy.
     pub read_threshold: usize,
     /// Largest RDMA READ a peer may ask for (a longer request fails the link). The messenger

@@ -27,6 +27,9 @@ pub(crate) const READ_BUDGET: usize = 1 << 20;
 pub(crate) const RECYCLE: usize = 8;
 /// Large reads in a row that find under an eighth of their room before the read size halves.
 pub(crate) const SHRINK_AFTER: u8 = 16;
+/// Bytes read at the frame boundary after a large body: the next header and the start of what
+/// follows it, so the decoder knows the next body's size before that body is read.
+pub(crate) const PEEK: usize = 4 << 10;
 
 /// Errors from the socket, as the session sees them.
 pub(crate) fn link_error(what: &str, e: &std::io::Error) -> SessionError {
@@ -52,6 +55,8 @@ pub(crate) struct Reader {
     recycle: VecDeque<BytesMut>,
     /// Large reads in a row that found little (see [`read_large`]).
     small_bursts: u8,
+    /// The last frame had a large body: read the next frame's start alone (see [`read_peek`]).
+    after_large_body: bool,
     /// The poller reported the peer's end closed: read until EOF.
     pub peer_closed: bool,
 }
@@ -64,6 +69,7 @@ impl Reader {
             read_size: MIN_READ,
             recycle: VecDeque::new(),
             small_bursts: 0,
+            after_large_body: false,
             peer_closed: false,
         }
     }
@@ -170,6 +176,44 @@ fn read_body(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (usize, ReadE
     (n, end)
 }
 
+/// At the frame boundary after a large body: read at most [`PEEK`] bytes, so that a large
+/// body that follows is read by [`read_body`] straight into its own buffer. A burst read
+/// here instead would take most of that body into a shared buffer, and the decoder would copy
+/// it out (the "partial-body copy", up to a whole message). Costs one small read per large
+/// message; a stream that turns small again stops peeking after one frame.
+fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
+    debug_assert!(buf.is_empty(), "peek only at a frame boundary");
+    let mut head = [0u8; PEEK];
+    loop {
+        return match (&r.sock).read(&mut head) {
+            Ok(0) => (
+                0,
+                ReadEnd::Failed(SessionError::LinkFailed("connection closed by peer".into())),
+            ),
+            Ok(n) => {
+                // Once per boundary: nothing arrived yet means peek again next time.
+                r.after_large_body = false;
+                // A fresh buffer: the empty one left by the body still points into that body's
+                // allocation, and growing it would copy the whole allocation.
+                *buf = BytesMut::from(&head[..n]);
+                // A full peek: more is waiting, read it once the session has seen the header.
+                let end = match n {
+                    PEEK => ReadEnd::Again,
+                    _ => ReadEnd::Drained,
+                };
+                (n, end)
+            }
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => {
+                    (0, ReadEnd::Drained)
+                }
+                std::io::ErrorKind::Interrupted => continue,
+                _ => (0, ReadEnd::Failed(link_error("read", &e))),
+            },
+        };
+    }
+}
+
 /// A buffer with room for `keep` bytes and about `size` more: the oldest recycled allocation
 /// that nothing references any more and is big enough, else a new one. When `RECYCLE`
 /// buffers are all still in use, the oldest is given up on (freed when its messages go).
@@ -197,7 +241,12 @@ pub(crate) fn read_link(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (u
         if wanted >= LARGE_READ && wanted > buf.len() {
             // The rest of a large message, however little: straight into the buffer that will
             // hold it (the paths below would copy the whole partial body to a new buffer).
+            r.after_large_body = true;
             let (n, end) = read_body(r, buf, wanted);
+            return (total + n, end);
+        }
+        if r.after_large_body && buf.is_empty() {
+            let (n, end) = read_peek(r, buf);
             return (total + n, end);
         }
         if r.read_size >= LARGE_READ && buf.len() <= r.read_size / 2 {
@@ -242,5 +291,68 @@ pub(crate) fn read_link(r: &mut Reader, buf: &mut BytesMut, wanted: usize) -> (u
                 _ => return (total, ReadEnd::Failed(link_error("read", &e))),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    /// Reads until `f` says stop; panics on a failure (a socket pair on loopback cannot fail).
+    fn read_until(
+        r: &mut Reader,
+        buf: &mut BytesMut,
+        wanted: usize,
+        stop: impl Fn(usize, &BytesMut) -> bool,
+    ) -> (usize, ReadEnd) {
+        loop {
+            let (n, end) = read_link(r, buf, wanted);
+            if let ReadEnd::Failed(e) = &end {
+                panic!("read failed: {e}");
+            }
+            if stop(n, buf) {
+                return (n, end);
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    #[test]
+    fn after_a_large_body_the_next_frame_start_is_read_alone() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (rx, _) = l.accept().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let body = 256 << 10;
+        // The writer keeps its end open (returns it): an end of stream is not what is tested.
+        let writer = std::thread::spawn(move || {
+            tx.write_all(&vec![7u8; 2 * body]).unwrap();
+            tx
+        });
+        let mut r = Reader::new(rx);
+        // A link that has been streaming: bursts would be as large as they come.
+        r.read_size = MAX_READ;
+        // The decoder reserved exactly the body: it is read into that buffer, no further.
+        let mut buf = BytesMut::with_capacity(body);
+        read_until(&mut r, &mut buf, body, |_, b| b.len() >= body);
+        assert_eq!(buf.len(), body);
+        let message = buf.split().freeze();
+        // At the boundary: one peek, however much is waiting.
+        let (n, end) = read_until(&mut r, &mut buf, 0, |n, _| n > 0);
+        assert!(n <= PEEK, "read {n} bytes after a large body");
+        // In a fresh small buffer: growing it for the next body copies only what was peeked.
+        let room = buf.capacity();
+        assert!(room <= PEEK, "peeked into {room} bytes");
+        assert_eq!(matches!(end, ReadEnd::Again), n == PEEK);
+        // Then bursts again (the next frame turned out not to be large).
+        let before = buf.len();
+        read_until(&mut r, &mut buf, 0, |_, b| b.len() > before);
+        let _tx = writer.join().unwrap();
+        read_until(&mut r, &mut buf, 0, |_, b| b.len() == body);
+        assert!(buf.iter().chain(message.iter()).all(|&b| b == 7));
     }
 }

@@ -18,6 +18,7 @@
 //! Transports, by cargo feature: `tcp` (default), `rdma` (optional: needs libibverbs /
 //! librdmacm headers and clang to build, an RDMA device to run), and `mem` (in-process links,
 //! always built).
+#![deny(missing_docs)]
 
 mod config;
 
@@ -36,6 +37,7 @@ pub use msgr_node::{ErrorClass, Node, NodeConfig, NodeConnection};
 
 /// Errors of [`from_config`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The configuration holds a value a transport refuses (names the file and the key).
     #[error(transparent)]
@@ -45,6 +47,7 @@ pub enum BuildError {
 /// A node and handles on the transports it was built with (for transport-specific extras).
 #[derive(Clone)]
 pub struct Built {
+    /// The node, not started.
     pub node: Node,
     /// The RDMA transport, when the configuration lists it (`RdmaTransport::counters`,
     /// `register_buffer`).

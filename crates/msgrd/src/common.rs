@@ -58,6 +58,33 @@ pub(crate) fn print_counters(who: &str, c: &MessengerCounters) {
     );
 }
 
+/// Add one messenger's counters to a total.
+// With msgr-core's `AddAssign` for the counter structs this becomes `*total += c`.
+pub(crate) fn add_counters(total: &mut MessengerCounters, c: &MessengerCounters) {
+    let (t, k) = (&mut total.connections, &c.connections);
+    t.messages_in += k.messages_in;
+    t.messages_out += k.messages_out;
+    t.bytes_in += k.bytes_in;
+    t.bytes_out += k.bytes_out;
+    t.faults += k.faults;
+    t.reconnects += k.reconnects;
+    t.replayed += k.replayed;
+    t.throttle_waits += k.throttle_waits;
+    total.accepted += c.accepted;
+    total.connected += c.connected;
+    total.refused += c.refused;
+    total.protocol_errors += c.protocol_errors;
+    total.handshake_timeouts += c.handshake_timeouts;
+    total.open_connections += c.open_connections;
+    total.fallbacks += c.fallbacks;
+    for (name, n) in &c.links_by_transport {
+        match total.links_by_transport.iter_mut().find(|(x, _)| x == name) {
+            Some((_, m)) => *m += n,
+            None => total.links_by_transport.push((name, *n)),
+        }
+    }
+}
+
 /// Logs connection life; shared by both modes.
 pub(crate) fn log_event(what: &str, conn: &ConnectionRef) {
     tracing::info!(peer = %conn.peer_addr(), "{what}");

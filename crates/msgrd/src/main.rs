@@ -2,7 +2,7 @@
 //!
 //!     msgrd serve --config FILE [--no-crc-data]
 //!     msgrd ping  --config FILE --peer ADDR [--size BYTES] [--count N] [--concurrency N]
-//!                 [--connections N] [--peer-type TYPE] [--json] [--no-crc-data]
+//!                 [--connections N] [--peer-type TYPE] [--json] [--no-crc-data] [--one-way]
 //!
 //! `--no-crc-data` overrides the file's `[protocol] crc_data` (Ceph `ms_crc_data`) with false:
 //! sent messages carry no data crc (FLAG_NOCRC).
@@ -13,16 +13,20 @@
 //! or SIGTERM, then shuts down and prints its counters on stderr.
 //!
 //! `ping` opens `--connections` connections (one client messenger each, bound to the config's
-//! IP with an ephemeral port), splits `--count` messages over them and keeps `--concurrency`
-//! in flight on each: the next message is sent from the dispatcher as each echo arrives. It
-//! prints round-trip latency percentiles and throughput (with `--json`: one line with
-//! transport, size, count, concurrency, connections, p50_us, p99_us, max_us, msgs_per_s,
-//! gbytes_per_s, cpu_s_client, wall_s), and its counters on stderr. Logs go to stderr
-//! (`RUST_LOG` filters them; default `info`).
+//! IP with an ephemeral port) and splits `--count` messages over them. Echo (the default)
+//! keeps `--concurrency` in flight on each: the next message is sent from the dispatcher as
+//! each echo arrives. `--one-way` streams: the server answers nothing but msgr1 ACKs, then
+//! reports its count on an end marker. It prints round-trip latency percentiles (an HDR
+//! histogram; none when streaming), throughput and the client's CPU time from `getrusage`
+//! (with `--json`: one line with transport, size, count, concurrency, connections, p50_us,
+//! p99_us, p999_us, max_us, msgs_per_s, gbytes_per_s, cpu_s_client, wall_s, one_way), and its
+//! counters on stderr. Logs go to stderr (`RUST_LOG` filters them; default `info`).
 
 mod common;
+mod measure;
 mod ping;
 mod serve;
+mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,9 +94,9 @@ enum Cmd {
         /// Send messages without a data crc (sets `[protocol] crc_data = false`).
         #[arg(long)]
         no_crc_data: bool,
-        /// Streaming: the payload travels one way only; the server acknowledges each message
-        /// with an empty one (as perftest's `ib_send_bw` / a raw one-way stream measure).
-        /// Without it the server echoes the whole payload back.
+        /// Stream one way (as a raw socket stream or perftest's `ib_send_bw`): the server
+        /// answers nothing but msgr1 ACKs, then reports its count; `--concurrency` messages
+        /// may wait in each connection's send queue. Without it the server echoes each message.
         #[arg(long)]
         one_way: bool,
     },

@@ -1,4 +1,9 @@
-//! `msgrd ping`: closed-loop clients that measure latency and throughput against `serve`.
+//! `msgrd ping`: clients that measure latency and throughput against `serve`.
+//!
+//! Echo (the default) is a closed loop: each connection keeps `--concurrency` messages in
+//! flight and sends the next from the dispatcher as each echo arrives; every round trip goes
+//! into a latency histogram. `--one-way` streams (see [`crate::stream`]): the server answers
+//! nothing but msgr1 ACKs until an end marker, whose answer carries the server's count.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,13 +15,15 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use msgr::{
-    ConnectionRef, Dispatcher, EntityName, EntityType, ErrorClass, Message, Messenger,
-    MessengerCounters,
+    Connection, ConnectionRef, Dispatcher, EntityName, EntityType, ErrorClass, Message, Messenger,
+    MessengerCounters, NodeConnection,
 };
 use msgr_core::session::SessionError;
 
-use crate::common::{load_config, log_event, parse_addr, print_counters};
-use crate::serve::{MSG_ECHO, MSG_ONE_WAY};
+use crate::common::{add_counters, load_config, log_event, parse_addr, print_counters};
+use crate::measure::{cpu_seconds, Latencies};
+use crate::serve::{MSG_ECHO, MSG_STREAM_END};
+use crate::stream;
 use crate::AnyError;
 
 pub(crate) struct PingArgs {
@@ -32,8 +39,8 @@ pub(crate) struct PingArgs {
     pub(crate) one_way: bool,
 }
 
-/// One connection's closed loop: the next message leaves when an echo arrives.
-struct Driver {
+/// One connection's client: the closed loop's state, or a stream's end-marker answers.
+pub(crate) struct Driver {
     state: Mutex<DriverState>,
     done: Condvar,
     front: Bytes,
@@ -42,24 +49,53 @@ struct Driver {
 }
 
 struct DriverState {
+    /// Answers (echoes, or end-marker answers when streaming) this phase waits for.
     total: u64,
     sent: u64,
     received: u64,
     sent_at: VecDeque<Instant>,
-    latencies_ns: Vec<u64>,
+    latencies: Latencies,
+    /// The session sequence number the server saw on the latest end marker (streaming).
+    server_seq: Option<u64>,
     errors: u64,
     fatal: Option<String>,
 }
 
+impl DriverState {
+    fn phase(total: u64, window: u64) -> Self {
+        DriverState {
+            total,
+            sent: 0,
+            received: 0,
+            sent_at: VecDeque::with_capacity(window as usize),
+            latencies: Latencies::new(),
+            server_seq: None,
+            errors: 0,
+            fatal: None,
+        }
+    }
+}
+
 impl Driver {
-    fn message(&self, tid: u64) -> Message {
+    /// The payload message this client sends (with tid `tid`).
+    pub(crate) fn message(&self, tid: u64) -> Message {
         Message::new(self.msg_type, self.front.clone())
             .with_data(self.data.clone())
             .with_tid(tid)
     }
 
-    /// Queue up to `n` more messages (bounded by the total) on `conn`.
-    fn send_more(&self, conn: &ConnectionRef, n: u64) {
+    /// Start a phase that ends after `total` answers.
+    pub(crate) fn expect(&self, total: u64) {
+        *self.state.lock() = DriverState::phase(total, 0);
+    }
+
+    /// The sequence number the server reported on the last end marker.
+    pub(crate) fn server_seq(&self) -> Option<u64> {
+        self.state.lock().server_seq
+    }
+
+    /// Queue up to `n` more echo messages (bounded by the phase's total) on `conn`.
+    fn send_more(&self, conn: &NodeConnection, n: u64) {
         for _ in 0..n {
             let tid = {
                 let mut s = self.state.lock();
@@ -71,15 +107,20 @@ impl Driver {
                 s.sent
             };
             if let Err(e) = conn.send_message(self.message(tid)) {
-                tracing::error!(error = %e, "send failed");
-                self.state.lock().errors += 1;
-                self.done.notify_all();
+                self.note_send_error(&e);
                 return;
             }
         }
     }
 
-    fn wait_done(&self) -> Result<(), AnyError> {
+    pub(crate) fn note_send_error(&self, e: &msgr::MessengerError) {
+        tracing::error!(error = %e, "send failed");
+        self.state.lock().errors += 1;
+        self.done.notify_all();
+    }
+
+    /// Block until the phase's answers are in, or say why they will not come.
+    pub(crate) fn wait_done(&self) -> Result<(), AnyError> {
         let mut s = self.state.lock();
         while s.received < s.total {
             if let Some(why) = &s.fatal {
@@ -94,7 +135,7 @@ impl Driver {
                 .timed_out()
             {
                 return Err(format!(
-                    "no echo for 120 s ({} of {} received): is the server running?",
+                    "no answer for 120 s ({} of {} received): is the server running?",
                     s.received, s.total
                 )
                 .into());
@@ -105,20 +146,33 @@ impl Driver {
 }
 
 impl Dispatcher for Driver {
-    fn ms_dispatch(&self, conn: &ConnectionRef, _msg: Message) {
-        let more = {
+    fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
+        if msg.msg_type == MSG_STREAM_END {
+            let mut s = self.state.lock();
+            s.server_seq = stream::decode_count(&msg.front);
+            s.received += 1;
+            self.done.notify_all();
+            return;
+        }
+        let next_tid = {
             let mut s = self.state.lock();
             if let Some(t) = s.sent_at.pop_front() {
-                s.latencies_ns.push(t.elapsed().as_nanos() as u64);
+                s.latencies.record_ns(t.elapsed().as_nanos() as u64);
             }
             s.received += 1;
             if s.received >= s.total {
                 self.done.notify_all();
             }
-            s.sent < s.total
+            (s.sent < s.total).then(|| {
+                s.sent += 1;
+                s.sent_at.push_back(Instant::now());
+                s.sent
+            })
         };
-        if more {
-            self.send_more(conn, 1);
+        if let Some(tid) = next_tid {
+            if let Err(e) = conn.send_message(self.message(tid)) {
+                self.note_send_error(&e);
+            }
         }
     }
     fn ms_handle_connect(&self, conn: &ConnectionRef) {
@@ -145,26 +199,8 @@ impl Dispatcher for Driver {
     }
 }
 
-fn cpu_seconds() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name: state is 3rd, utime 14th, stime 15th.
-    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1e3
-}
-
 /// What `ping` measured: one JSON line (`--json`, for the bench) or one human line.
+/// Latencies are round trips; streaming has none (null in JSON).
 #[derive(serde::Serialize)]
 struct PingSummary {
     transport: &'static str,
@@ -172,11 +208,13 @@ struct PingSummary {
     count: u64,
     concurrency: u64,
     connections: u64,
-    p50_us: f64,
-    p99_us: f64,
-    max_us: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
     msgs_per_s: f64,
     gbytes_per_s: f64,
+    /// User + system CPU seconds of this client process over the measured interval.
     cpu_s_client: f64,
     wall_s: f64,
     one_way: bool,
@@ -184,25 +222,46 @@ struct PingSummary {
 
 impl std::fmt::Display for PingSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let gb = self.count as f64 * self.size as f64 / 1e9;
         write!(
             f,
-            "{}{} size={} count={} concurrency={} connections={}: p50 {:.1} us, p99 {:.1} us, \
-             max {:.1} us; {:.0} msg/s, {:.3} GB/s; client CPU {:.2} s over {:.3} s",
+            "{}{} size={} count={} concurrency={} connections={}: p50 {} us, p99 {} us, \
+             p99.9 {} us, max {} us; {:.0} msg/s, {:.3} GB/s; client CPU {:.2} s over {:.3} s \
+             ({:.2} s per million messages, {:.2} s per GB)",
             self.transport,
             if self.one_way { " one-way" } else { "" },
             self.size,
             self.count,
             self.concurrency,
             self.connections,
-            self.p50_us,
-            self.p99_us,
-            self.max_us,
+            us(self.p50_us),
+            us(self.p99_us),
+            us(self.p999_us),
+            us(self.max_us),
             self.msgs_per_s,
             self.gbytes_per_s,
             self.cpu_s_client,
-            self.wall_s
+            self.wall_s,
+            self.cpu_s_client / (self.count as f64 / 1e6),
+            if gb > 0.0 {
+                self.cpu_s_client / gb
+            } else {
+                0.0
+            },
         )
     }
+}
+
+/// One client messenger, its dispatcher and its connection to the server.
+pub(crate) struct Client {
+    pub(crate) node: msgr::Node,
+    pub(crate) driver: Arc<Driver>,
+    pub(crate) conn: Arc<NodeConnection>,
+    /// Messages this connection must carry in the measured phase.
+    pub(crate) share: u64,
+    /// Streaming: the session sequence number of the warm-up's end marker.
+    pub(crate) warm_seq: u64,
 }
 
 pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
@@ -224,109 +283,85 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
     } else {
         (Bytes::new(), payload)
     };
-    let mut nodes: Vec<(msgr::Node, Arc<Driver>, ConnectionRef)> = Vec::new();
+    let mut clients: Vec<Client> = Vec::new();
     for i in 0..a.connections {
         let mut cfg = base.clone();
         // Clients listen on an ephemeral port of the configured IP (the server has the port).
         cfg.bind = SocketAddr::new(cfg.bind.ip(), 0);
         cfg.nonce = None;
         cfg.name = EntityName::new(EntityType::CLIENT, i as i64);
+        if a.one_way {
+            cfg.limits.send_queue_bytes = stream::queue_bytes(a.size, a.concurrency);
+        }
         let share = a.count / a.connections + u64::from(i < a.count % a.connections);
         let driver = Arc::new(Driver {
-            state: Mutex::new(DriverState {
-                total: 1,
-                sent: 0,
-                received: 0,
-                sent_at: VecDeque::new(),
-                latencies_ns: Vec::new(),
-                errors: 0,
-                fatal: None,
-            }),
+            state: Mutex::new(DriverState::phase(1, 1)),
             done: Condvar::new(),
             front: front.clone(),
             data: data.clone(),
-            msg_type: if a.one_way { MSG_ONE_WAY } else { MSG_ECHO },
+            msg_type: if a.one_way {
+                stream::MSG_STREAM
+            } else {
+                MSG_ECHO
+            },
         });
-        let m = msgr::from_config(&cfg)?;
-        m.add_dispatcher(driver.clone());
-        m.start()?;
-        let conn = m.connect_to(peer_type, &peer)?;
+        let node = msgr::from_config(&cfg)?;
+        node.add_dispatcher(driver.clone());
+        node.start()?;
+        let conn = node.connect(peer_type, &peer)?;
         // Warm-up: one round trip opens the session before the clock starts.
-        driver.send_more(&conn, 1);
-        driver.wait_done()?;
-        {
-            let mut s = driver.state.lock();
-            *s = DriverState {
-                total: share,
-                sent: 0,
-                received: 0,
-                sent_at: VecDeque::with_capacity(a.concurrency as usize),
-                latencies_ns: Vec::with_capacity(share as usize),
-                errors: 0,
-                fatal: None,
-            };
-        }
-        nodes.push((m, driver, conn));
+        let warm_seq = if a.one_way {
+            stream::warm_up(&driver, &conn)?
+        } else {
+            driver.send_more(&conn, 1);
+            driver.wait_done()?;
+            *driver.state.lock() = DriverState::phase(share, a.concurrency);
+            0
+        };
+        clients.push(Client {
+            node,
+            driver,
+            conn,
+            share,
+            warm_seq,
+        });
     }
 
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
-    for (_, d, c) in &nodes {
-        d.send_more(c, a.concurrency);
-    }
-    let mut waited = Ok(());
-    for (_, d, _) in &nodes {
-        if let Err(e) = d.wait_done() {
-            waited = Err(e);
-            break;
-        }
-    }
+    let waited = if a.one_way {
+        stream::run(&clients)
+    } else {
+        closed_loop(&clients, a.concurrency)
+    };
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
 
     // The transport that carried the connections (the first listed that could reach the peer).
-    let carried_by = nodes
+    let carried_by = clients
         .first()
-        .and_then(|(_, _, c)| c.transport())
+        .and_then(|c| c.conn.transport())
         .unwrap_or("none");
-    let mut lat: Vec<u64> = Vec::with_capacity(a.count as usize);
+    let mut lat = Latencies::new();
     let mut total = MessengerCounters::default();
-    for (m, d, _) in &nodes {
-        lat.extend_from_slice(&d.state.lock().latencies_ns);
-        m.shutdown();
-        let c = m.counters();
-        total.connections.messages_in += c.connections.messages_in;
-        total.connections.messages_out += c.connections.messages_out;
-        total.connections.bytes_in += c.connections.bytes_in;
-        total.connections.bytes_out += c.connections.bytes_out;
-        total.connections.faults += c.connections.faults;
-        total.connections.reconnects += c.connections.reconnects;
-        total.connections.replayed += c.connections.replayed;
-        total.connected += c.connected;
-        total.protocol_errors += c.protocol_errors;
-        total.fallbacks += c.fallbacks;
-        for (t, n) in c.links_by_transport {
-            match total.links_by_transport.iter_mut().find(|(x, _)| *x == t) {
-                Some((_, m)) => *m += n,
-                None => total.links_by_transport.push((t, n)),
-            }
-        }
+    for c in &clients {
+        lat.merge(&c.driver.state.lock().latencies);
+        c.node.shutdown();
+        add_counters(&mut total, &c.node.counters());
     }
     print_counters("ping", &total);
     waited?;
-    lat.sort_unstable();
-    let count = lat.len() as u64;
-    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
-    let max = lat.last().map_or(0.0, |v| *v as f64 / 1e3);
+    let count = if a.one_way { a.count } else { lat.count() };
     let summary = PingSummary {
         transport: carried_by,
         size: a.size,
         count,
         concurrency: a.concurrency,
         connections: a.connections,
-        p50_us: p50,
-        p99_us: p99,
-        max_us: max,
+        p50_us: lat.quantile_us(0.50),
+        p99_us: lat.quantile_us(0.99),
+        p999_us: lat.quantile_us(0.999),
+        max_us: lat.max_us(),
         msgs_per_s: count as f64 / wall,
         gbytes_per_s: (count as f64 * a.size as f64) / wall / 1e9,
         cpu_s_client: cpu,
@@ -337,6 +372,17 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("{summary}");
+    }
+    Ok(())
+}
+
+/// Echo mode: fill every connection's window, then let the dispatchers keep it full.
+fn closed_loop(clients: &[Client], window: u64) -> Result<(), AnyError> {
+    for c in clients {
+        c.driver.send_more(&c.conn, window);
+    }
+    for c in clients {
+        c.driver.wait_done()?;
     }
     Ok(())
 }

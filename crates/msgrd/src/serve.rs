@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use msgr::{ConnectionRef, Dispatcher, EntityName, Message, Messenger};
 use msgr_core::session::SessionError;
 
@@ -16,13 +15,18 @@ struct Echo;
 
 /// Message type of a ping that wants the whole payload echoed.
 pub(crate) const MSG_ECHO: u16 = 1;
-/// Message type of a one-way ping: the reply is an empty message with the same type and tid.
-pub(crate) const MSG_ONE_WAY: u16 = 2;
+/// Message type of a stream message (`ping --one-way`): no answer but the msgr1 ACK.
+pub(crate) const MSG_STREAM: u16 = 3;
+/// Message type of a stream's end marker: answered with the same type and tid, its front the
+/// marker's session sequence number (little-endian u64; see `stream`).
+pub(crate) const MSG_STREAM_END: u16 = 4;
 
 impl Dispatcher for Echo {
     fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
-        let reply = if msg.msg_type == MSG_ONE_WAY {
-            Message::new(MSG_ONE_WAY, Bytes::new()).with_tid(msg.tid)
+        let reply = if msg.msg_type == MSG_STREAM {
+            return;
+        } else if msg.msg_type == MSG_STREAM_END {
+            Message::new(MSG_STREAM_END, crate::stream::encode_count(msg.seq)).with_tid(msg.tid)
         } else {
             Message {
                 seq: 0,

@@ -13,6 +13,7 @@ struct Line {
     label: &'static str,
     transport: &'static str,
     implementation: &'static str,
+    /// Messages in flight of the rows (0: any; one-way rows scale it with the size).
     concurrency: u64,
     /// The RDMA latency rows' completion mode (None: rows without one).
     poll: Option<Poll>,
@@ -102,6 +103,15 @@ const THROUGHPUT: &[Line] = &[
         color: TCP,
     },
     Line {
+        label: "msgr tcp one-way",
+        transport: "tcp",
+        implementation: super::ONE_WAY,
+        concurrency: 0,
+        poll: None,
+        dashed: false,
+        color: TCP_2,
+    },
+    Line {
         label: "tcp-baseline stream",
         transport: "tcp",
         implementation: "tcp-baseline stream",
@@ -158,10 +168,10 @@ fn points(cells: &[Cell], l: &Line, y: impl Fn(&Cell) -> Option<f64>) -> Vec<(f6
             c.ok()
                 && c.spec.transport == l.transport
                 && c.spec.implementation == l.implementation
-                && c.spec.concurrency == l.concurrency
+                && (l.concurrency == 0 || c.spec.concurrency == l.concurrency)
                 && c.spec.poll == l.poll
                 && c.spec.connections == 1
-                && (c.spec.role == Role::Cell) == (l.implementation == "msgrd")
+                && (c.spec.role == Role::Cell) == l.implementation.starts_with("msgrd")
         })
         .filter_map(|c| Some((c.spec.size as f64, y(c).filter(|y| *y > 0.0)?)))
         .collect();

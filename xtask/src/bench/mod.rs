@@ -35,6 +35,22 @@ use machine::Machine;
 pub const SIZES_FULL: [u64; 5] = [64, 4 << 10, 64 << 10, 1 << 20, 4 << 20];
 pub const SIZES_QUICK: [u64; 3] = [64, 64 << 10, 1 << 20];
 pub const IN_FLIGHT: [u64; 2] = [1, 16];
+/// Sizes of the TCP one-way rows in `--quick` (`--full`: [`SIZES_FULL`]).
+pub const ONE_WAY_SIZES_QUICK: [u64; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+/// Connections of the one-way rows, and of the echo rows with [`CONNS_IN_FLIGHT`] in flight,
+/// in both modes: many connections on two workers is the common daemon shape.
+pub const CONNS: [u64; 2] = [1, 8];
+pub const CONNS_IN_FLIGHT: u64 = 16;
+/// Payload bytes a one-way client may queue per connection (its `--concurrency` is this over
+/// the size, at least [`ONE_WAY_MIN_IN_FLIGHT`] messages): deep enough that the sender never
+/// waits on a wake-up per message.
+pub const ONE_WAY_QUEUE_BYTES: u64 = 4 << 20;
+pub const ONE_WAY_MIN_IN_FLIGHT: u64 = 16;
+/// Every TCP row but the memory rows runs at least this long: a short row measures start-up
+/// and scheduler noise. Rows that finish sooner run again with proportionally more messages.
+pub const MIN_WALL_S: f64 = 0.5;
+/// Reruns allowed to reach [`MIN_WALL_S`].
+const CALIBRATE_TRIES: u32 = 4;
 pub const TCP_CONFIG: &str = "config/tcp.toml";
 pub const RDMA_CONFIG: &str = "config/rdma.toml";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,6 +58,10 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Rows besides the plain `msgrd` cells and their tcp-baseline / perftest baselines.
 pub const ZMQ_ECHO: &str = "zmq push/pull echo";
 pub const ZMQ_STREAM: &str = "zmq push/pull stream";
+/// msgrd streaming one way (`msgrd ping --one-way`: nothing comes back but msgr1 ACKs).
+pub const ONE_WAY: &str = "msgrd one-way";
+/// Sizes of the ZeroMQ stream rows (the one-way cells of these sizes are compared with them).
+pub const ZMQ_STREAM_SIZES: [u64; 2] = [64, 4 << 10];
 pub const MSGRD_IDLE: &str = "msgrd idle";
 pub const MSGRD_STRESS: &str = "msgrd stress";
 /// The ZeroMQ comparison is made for this size and number in flight (the target).
@@ -63,7 +83,8 @@ pub const BUSY_POLL_US: u64 = 100_000;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Small subset (64 B, 64 KiB, 1 MiB; one connection; fewer messages), a few minutes.
+    /// Small subset (echo 64 B, 64 KiB, 1 MiB; one-way up to 1 MiB; fewer sizes with 8
+    /// connections), a few minutes.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
     /// Also run every cell with 8 connections.
@@ -165,6 +186,14 @@ pub struct Cell {
     pub cpu_s_server: Option<f64>,
     pub cpu_s_per_gb_client: Option<f64>,
     pub cpu_s_per_gb_server: Option<f64>,
+    /// CPU seconds per million messages.
+    #[serde(default)]
+    pub cpu_s_per_mmsg_client: Option<f64>,
+    #[serde(default)]
+    pub cpu_s_per_mmsg_server: Option<f64>,
+    /// 99.9th percentile round trip (msgrd echo rows).
+    #[serde(default)]
+    pub p999_us: Option<f64>,
     /// The baseline row this cell is compared with, and the ratios (cell / baseline).
     pub baseline: Option<String>,
     pub ratio_p50: Option<f64>,
@@ -198,6 +227,9 @@ impl Cell {
             cpu_s_server: None,
             cpu_s_per_gb_client: None,
             cpu_s_per_gb_server: None,
+            cpu_s_per_mmsg_client: None,
+            cpu_s_per_mmsg_server: None,
+            p999_us: None,
             baseline: None,
             ratio_p50: None,
             ratio_msgs_per_s: None,
@@ -240,6 +272,7 @@ impl Cell {
         let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
         self.p50_us = f("p50_us");
         self.p99_us = f("p99_us");
+        self.p999_us = f("p999_us");
         self.msgs_per_s = f("msgs_per_s");
         self.gbytes_per_s = f("gbytes_per_s");
         self.wall_s = f("wall_s");
@@ -252,6 +285,11 @@ impl Cell {
         if gb > 0.0 {
             self.cpu_s_per_gb_client = self.cpu_s_client.map(|c| c / gb);
             self.cpu_s_per_gb_server = self.cpu_s_server.map(|c| c / gb);
+        }
+        let mmsg = self.spec.count as f64 / 1e6;
+        if mmsg > 0.0 {
+            self.cpu_s_per_mmsg_client = self.cpu_s_client.map(|c| c / mmsg);
+            self.cpu_s_per_mmsg_server = self.cpu_s_server.map(|c| c / mmsg);
         }
         self.status = "ok".into();
     }
@@ -278,14 +316,29 @@ pub struct OtherRatio {
 }
 
 /// Messages of a ZeroMQ row: libzmq moves small messages far faster than one per round trip,
-/// so these rows need many more than a msgrd cell for a stable rate (still well under a second).
-fn zmq_count(implementation: &str, quick: bool) -> u64 {
+/// so these rows need many more than a msgrd cell for a stable rate.
+fn zmq_count(implementation: &str, size: u64, quick: bool) -> u64 {
     match (implementation, quick) {
-        (ZMQ_STREAM, true) => 1_000_000,
-        (ZMQ_STREAM, false) => 4_000_000,
+        (ZMQ_STREAM, _) => stream_count(size, quick),
         (_, true) => 100_000,
         (_, false) => 400_000,
     }
+}
+
+/// Messages of a one-way row (msgrd one-way, tcp-baseline stream, zmq stream) before
+/// calibration to [`MIN_WALL_S`]: streams move small messages by the million.
+fn stream_count(size: u64, quick: bool) -> u64 {
+    let (budget, max) = if quick {
+        (256u64 << 20, 2_000_000)
+    } else {
+        (1 << 30, 8_000_000)
+    };
+    (budget / size.max(1)).clamp(64, max)
+}
+
+/// `--concurrency` of a one-way cell: [`ONE_WAY_QUEUE_BYTES`] of its messages.
+pub fn one_way_in_flight(size: u64) -> u64 {
+    (ONE_WAY_QUEUE_BYTES / size.max(1)).max(ONE_WAY_MIN_IN_FLIGHT)
 }
 
 /// The rows to run for one transport.
@@ -311,8 +364,14 @@ pub fn plan(
         poll_us: None,
     };
     for &size in sizes {
-        for &k in conns {
+        for k in conn_counts(conns) {
             for &c in &IN_FLIGHT {
+                // Many connections: every shape when asked for (--full), else the pipelined
+                // TCP one, which is what a busy daemon sees.
+                let pipelined_tcp = transport == "tcp" && c == CONNS_IN_FLIGHT;
+                if !(conns.contains(&k) || pipelined_tcp) {
+                    continue;
+                }
                 if transport == "rdma" && c == 1 {
                     // Latency: one cell per completion mode, each with its own baseline below.
                     for (p, us) in [(Poll::Event, 0), (Poll::BusyPoll, busy_poll_us)] {
@@ -332,13 +391,10 @@ pub fn plan(
             }
         }
         if transport == "tcp" {
-            v.push(spec("tcp-baseline stream", Role::Baseline, size, 1, 1));
             if size == ZMQ_SIZE {
-                for (imp, c) in [(ZMQ_ECHO, ZMQ_IN_FLIGHT), (ZMQ_STREAM, 1)] {
-                    let mut z = spec(imp, Role::Baseline, size, c, 1);
-                    z.count = zmq_count(imp, quick);
-                    v.push(z);
-                }
+                let mut z = spec(ZMQ_ECHO, Role::Baseline, size, ZMQ_IN_FLIGHT, 1);
+                z.count = zmq_count(ZMQ_ECHO, size, quick);
+                v.push(z);
             }
         } else {
             for p in rdma::PERFTESTS {
@@ -352,6 +408,33 @@ pub fn plan(
                 } else {
                     v.push(spec(p, Role::Baseline, size, 1, 1));
                 }
+            }
+        }
+    }
+    if transport == "tcp" {
+        // One way: msgrd against the buffered raw stream of the same shape, and the small
+        // sizes against ZeroMQ PUSH/PULL (one connection).
+        let sizes: &[u64] = if quick {
+            &ONE_WAY_SIZES_QUICK
+        } else {
+            &SIZES_FULL
+        };
+        for &size in sizes {
+            for k in CONNS {
+                let count = stream_count(size, quick);
+                v.push(Spec {
+                    count,
+                    ..spec(ONE_WAY, Role::Cell, size, one_way_in_flight(size), k)
+                });
+                v.push(Spec {
+                    count,
+                    ..spec("tcp-baseline stream", Role::Baseline, size, 1, k)
+                });
+            }
+            if ZMQ_STREAM_SIZES.contains(&size) {
+                let mut z = spec(ZMQ_STREAM, Role::Baseline, size, 1, 1);
+                z.count = zmq_count(ZMQ_STREAM, size, quick);
+                v.push(z);
             }
         }
     }
@@ -374,6 +457,15 @@ pub fn plan(
             )
         });
     }
+    v
+}
+
+/// The connection counts of the echo rows: those asked for, and [`CONNS`] for the pipelined
+/// TCP shape (filtered per row in [`plan`]).
+fn conn_counts(conns: &[u64]) -> Vec<u64> {
+    let mut v: Vec<u64> = conns.iter().chain(CONNS.iter()).copied().collect();
+    v.sort_unstable();
+    v.dedup();
     v
 }
 
@@ -457,6 +549,7 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
         ZMQ_ECHO => zmq("echo")?,
         ZMQ_STREAM => zmq("stream")?,
         "msgrd" if bins.self_test => (baseline_server, baseline_args("echo")),
+        ONE_WAY if bins.self_test => (baseline_server, baseline_args("stream")),
         MSGRD_IDLE | MSGRD_STRESS if bins.self_test => {
             return Err("self-test: no msgrd to measure".into())
         }
@@ -477,7 +570,7 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
             .to_vec();
             (server, client)
         }
-        "msgrd" | MSGRD_STRESS => {
+        "msgrd" | ONE_WAY | MSGRD_STRESS => {
             let (msgrd, server) = msgrd_server()?;
             let mut client = vec![msgrd, "ping".into(), "--config".into(), config.into()];
             client.extend(
@@ -496,9 +589,10 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
             if spec.connections > 1 {
                 client.extend(["--connections".to_string(), n(spec.connections)]);
             }
-            if spec.transport == "rdma" && spec.concurrency > 1 && spec.implementation == "msgrd" {
-                // Compared with ib_send_bw, which moves the payload one way: so does msgrd here
-                // (the server answers each message with an empty one).
+            let rdma_stream = spec.transport == "rdma" && spec.concurrency > 1;
+            if spec.implementation == ONE_WAY || (rdma_stream && spec.implementation == "msgrd") {
+                // Compared with a one-way baseline (tcp-baseline stream, ZeroMQ PUSH/PULL,
+                // ib_send_bw): msgrd streams too, the server answering nothing but msgr1 ACKs.
                 client.push("--one-way".into());
             }
             client.push("--json".into());
@@ -592,7 +686,8 @@ pub fn with_poll_us(config: &str, poll_us: u64, copy: &Path) -> Result<String, S
     Ok(copy.display().to_string())
 }
 
-/// Runs one msgrd / tcp-baseline row.
+/// Runs one msgrd / tcp-baseline row; a row that finished in under [`MIN_WALL_S`] runs
+/// again with proportionally more messages (memory rows run as planned).
 pub fn run_pair_row(
     spec: &Spec,
     bins: &Bins,
@@ -600,6 +695,27 @@ pub fn run_pair_row(
     device: &str,
     machine: &Machine,
 ) -> Cell {
+    let mut spec = spec.clone();
+    for attempt in 1.. {
+        let cell = run_pair_once(&spec, bins, config, device, machine);
+        match cell.wall_s.filter(|_| cell.ok() && !cell.is_memory()) {
+            Some(wall) if wall < MIN_WALL_S && attempt < CALIBRATE_TRIES => {
+                spec.count = calibrated_count(spec.count, wall);
+            }
+            _ => return cell,
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// The message count for a rerun of a row that took `wall` seconds with `count`: enough for
+/// [`MIN_WALL_S`] with a margin, at least twice and at most a hundred times as many.
+pub fn calibrated_count(count: u64, wall: f64) -> u64 {
+    let factor = (MIN_WALL_S * 1.4 / wall.max(1e-6)).clamp(2.0, 100.0);
+    (count.max(1) as f64 * factor).round() as u64
+}
+
+fn run_pair_once(spec: &Spec, bins: &Bins, config: &str, device: &str, machine: &Machine) -> Cell {
     let mut cell = Cell::new(spec.clone(), device, machine);
     let is_msgrd = spec.implementation.starts_with("msgrd");
     if is_msgrd && bins.self_test {
@@ -720,7 +836,7 @@ pub fn run(a: BenchArgs) -> i32 {
         }
     };
     let sizes: &[u64] = if a.quick { &SIZES_QUICK } else { &SIZES_FULL };
-    let conns: &[u64] = if a.full { &[1, 8] } else { &[1] };
+    let conns: &[u64] = if a.full { &CONNS } else { &[1] };
     let host = Machine::here("bare host");
     let git_rev = machine::git_revision();
     let started = machine::utc_now();
@@ -901,7 +1017,7 @@ mod tests {
         let quick = plan("tcp", &SIZES_QUICK, &[1], true, false, BUSY_POLL_US);
         let find = |v: &[Spec], imp: &str| v.iter().filter(|s| s.implementation == imp).count();
         assert_eq!(find(&quick, ZMQ_ECHO), 1);
-        assert_eq!(find(&quick, ZMQ_STREAM), 1);
+        assert_eq!(find(&quick, ZMQ_STREAM), 2);
         assert_eq!(find(&quick, MSGRD_IDLE), 1);
         assert_eq!(find(&quick, MSGRD_STRESS), 1);
         let z = quick.iter().find(|s| s.implementation == ZMQ_ECHO).unwrap();
@@ -928,6 +1044,69 @@ mod tests {
         assert!(rdma
             .iter()
             .all(|s| s.implementation == "msgrd" || s.implementation.starts_with("ib_")));
+    }
+
+    #[test]
+    fn quick_plan_streams_one_way_against_the_raw_stream_and_zmq_and_has_8_connections() {
+        let quick = plan("tcp", &SIZES_QUICK, &[1], true, false, BUSY_POLL_US);
+        let shapes = |imp: &str| -> Vec<(u64, u64)> {
+            quick
+                .iter()
+                .filter(|s| s.implementation == imp)
+                .map(|s| (s.size, s.connections))
+                .collect()
+        };
+        let every: Vec<(u64, u64)> = ONE_WAY_SIZES_QUICK
+            .iter()
+            .flat_map(|&size| CONNS.map(|k| (size, k)))
+            .collect();
+        assert_eq!(shapes(ONE_WAY), every);
+        assert_eq!(shapes("tcp-baseline stream"), every);
+        assert_eq!(shapes(ZMQ_STREAM), [(64, 1), (4096, 1)]);
+        // 8 connections in --quick: the pipelined echo rows, each with its baseline.
+        for imp in ["msgrd", "tcp-baseline echo"] {
+            let c8: Vec<(u64, u64)> = quick
+                .iter()
+                .filter(|s| s.implementation == imp && s.connections == 8)
+                .map(|s| (s.size, s.concurrency))
+                .collect();
+            assert_eq!(c8, SIZES_QUICK.map(|size| (size, CONNS_IN_FLIGHT)), "{imp}");
+        }
+        // One-way clients queue about ONE_WAY_QUEUE_BYTES, never fewer than a few messages.
+        let ow = |size: u64| {
+            quick
+                .iter()
+                .find(|s| s.implementation == ONE_WAY && s.size == size)
+                .unwrap()
+                .concurrency
+        };
+        assert_eq!(ow(64) * 64, ONE_WAY_QUEUE_BYTES);
+        assert_eq!(ow(1 << 20), ONE_WAY_MIN_IN_FLIGHT);
+        // The full plan has every size one way, and 8 connections for every echo shape.
+        let full = plan("tcp", &SIZES_FULL, &CONNS, false, false, BUSY_POLL_US);
+        assert_eq!(
+            full.iter()
+                .filter(|s| s.implementation == ONE_WAY && s.connections == 1)
+                .count(),
+            SIZES_FULL.len()
+        );
+        assert!(full
+            .iter()
+            .any(|s| s.implementation == "msgrd" && s.concurrency == 1 && s.connections == 8));
+        // RDMA keeps its shapes: no 8-connection rows unless asked for.
+        let rdma = plan("rdma", &SIZES_QUICK, &[1], true, true, BUSY_POLL_US);
+        assert!(rdma.iter().all(|s| s.connections == 1));
+    }
+
+    #[test]
+    fn short_rows_rerun_with_enough_messages_for_the_minimum_time() {
+        // 0.05 s: 14 times as many for 0.7 s.
+        assert_eq!(calibrated_count(1000, 0.05), 14_000);
+        // Nearly there: still at least double (the margin covers noise).
+        assert_eq!(calibrated_count(1000, 0.45), 2000);
+        // Far too short: at most a hundredfold per rerun.
+        assert_eq!(calibrated_count(1000, 0.0), 100_000);
+        assert_eq!(calibrated_count(0, 0.1), 7);
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::machine::Machine;
-use super::{Cell, OtherRatio, Poll, Role, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE, ZMQ_STREAM};
+use super::{
+    Cell, OtherRatio, Poll, Role, ONE_WAY, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE, ZMQ_STREAM,
+    ZMQ_STREAM_SIZES,
+};
 
 pub const README_START: &str = "<!-- bench:start -->";
 pub const README_END: &str = "<!-- bench:end -->";
@@ -36,6 +39,9 @@ fn baseline_for(cell: &Cell) -> Vec<(&'static str, bool, bool)> {
     }
     // (implementation, compare p50, compare msgs/s)
     match (cell.spec.transport.as_str(), cell.spec.concurrency) {
+        ("tcp", _) if cell.spec.implementation == ONE_WAY => {
+            vec![("tcp-baseline stream", false, true)]
+        }
         ("tcp", _) => vec![("tcp-baseline echo", true, true)],
         ("rdma", 1) => vec![("ib_send_lat", true, true)],
         ("rdma", _) => vec![("ib_send_bw", false, true)],
@@ -49,16 +55,18 @@ pub fn link_baselines(cells: &mut [Cell]) {
     let snapshot: Vec<Cell> = cells.to_vec();
     for cell in cells.iter_mut().filter(|c| c.spec.role == Role::Cell) {
         for (imp, p50, rate) in baseline_for(cell) {
-            let same_shape = imp == "tcp-baseline echo";
+            // Echo baselines have the cell's shape; streams its connections (a stream's
+            // in-flight depth is its own); perftest runs one connection.
+            let same_in_flight = imp == "tcp-baseline echo";
+            let same_conns = imp.starts_with("tcp-baseline");
             let Some(base) = snapshot.iter().find(|b| {
                 b.spec.role == Role::Baseline
                     && b.spec.implementation == imp
                     && b.spec.transport == cell.spec.transport
                     && b.spec.size == cell.spec.size
                     && b.spec.poll == cell.spec.poll
-                    && (!same_shape
-                        || (b.spec.concurrency == cell.spec.concurrency
-                            && b.spec.connections == cell.spec.connections))
+                    && (!same_in_flight || b.spec.concurrency == cell.spec.concurrency)
+                    && (!same_conns || b.spec.connections == cell.spec.connections)
             }) else {
                 continue;
             };
@@ -81,23 +89,24 @@ pub fn link_baselines(cells: &mut [Cell]) {
     }
 }
 
-/// The issue's ZeroMQ target: msgr's 64 B message rate with 16 in flight (one connection) against
-/// libzmq PUSH/PULL on the same loopback, both with 16 in flight (echo) and unbounded (stream).
+/// The issue's ZeroMQ targets, against libzmq PUSH/PULL on the same loopback (one
+/// connection): msgr's 64 B echo rate with 16 in flight against ZeroMQ's echo with 16 in
+/// flight and its stream; msgr's one-way rate against ZeroMQ's stream of the same size.
 fn link_zmq(cell: &mut Cell, rows: &[Cell]) {
     let s = &cell.spec;
-    if !(s.transport == "tcp"
-        && s.implementation == "msgrd"
-        && s.size == ZMQ_SIZE
-        && s.concurrency == ZMQ_IN_FLIGHT
-        && s.connections == 1
-        && cell.ok())
-    {
+    if !(s.transport == "tcp" && s.connections == 1 && cell.ok()) {
         return;
     }
+    let against: &[&str] = match s.implementation.as_str() {
+        "msgrd" if s.size == ZMQ_SIZE && s.concurrency == ZMQ_IN_FLIGHT => &[ZMQ_ECHO, ZMQ_STREAM],
+        ONE_WAY if ZMQ_STREAM_SIZES.contains(&s.size) => &[ZMQ_STREAM],
+        _ => return,
+    };
+    let size = s.size;
     let Some(rate) = cell.msgs_per_s else { return };
-    for imp in [ZMQ_ECHO, ZMQ_STREAM] {
+    for &imp in against {
         let base = rows.iter().find(|b| {
-            b.spec.implementation == imp && b.spec.transport == "tcp" && b.spec.size == ZMQ_SIZE
+            b.spec.implementation == imp && b.spec.transport == "tcp" && b.spec.size == size
         });
         if let Some(b) = base.filter(|b| b.ok()) {
             if let Some(r) = b.msgs_per_s.filter(|r| *r > 0.0) {
@@ -175,6 +184,8 @@ pub fn table(cells: &[Cell]) -> String {
         "GB/s",
         "cpu s/GB cli",
         "cpu s/GB srv",
+        "cpu s/Mmsg cli",
+        "cpu s/Mmsg srv",
         "vs baseline",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -200,6 +211,8 @@ pub fn table(cells: &[Cell]) -> String {
                 sig(c.gbytes_per_s),
                 sig(c.cpu_s_per_gb_client),
                 sig(c.cpu_s_per_gb_server),
+                sig(c.cpu_s_per_mmsg_client),
+                sig(c.cpu_s_per_mmsg_server),
             ]);
             let mut vs = Vec::new();
             if let Some(r) = c.ratio_p50 {
@@ -250,7 +263,7 @@ pub fn table(cells: &[Cell]) -> String {
             }
         }
     }
-    let numeric = |i: usize| (5..11).contains(&i) || i == 3 || i == 4;
+    let numeric = |i: usize| (3..13).contains(&i);
     let line = |r: &[String]| -> String {
         let mut s = String::new();
         for (i, v) in r.iter().enumerate() {
@@ -281,16 +294,25 @@ pub fn table(cells: &[Cell]) -> String {
     }
     out.push_str(
         "\nLatency: round trip of one message (echo), p50 / p99. GB/s and cpu s/GB count payload \
-         bytes one way; CPU times come from /proc in 10 ms ticks, so short rows are coarse. vs baseline: p50 ratio \
-         (lower is better) and msgs/s ratio (higher is better).\n",
+         bytes one way; cpu s/Mmsg is CPU seconds per million messages; server CPU comes from \
+         /proc in 10 ms ticks, so rows run at least 0.5 s (rerun with more messages until they \
+         do). vs baseline: p50 ratio (lower is better) and msgs/s ratio (higher is better).\n",
     );
+    if cells.iter().any(|c| c.spec.implementation == ONE_WAY) {
+        out.push_str(
+            "One-way rows: msgrd ping --one-way (the server answers nothing but msgr1 ACKs, then \
+             its count on an end marker; in-flight = messages the client may queue per \
+             connection) against tcp-baseline stream (a BufWriter over a blocking socket, a \
+             4-byte length per frame) with as many connections.\n",
+        );
+    }
     if cells
         .iter()
         .any(|c| c.spec.transport == "rdma" && c.spec.concurrency > 1)
     {
         out.push_str(
             "RDMA streaming rows (more than 1 in flight): msgrd ping --one-way, the payload one way \
-             and an empty message back per message, as ib_send_bw moves it one way.\n",
+             with nothing back but msgr1 ACKs, as ib_send_bw moves it one way.\n",
         );
     }
     if cells
@@ -533,6 +555,48 @@ mod tests {
             t.contains("rate 0.90x of tcp-baseline; rate 0.50x of zmq echo x16; rate 0.10x of zmq stream x1"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn one_way_cells_are_compared_with_the_stream_of_their_connections_and_zmq() {
+        let shape = |imp: &str, role, size: u64, conns: u64, rate: f64| {
+            let mut c = cell(imp, role, 0.0, rate);
+            c.p50_us = None;
+            c.spec.size = size;
+            c.spec.concurrency = if role == Role::Cell { 4096 } else { 1 };
+            c.spec.connections = conns;
+            c
+        };
+        let mut cells = vec![
+            shape(ONE_WAY, Role::Cell, 64, 1, 3e6),
+            shape("tcp-baseline stream", Role::Baseline, 64, 1, 30e6),
+            shape(ONE_WAY, Role::Cell, 64, 8, 2e6),
+            shape("tcp-baseline stream", Role::Baseline, 64, 8, 40e6),
+            shape(ZMQ_STREAM, Role::Baseline, 64, 1, 2e6),
+            shape(ONE_WAY, Role::Cell, 1 << 20, 1, 3000.0),
+            shape("tcp-baseline stream", Role::Baseline, 1 << 20, 1, 4000.0),
+            shape("tcp-baseline echo", Role::Baseline, 64, 1, 1e5),
+        ];
+        link_baselines(&mut cells);
+        assert_eq!(cells[0].ratio_msgs_per_s, Some(0.1));
+        assert_eq!(cells[0].ratio_p50, None);
+        assert_eq!(cells[0].other_ratios.len(), 1);
+        assert_eq!(cells[0].other_ratios[0].ratio_msgs_per_s, 1.5);
+        assert_eq!(
+            cells[2].baseline.as_deref(),
+            Some("tcp-baseline stream tcp 64B x1 c8")
+        );
+        assert_eq!(cells[2].ratio_msgs_per_s, Some(0.05));
+        // ZeroMQ runs one connection: the 8-connection cell is not compared with it.
+        assert!(cells[2].other_ratios.is_empty());
+        assert_eq!(cells[5].ratio_msgs_per_s, Some(0.75));
+        assert!(cells[5].other_ratios.is_empty());
+        let t = table(&cells);
+        assert!(
+            t.contains("rate 0.10x of tcp-baseline; rate 1.50x of zmq stream x1"),
+            "{t}"
+        );
+        assert!(t.contains("One-way rows: msgrd ping --one-way"), "{t}");
     }
 
     #[test]

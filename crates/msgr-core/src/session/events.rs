@@ -14,7 +14,8 @@ pub enum SessionError {
     /// The peer's bytes do not decode (bad banner, CRC, tag, size ...; see [`WireError`]).
     #[error("protocol error from peer: {0}")]
     Wire(#[from] WireError),
-    /// The peer lacks features we require, or requires features we lack (reply tag FEATURES).
+    /// The peer lacks features we require, or requires features we lack (reply tag FEATURES):
+    /// upgrade the older side, or require fewer features (policy / `features_required`).
     #[error("peer {peer} does not support required features {missing:#x}")]
     MissingFeatures {
         /// The peer's address, as text.
@@ -22,7 +23,8 @@ pub enum SessionError {
         /// The feature bits (`CEPH_FEATURE_*`) missing on one side.
         missing: u64,
     },
-    /// The peer refused our protocol version (reply tag BADPROTOVER, `CEPH_*_PROTOCOL`).
+    /// The peer refused our protocol version (reply tag BADPROTOVER, `CEPH_*_PROTOCOL`): the
+    /// two sides' entity types or versions do not match; check the peer's type.
     #[error("peer speaks protocol version {theirs}, we need {ours}")]
     BadProtocolVersion {
         /// The protocol version the peer sent.
@@ -30,10 +32,12 @@ pub enum SessionError {
         /// The one we use for this pair of entity types.
         ours: u32,
     },
-    /// The peer refused our authorizer (reply tag BADAUTHORIZER).
+    /// The peer refused our authorizer (reply tag BADAUTHORIZER): it expects another auth
+    /// method or other credentials.
     #[error("peer rejected our authorizer")]
     BadAuthorizer,
-    /// The peer announced another address (or nonce: another process) than the one dialed.
+    /// The peer announced another address (or nonce: another process) than the one dialed:
+    /// the peer restarted or the address is stale; look its address up again.
     #[error("peer claims address {claimed} but we dialed {dialed}")]
     AddressMismatch {
         /// The address the peer announced.
@@ -41,10 +45,12 @@ pub enum SessionError {
         /// The address we dialed.
         dialed: String,
     },
-    /// The handshake did not finish within the configured timeout (the duration).
+    /// The handshake did not finish within the configured timeout (the duration): the peer is
+    /// overloaded or does not speak msgr1; a lossless session retries.
     #[error("handshake did not complete within {0:?}: peer stalled")]
     HandshakeTimeout(std::time::Duration),
-    /// Nothing came from the peer for the idle timeout (the duration).
+    /// Nothing came from the peer for the idle timeout (the duration): a lossless session
+    /// reconnects; raise the idle timeout for peers that stay quiet longer.
     #[error("nothing received for {0:?}: peer is gone or stalled")]
     IdleTimeout(std::time::Duration),
     /// The transport reported the link failed (the text says why).

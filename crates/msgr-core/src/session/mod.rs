@@ -385,7 +385,7 @@ impl Session {
         self.connect_seq
     }
 
-    /// The global_seq of the peer's last connect (accepting side; 0 otherwise).
+    /// The peer's global_seq: from its last connect (accepting side) or connect reply.
     pub fn peer_global_seq(&self) -> u32 {
         self.peer_global_seq
     }

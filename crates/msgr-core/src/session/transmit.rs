@@ -29,12 +29,12 @@ impl Session {
                 }
             }
         }
-        if !link.ctrl.is_empty() {
-            out.push(link.ctrl.split().freeze());
-        }
         if !open {
+            frame::flush_batch(&mut link.ctrl, out);
             return out.len() - before;
         }
+        // Messages follow the control bytes in the same buffer: a run of small messages (and
+        // the ACK after them) leaves as one chunk; large sections go as their own chunks.
         let msg_auth = has_feature(self.features, CEPH_FEATUREMASK_MSG_AUTH);
         let mut budget = self.config.transmit_batch_bytes;
         let mut wrote_msgs = false;
@@ -45,8 +45,16 @@ impl Session {
                 m.seq = self.out_seq;
             }
             m.src = self.config.my_name;
-            let crc_data = self.config.crc_data;
-            frame::encode_message_crc(&m, m.seq, self.config.my_name, msg_auth, crc_data, out);
+            frame::encode_message_batched(
+                &m,
+                m.seq,
+                self.config.my_name,
+                msg_auth,
+                self.config.crc_data,
+                frame::INLINE_SECTION_MAX,
+                &mut link.ctrl,
+                out,
+            );
             budget = budget.saturating_sub(m.payload_len().max(1));
             self.sent.push(m);
             wrote_msgs = true;
@@ -56,24 +64,23 @@ impl Session {
         }
         // One ACK covers everything received so far. It rides along with our own messages, or
         // goes when enough piled up or the deferred-ack deadline passed.
-        let link = self.link.as_mut().expect("checked above");
         if link.unacked_in > 0
             && (wrote_msgs
                 || link.ack_due
                 || link.unacked_in >= self.config.ack_every
                 || self.config.ack_delay.is_zero())
         {
-            let mut b = BytesMut::with_capacity(9);
-            frame::encode_ack(self.in_seq, &mut b);
-            out.push(b.freeze());
+            frame::encode_ack(self.in_seq, &mut link.ctrl);
             link.unacked_in = 0;
             link.ack_due = false;
             self.timers.stop(Timer::Ack);
         }
-        if self.closing && self.queue.is_empty() {
-            let mut b = BytesMut::with_capacity(1);
-            frame::encode_close(&mut b);
-            out.push(b.freeze());
+        let close = self.closing && self.queue.is_empty();
+        if close {
+            frame::encode_close(&mut link.ctrl);
+        }
+        frame::flush_batch(&mut link.ctrl, out);
+        if close {
             self.terminate(SessionError::Closed, true);
         }
         out.len() - before

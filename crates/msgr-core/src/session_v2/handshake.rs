@@ -310,9 +310,8 @@ impl SessionV2 {
                 missing: features,
             }),
             Control::SessionReconnectOk { msg_seq } => {
-                self.sent.ack(msg_seq);
-                let unacked = self.sent.take();
-                self.queue.requeue_front(unacked);
+                // The server has everything up to msg_seq: replay only what follows.
+                self.queue.discard_replayed_up_to(msg_seq);
                 self.connect_seq += 1;
                 self.opened(now);
                 Ok(())
@@ -340,12 +339,13 @@ impl SessionV2 {
             }
             Control::Wait => {
                 self.state = State::Wait;
-                self.deadlines.wait = Some(now + self.wait_retry());
                 self.fault(
                     SessionError::LinkFailed("server answered WAIT".into()),
                     now,
                     true,
                 );
+                // After the fault, which clears the deadlines.
+                self.deadlines.wait = Some(now + self.wait_retry());
                 Ok(())
             }
             c => Err(protocol(format!(

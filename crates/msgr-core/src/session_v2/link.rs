@@ -40,18 +40,6 @@ pub(super) struct Link {
     pub(super) ack_due: bool,
 }
 
-impl std::fmt::Debug for SecureTx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecureTx")
-    }
-}
-
-impl std::fmt::Debug for SecureRx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecureRx")
-    }
-}
-
 impl Link {
     pub(super) fn new(now: Instant) -> Self {
         Link {

@@ -40,6 +40,13 @@ impl OutQueue {
         }
     }
 
+    /// The peer already has every message up to `seq`: drop those waiting for replay.
+    pub(super) fn discard_replayed_up_to(&mut self, seq: u64) {
+        while self.replay.front().is_some_and(|m| m.seq <= seq) {
+            self.replay.pop_front();
+        }
+    }
+
     /// A new session numbers everything again.
     pub(super) fn forget_seqs(&mut self) {
         for m in &mut self.replay {

@@ -76,7 +76,7 @@ impl GcmNonce {
 }
 
 /// Key and the two nonces of one end of a secure-mode connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SecureKeys {
     /// AES-128 key.
     pub key: [u8; 16],
@@ -84,6 +84,17 @@ pub struct SecureKeys {
     pub rx: GcmNonce,
     /// Nonce for frames we send.
     pub tx: GcmNonce,
+}
+
+impl std::fmt::Debug for SecureKeys {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureKeys")
+            .field("key", &"hidden")
+            .field("rx", &self.rx)
+            .field("tx", &self.tx)
+            .finish()
+    }
 }
 
 impl SecureKeys {
@@ -194,6 +205,13 @@ impl SecureTx {
     }
 }
 
+impl std::fmt::Debug for SecureTx {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecureTx {{ next counter: {} }}", self.nonce.counter)
+    }
+}
+
 /// Opens frames we receive.
 pub struct SecureRx {
     cipher: Aes128Gcm,
@@ -232,6 +250,12 @@ impl OpenedFrame {
             preamble: self.preamble,
             segments,
         }
+    }
+}
+
+impl std::fmt::Debug for SecureRx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecureRx {{ next counter: {} }}", self.nonce.counter)
     }
 }
 

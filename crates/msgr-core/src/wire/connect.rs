@@ -74,11 +74,14 @@ impl ConnectMsg {
 pub struct ConnectReply {
     /// A `CEPH_MSGR_TAG_*` value (READY, SEQ, WAIT, RETRY_*, RESETSESSION, BADPROTOVER, ...).
     pub tag: u8,
-    /// `features`: the accepting side's supported `CEPH_FEATURE_*` bits.
+    /// `features`: the connecting side's features the accepting side supports, plus those it
+    /// requires (`CEPH_FEATURE_*` bits).
     pub features: u64,
-    /// `global_seq`: the accepting side's global_seq (RETRY_GLOBAL: the one to exceed).
+    /// `global_seq`: READY / SEQ: the accepting side's own global_seq; RETRY_GLOBAL: the one
+    /// to exceed.
     pub global_seq: u32,
-    /// `connect_seq`: the session's connect_seq (RETRY_SESSION: the one to exceed).
+    /// `connect_seq`: READY / SEQ: the session's new connect_seq; RETRY_SESSION: the one to
+    /// retry with.
     pub connect_seq: u32,
     /// `protocol_version`: `CEPH_*_PROTOCOL` of the accepting side.
     pub protocol_version: u32,

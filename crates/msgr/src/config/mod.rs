@@ -26,8 +26,11 @@ use raw::{toml_error, RawConfig};
 /// the file as a whole, e.g. it cannot be read or is not TOML).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file (or label) the configuration came from.
     pub file: String,
+    /// The key at fault, dotted (`timeouts.idle_ms`); empty when about the whole file.
     pub key: String,
+    /// What is wrong and what is allowed.
     pub message: String,
 }
 
@@ -44,6 +47,7 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
+    /// An error about `key` of `file`.
     pub fn new(file: &str, key: &str, message: impl Into<String>) -> Self {
         ConfigError {
             file: file.to_string(),
@@ -55,15 +59,20 @@ impl ConfigError {
 
 /// A transport [`crate::from_config`] can put in a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transport {
+    /// `"tcp"`: msgr-tcp (cargo feature `tcp`, on by default).
     Tcp,
+    /// `"rdma"`: msgr-rdma (cargo feature `rdma`; needs an RDMA device).
     Rdma,
     /// In-process links between nodes of one process (tests, simulations).
     Mem,
 }
 
 impl Transport {
+    /// Every name `transports` accepts.
     pub const NAMES: &'static [&'static str] = &["tcp", "rdma", "mem"];
+    /// The name in the configuration (`"tcp"`).
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
@@ -71,6 +80,7 @@ impl Transport {
             Transport::Mem => "mem",
         }
     }
+    /// The transport named `s`; None for an unknown name.
     pub fn from_name(s: &str) -> Option<Transport> {
         match s {
             "tcp" => Some(Transport::Tcp),
@@ -84,7 +94,9 @@ impl Transport {
 /// `[limits]`: sizes checked before anything is allocated for a peer, and the send queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsSection {
+    /// `max_front`, `max_middle`, `max_data`, `max_message`, in bytes.
     pub decode: DecodeLimits,
+    /// `send_queue_bytes`: payload bytes a connection queues before `QueueFull`.
     pub send_queue_bytes: u64,
     /// Links held at once; peers beyond it are closed on arrival (None: no limit).
     pub max_connections: Option<usize>,
@@ -93,11 +105,17 @@ pub struct LimitsSection {
 /// `[timeouts]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeoutsSection {
+    /// `handshake_ms`: a peer that has not finished the handshake by then is disconnected.
     pub handshake: Duration,
+    /// `keepalive_ms`: keepalive interval on open links (None: `0`, never).
     pub keepalive: Option<Duration>,
+    /// `idle_ms`: drop a link that received nothing this long (None: `0`, never).
     pub idle: Option<Duration>,
+    /// `reconnect_initial_ms`: first reconnect delay after a failed attempt.
     pub reconnect_initial: Duration,
+    /// `reconnect_max_ms`: the reconnect delay doubles up to this.
     pub reconnect_max: Duration,
+    /// `shutdown_flush_ms`: how long shutdown lets queued messages be written and acknowledged.
     pub shutdown_flush: Duration,
 }
 
@@ -117,30 +135,41 @@ impl Default for ProtocolSection {
 /// `[tcp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSection {
+    /// `nodelay`: TCP_NODELAY on every socket.
     pub nodelay: bool,
-    /// Workers poll without sleeping this long after activity (zero: never).
+    /// `busy_poll_us`: workers poll without sleeping this long after activity (zero: never).
     pub busy_poll: Duration,
+    /// `send_buffer`: SO_SNDBUF in bytes (None: `0`, the kernel's default).
     pub send_buffer: Option<usize>,
+    /// `recv_buffer`: SO_RCVBUF in bytes (None: `0`, the kernel's default).
     pub recv_buffer: Option<usize>,
 }
 
 /// `[rdma]` (parsed and checked here; used by the RDMA transport).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RdmaSection {
+    /// `device`: the RDMA device name (`rxe0`, `mlx5_0`; see `ibv_devices`).
     pub device: String,
+    /// `port`: the device's port (1-based).
     pub port: u8,
+    /// `gid_index`: GID table index, checked against the one rdma_cm picks (0 to 255).
     pub gid_index: u32,
+    /// `buffer_size`: size of each registered send / receive buffer, in bytes.
     pub buffer_size: usize,
+    /// `send_buffers`: registered send buffers per connection.
     pub send_buffers: usize,
+    /// `recv_buffers`: registered receive buffers per connection (the peer's credits).
     pub recv_buffers: usize,
+    /// `poll_us`: busy-poll the completion queues this many microseconds (0: never).
     pub poll_us: u64,
-    /// Payloads of at least this many bytes go by RDMA READ (0 = never).
+    /// `read_threshold`: payloads of at least this many bytes go by RDMA READ (0 = never).
     pub read_threshold: usize,
 }
 
 /// `[fault]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FaultSection {
+    /// `inject_socket_failures`: break a link on about one in N drives of it (0: never).
     pub inject_socket_failures: u64,
 }
 
@@ -150,19 +179,30 @@ pub struct FaultSection {
 pub struct Config {
     /// Where it came from (file path, or a label), used in error messages.
     pub origin: String,
+    /// `name`: our entity name (`osd.0`).
     pub name: EntityName,
     /// The transports, in order of preference (`transports = ["rdma", "tcp"]`, or a single
     /// `transport = "tcp"`): each peer is reached over the first that can reach it.
     pub transports: Vec<Transport>,
+    /// `bind`: the address every transport listens on (port 0: a free one).
     pub bind: SocketAddr,
+    /// `nonce`: our nonce (None: a random one per start).
     pub nonce: Option<u32>,
+    /// `workers`: worker threads (1 to 256).
     pub workers: usize,
+    /// `[policy.*]`: the session policy per peer type.
     pub policies: PolicySet,
+    /// `[limits]`.
     pub limits: LimitsSection,
+    /// `[timeouts]`.
     pub timeouts: TimeoutsSection,
+    /// `[protocol]`.
     pub protocol: ProtocolSection,
+    /// `[tcp]`.
     pub tcp: TcpSection,
+    /// `[rdma]`.
     pub rdma: RdmaSection,
+    /// `[fault]`.
     pub fault: FaultSection,
 }
 
