@@ -34,8 +34,8 @@ async fn next_message(who: &str, incoming: &mut Incoming) -> Option<Received> {
     loop {
         match incoming.recv().await? {
             Event::Message(m) => return Some(m),
-            Event::Connected(c) => println!("{who}: connected to {:?}", c.peer_addr()),
-            Event::Accepted(c) => println!("{who}: accepted {:?}", c.peer_addr()),
+            Event::Connected(c) => println!("{who}: connected to {}", c.peer_addr()),
+            Event::Accepted(c) => println!("{who}: accepted {}", c.peer_addr()),
             Event::Reset { undelivered, .. } => {
                 println!("{who}: session reset, {} unacknowledged", undelivered.len())
             }
@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (server, mut server_in) = start(osd, EntityType::CLIENT, Policy::stateful_server())?;
     let me = EntityName::new(EntityType::CLIENT, 1);
     let (client, mut client_in) = start(me, EntityType::OSD, Policy::lossless_client())?;
-    println!("server: listening on {:?}", server.my_addr().addr);
+    println!("server: listening on {}", server.my_addr());
 
     let echo = tokio::spawn(async move {
         let mut answered = 0u64;
@@ -69,7 +69,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let conn = client.connect(EntityType::OSD, &server.my_addr())?;
     tokio::time::timeout(Duration::from_secs(10), conn.connected()).await??;
-    println!("client: handshake done over {:?}", conn.inner().transport());
+    println!(
+        "client: handshake done over {}",
+        conn.inner().transport().unwrap_or("?")
+    );
     for tid in 0..5 {
         conn.send(Message::new(1, format!("hello #{tid}")).with_tid(tid))
             .await?;
