@@ -336,21 +336,13 @@ fn descriptor_exhaustion_sheds_new_peers_and_recovers() {
 /// Raise this process's descriptor limit towards `want` (up to the hard limit). Returns the
 /// soft limit in force.
 fn raise_nofile(want: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let lim = getrlimit(Resource::Nofile);
-    let hard = lim.maximum.unwrap_or(u64::MAX);
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (current, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit(RLIMIT_NOFILE)");
     let soft = want.min(hard);
-    if lim.current.is_some_and(|c| c >= soft) {
-        return lim.current.unwrap_or(soft);
+    if current >= soft {
+        return current;
     }
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(soft),
-            maximum: lim.maximum,
-        },
-    )
-    .unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("setrlimit(RLIMIT_NOFILE)");
     soft
 }
 
