@@ -26,10 +26,12 @@
 //! p99_us, p999_us, max_us, msgs_per_s, gbytes_per_s, cpu_s_client, wall_s, one_way), and its
 //! counters on stderr. Logs go to stderr (`RUST_LOG` filters them; default `info`).
 
+mod client;
 mod common;
 mod measure;
 mod metrics;
 mod ping;
+mod proto;
 mod serve;
 mod stream;
 

@@ -11,24 +11,17 @@ use msgr_core::session::SessionError;
 
 use crate::common::{format_addr, load_config, log_event, print_counters};
 use crate::metrics::{registry, serve_metrics};
+use crate::proto::{encode_count, MSG_STREAM, MSG_STREAM_END};
 use crate::AnyError;
 
 struct Echo;
-
-/// Message type of a ping that wants the whole payload echoed.
-pub(crate) const MSG_ECHO: u16 = 1;
-/// Message type of a stream message (`ping --one-way`): no answer but the msgr1 ACK.
-pub(crate) const MSG_STREAM: u16 = 3;
-/// Message type of a stream's end marker: answered with the same type and tid, its front the
-/// marker's session sequence number (little-endian u64; see `stream`).
-pub(crate) const MSG_STREAM_END: u16 = 4;
 
 impl Dispatcher for Echo {
     fn ms_dispatch(&self, conn: &ConnectionRef, msg: Message) {
         let reply = if msg.msg_type == MSG_STREAM {
             return;
         } else if msg.msg_type == MSG_STREAM_END {
-            Message::new(MSG_STREAM_END, crate::stream::encode_count(msg.seq)).with_tid(msg.tid)
+            Message::new(MSG_STREAM_END, encode_count(msg.seq)).with_tid(msg.tid)
         } else {
             Message {
                 seq: 0,

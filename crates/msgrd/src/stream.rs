@@ -15,11 +15,9 @@ use bytes::Bytes;
 
 use msgr::{Connection, Message, MessengerError, NodeConnection};
 
-use crate::ping::{Client, Driver};
-use crate::serve::MSG_STREAM_END;
+use crate::client::{Client, Driver};
+use crate::proto::MSG_STREAM_END;
 use crate::AnyError;
-
-pub(crate) use crate::serve::MSG_STREAM;
 
 /// How long a sender waits for room in a full send queue before giving up.
 const SEND_WAIT: Duration = Duration::from_secs(120);
@@ -27,15 +25,6 @@ const SEND_WAIT: Duration = Duration::from_secs(120);
 /// The client's send queue limit for a stream of `size`-byte messages, `concurrency` deep.
 pub(crate) fn queue_bytes(size: usize, concurrency: u64) -> u64 {
     (size.max(1) as u64).saturating_mul(concurrency.max(1))
-}
-
-/// The server's count in an end-marker answer: a little-endian u64 front.
-pub(crate) fn encode_count(n: u64) -> Bytes {
-    Bytes::copy_from_slice(&n.to_le_bytes())
-}
-
-pub(crate) fn decode_count(front: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(front.try_into().ok()?))
 }
 
 /// An end marker (answered by the server with its count).
@@ -122,17 +111,6 @@ fn send_all(clients: &[Client]) -> Result<(), AnyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_round_trip_and_garbage_is_none() {
-        assert_eq!(decode_count(&encode_count(0)), Some(0));
-        assert_eq!(
-            decode_count(&encode_count(u64::MAX - 3)),
-            Some(u64::MAX - 3)
-        );
-        assert_eq!(decode_count(b""), None);
-        assert_eq!(decode_count(b"123456789"), None);
-    }
 
     #[test]
     fn the_queue_holds_concurrency_messages() {
