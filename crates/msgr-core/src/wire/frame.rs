@@ -376,15 +376,7 @@ pub fn encode_message_crc(
     out: &mut Vec<Bytes>,
 ) {
     let header = MsgHeader::for_message(msg, seq, src);
-    let footer = if crc_data {
-        MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data)
-    } else {
-        MsgFooter {
-            data_crc: 0,
-            flags: MsgFooter::FLAG_COMPLETE | MsgFooter::FLAG_NOCRC,
-            ..MsgFooter::for_payload(&msg.front, &msg.middle, &[])
-        }
-    };
+    let footer = footer_for(msg, crc_data);
     // One allocation for both small chunks.
     let mut fixed = BytesMut::with_capacity(1 + MsgHeader::LEN + MsgFooter::len(msg_auth));
     fixed.put_u8(Tag::Msg as u8);
@@ -398,6 +390,20 @@ pub fn encode_message_crc(
         }
     }
     out.push(fixed.freeze());
+}
+
+/// The footer of `msg`: crcs of its sections; without `crc_data`, no data crc and
+/// `FLAG_NOCRC` (front and middle crcs are always sent).
+fn footer_for(msg: &Message, crc_data: bool) -> MsgFooter {
+    if crc_data {
+        MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data)
+    } else {
+        MsgFooter {
+            data_crc: 0,
+            flags: MsgFooter::FLAG_COMPLETE | MsgFooter::FLAG_NOCRC,
+            ..MsgFooter::for_payload(&msg.front, &msg.middle, &[])
+        }
+    }
 }
 
 /// Sections up to this many bytes are copied into the batch buffer by
@@ -424,15 +430,7 @@ pub fn encode_message_batched(
     out: &mut Vec<Bytes>,
 ) {
     let header = MsgHeader::for_message(msg, seq, src);
-    let footer = if crc_data {
-        MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data)
-    } else {
-        MsgFooter {
-            data_crc: 0,
-            flags: MsgFooter::FLAG_COMPLETE | MsgFooter::FLAG_NOCRC,
-            ..MsgFooter::for_payload(&msg.front, &msg.middle, &[])
-        }
-    };
+    let footer = footer_for(msg, crc_data);
     let sections = [&msg.front, &msg.middle, &msg.data];
     let inline: usize = sections
         .iter()
