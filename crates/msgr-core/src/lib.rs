@@ -11,6 +11,8 @@
 //!   (quinn-proto style). TCP and RDMA transports are only drivers of it.
 //! - [`v2`]: msgr2.1 wire structures (banner, frames in crc and AES-GCM secure mode, payloads).
 //! - [`session_v2`]: the msgr2.1 session state machine, with the same driving contract.
+//! - [`protocol`]: the one driving contract both sessions keep, and [`protocol::AnySession`],
+//!   which holds either (or detects an accepted peer's protocol from its banner).
 //! - [`auth`]: cephx (keyrings, CryptoAES, the monitor exchange) and auth method / mode numbers.
 //! - [`api`]: the `Messenger`, `Connection` and `Dispatcher` traits, [`policy::Policy`] and
 //!   errors that applications use and transports implement.
@@ -26,6 +28,7 @@ pub mod message;
 mod shared_error;
 
 pub mod policy;
+pub mod protocol;
 pub mod session;
 pub mod session_v2;
 pub mod v2;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use msgr_core::auth::cephx::Keyring;
 use msgr_core::policy::{Policy, PolicySet};
-use msgr_core::session::{SessionConfig, SessionError, SessionEvent, SessionState};
+use msgr_core::session::{AcceptDecision, SessionConfig, SessionError, SessionEvent, SessionState};
 use msgr_core::session_v2::{SessionV2, V2Auth, V2Config};
 use msgr_core::v2::{AddrKind, EntityAddrV2, EntityAddrVec};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
@@ -42,6 +42,11 @@ struct Pair {
     now: Instant,
     /// Bytes per delivery (1 = byte by byte).
     chunk: usize,
+    /// The server's existing session for the client (what a driver's registry would hold),
+    /// offered to `resolve_accept`.
+    existing: Option<SessionV2>,
+    /// The server's answers to the client's IDENTs, in order.
+    decisions: Vec<AcceptDecision>,
 }
 
 impl Pair {
@@ -77,7 +82,30 @@ impl Pair {
             s_events: Vec::new(),
             now,
             chunk: usize::MAX,
+            existing: None,
+            decisions: Vec::new(),
         }
+    }
+
+    /// A new server session on a new link for the same client (the old server session
+    /// becomes the existing one, as the driver's registry keeps it); the client dials again.
+    fn relink(&mut self) {
+        let sc = config(
+            EntityName::new(EntityType::OSD, 3),
+            SERVER,
+            Policy::stateful_server(),
+        );
+        let old = std::mem::replace(
+            &mut self.s,
+            SessionV2::accept(Arc::new(sc), "127.0.0.1:50001".parse().unwrap(), self.now),
+        );
+        self.existing = Some(old);
+        self.s.link_up(self.now);
+        self.c.link_up(self.now);
+        self.c_in.clear();
+        self.s_in.clear();
+        self.c_events.clear();
+        self.s_events.clear();
     }
 
     /// Moves bytes both ways until neither side has anything to send.
@@ -94,6 +122,14 @@ impl Pair {
                 self.c_events.push(e);
             }
             while let Some(e) = self.s.poll_event() {
+                if matches!(e, SessionEvent::AcceptRequest(_)) {
+                    let me = EntityAddr::new(SERVER.parse().unwrap(), 7);
+                    let d = self
+                        .s
+                        .resolve_accept(true, self.existing.as_mut(), &me, self.now);
+                    self.decisions.push(d);
+                    moved = true;
+                }
                 self.s_events.push(e);
             }
             if !moved {
@@ -149,6 +185,11 @@ fn handshake_then_messages_both_ways_in_order() {
         ));
         assert!(matches!(
             &p.s_events[0],
+            SessionEvent::AcceptRequest(req) if req.peer_type == EntityType::CLIENT && req.connect_seq == 0
+        ));
+        assert_eq!(p.decisions, [AcceptDecision::New]);
+        assert!(matches!(
+            &p.s_events[1],
             SessionEvent::Accepted { peer_name, .. } if *peer_name == EntityName::new(EntityType::CLIENT, 4100)
         ));
         for i in 0..5u16 {
@@ -273,6 +314,124 @@ fn lossless_client_reconnects_and_the_unknown_session_is_reset() {
     );
     assert_eq!(p.c.state(), SessionState::Open);
     assert_eq!(p.s.state(), SessionState::Open);
+}
+
+#[test]
+fn lossless_reconnect_resumes_the_existing_session_without_loss_or_duplicates() {
+    let mut p = Pair::new(Policy::lossless_client(), V2Auth::None);
+    p.pump();
+    for i in 0..3u8 {
+        p.c.send_message(Message::new(10, vec![i]));
+        p.s.send_message(Message::new(20, vec![i]));
+    }
+    p.pump();
+    assert_eq!(messages(&p.s_events).len(), 3);
+    // Written on both sides but the link dies before any ACK crosses: both replay.
+    for i in 3..6u8 {
+        p.c.send_message(Message::new(10, vec![i]));
+        p.s.send_message(Message::new(20, vec![i]));
+    }
+    let (mut lost_c, mut lost_s) = (Vec::new(), Vec::new());
+    p.c.poll_transmit(&mut lost_c);
+    p.s.poll_transmit(&mut lost_s);
+    // The server gets the client's messages 4..6; the client never sees the server's.
+    deliver(&mut p.s, &mut p.s_in, lost_c, usize::MAX, p.now);
+    while let Some(e) = p.s.poll_event() {
+        p.s_events.push(e);
+    }
+    assert_eq!(messages(&p.s_events).len(), 6);
+    p.c.link_down(SessionError::LinkFailed("cable".into()), p.now);
+    p.s.link_down(SessionError::LinkFailed("cable".into()), p.now);
+    assert_eq!(
+        p.s.state(),
+        SessionState::Standby,
+        "a lossless server waits"
+    );
+    let before_s = messages(&p.s_events);
+    p.relink();
+    p.pump();
+    assert_eq!(p.decisions.last(), Some(&AcceptDecision::Replace));
+    assert!(
+        p.s_events
+            .iter()
+            .all(|e| !matches!(e, SessionEvent::RemoteReset { .. })),
+        "{:?}",
+        p.s_events
+    );
+    let ex = p.existing.as_mut().unwrap();
+    assert_eq!(
+        ex.state(),
+        SessionState::Closed,
+        "the old session was taken over"
+    );
+    let mut ex_events = Vec::new();
+    while let Some(e) = ex.poll_event() {
+        ex_events.push(e);
+    }
+    assert!(ex_events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Replaced)));
+    assert!(!ex_events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Reset { .. })));
+    p.pump();
+    // The server already had the client's 4..6: none delivered twice. The client gets the
+    // server's 4..6 replayed, after its 1..3, in order.
+    let mut to_s: Vec<_> = before_s;
+    to_s.extend(messages(&p.s_events));
+    let want: Vec<(u16, Bytes)> = (0..6u8).map(|i| (10, Bytes::from(vec![i]))).collect();
+    assert_eq!(to_s, want);
+    let to_c = messages(&p.c_events);
+    let want: Vec<(u16, Bytes)> = (3..6u8).map(|i| (20, Bytes::from(vec![i]))).collect();
+    assert_eq!(to_c, want, "only the unacknowledged ones replayed");
+    assert_eq!(p.c.state(), SessionState::Open);
+    assert_eq!(p.s.state(), SessionState::Open);
+    assert_eq!(p.s.in_seq(), 6);
+    assert_eq!(p.c.in_seq(), 6);
+}
+
+#[test]
+fn a_restarted_client_resets_the_old_session_and_its_queue_is_reported() {
+    let mut p = Pair::new(Policy::lossless_client(), V2Auth::None);
+    p.pump();
+    p.c.link_down(SessionError::LinkFailed("cable".into()), p.now);
+    p.s.link_down(SessionError::LinkFailed("cable".into()), p.now);
+    // Two messages wait for the client on the server when it restarts.
+    p.s.send_message(Message::new(20, vec![1]));
+    p.s.send_message(Message::new(20, vec![2]));
+    p.relink();
+    // The restarted client: a fresh session (new cookie) from the same address.
+    let cc = config(
+        EntityName::new(EntityType::CLIENT, 4100),
+        "127.0.0.1:0",
+        Policy::lossless_client(),
+    );
+    p.c = SessionV2::connect(
+        Arc::new(cc),
+        server_addr(),
+        EntityType::OSD,
+        Policy::lossless_client(),
+        p.now,
+    );
+    p.c.link_up(p.now);
+    p.s.send_message(Message::new(20, vec![3]));
+    p.pump();
+    assert_eq!(
+        p.decisions,
+        [AcceptDecision::New, AcceptDecision::ReplaceAfterPeerReset]
+    );
+    let reset = p
+        .s_events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::RemoteReset { undelivered } => Some(undelivered.len()),
+            _ => None,
+        })
+        .expect("the old session's queue is reported");
+    assert_eq!(reset, 2);
+    assert_eq!(p.s.state(), SessionState::Open);
+    // What was queued on the new session after the restart still goes out.
+    assert_eq!(messages(&p.c_events), [(20, Bytes::from(vec![3]))]);
 }
 
 #[test]

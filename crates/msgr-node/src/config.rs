@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use msgr_core::auth::MODE_CRC;
 use msgr_core::policy::PolicySet;
+use msgr_core::protocol::Protocol;
+use msgr_core::session_v2::V2Auth;
 use msgr_core::wire::{DecodeLimits, EntityName};
 
 use crate::clock::Clock;
@@ -19,6 +22,14 @@ pub struct NodeConfig {
     pub bind: SocketAddr,
     /// Our nonce (part of our identity, peers verify it); None: a random one.
     pub nonce: Option<u32>,
+    /// The protocol `connect` speaks to a peer (see also [`crate::Node::connect_with`]).
+    pub protocol: Protocol,
+    /// Accept peers speaking msgr1.
+    pub accept_v1: bool,
+    /// msgr2 settings; None: no msgr2 (accepted links are msgr1, dialing with v2 fails). With
+    /// both protocols accepted, each accepted link's protocol is read from the peer's banner
+    /// (clients of both write theirs first), so one port serves both.
+    pub msgr2: Option<Msgr2Config>,
     /// Worker threads, each with its own poller (at least 1).
     pub workers: usize,
     /// The session policy for each peer type.
@@ -61,7 +72,8 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults for `name` listening on `bind`: 2 workers, default policies and limits, 30 s
+    /// Defaults for `name` listening on `bind`: dials msgr1, accepts msgr1 and msgr2 (auth
+    /// none, crc mode), 2 workers, default policies and limits, 30 s
     /// handshake timeout, 10 s keepalive, 900 s idle timeout, reconnect 200 ms doubling to
     /// 15 s, 256 MiB send queue per connection, data crcs on, no busy-polling, no fault
     /// injection, no connection limit, 2 s shutdown flush, threads on, the system clock.
@@ -70,6 +82,9 @@ impl NodeConfig {
             name,
             bind,
             nonce: None,
+            protocol: Protocol::V1,
+            accept_v1: true,
+            msgr2: Some(Msgr2Config::default()),
             workers: 2,
             policies: PolicySet::default(),
             limits: DecodeLimits::default(),
@@ -87,6 +102,29 @@ impl NodeConfig {
             shutdown_flush: Duration::from_secs(2),
             clock: Clock::System,
             threads: true,
+        }
+    }
+}
+
+/// How a node speaks msgr2.
+#[derive(Clone, Debug)]
+pub struct Msgr2Config {
+    /// Authentication: `None` (auth none), or cephx with our key (client side, to monitors).
+    pub auth: V2Auth,
+    /// The id half of our auth name (`admin` for `client.admin`).
+    pub entity_id: String,
+    /// Connection modes we offer or accept, preferred first (`msgr_core::auth::MODE_CRC`,
+    /// `MODE_SECURE`).
+    pub modes: Vec<u32>,
+}
+
+impl Default for Msgr2Config {
+    /// Auth none, crc mode, entity id `admin`.
+    fn default() -> Self {
+        Msgr2Config {
+            auth: V2Auth::None,
+            entity_id: "admin".to_string(),
+            modes: vec![MODE_CRC],
         }
     }
 }

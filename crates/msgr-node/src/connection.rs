@@ -20,7 +20,8 @@ use parking_lot::Mutex;
 use msgr_core::api::{Connection, ConnectionCounters, ConnectionRef, MessengerError};
 use msgr_core::message::Message;
 use msgr_core::policy::Policy;
-use msgr_core::session::{Session, SessionEvent};
+use msgr_core::protocol::AnySession;
+use msgr_core::session::SessionEvent;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 use crate::clock::Clock;
@@ -108,7 +109,7 @@ impl NodeConnection {
         node: &Arc<NodeState>,
         host: Arc<dyn Host>,
         cfg: &NodeConfig,
-        session: Session,
+        session: AnySession,
         peer_addr: EntityAddr,
         peer_type: EntityType,
         announced: bool,

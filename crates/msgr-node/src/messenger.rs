@@ -10,6 +10,9 @@ use msgr_core::api::{
     ConnectionRef, Dispatcher, Messenger, MessengerCounters, MessengerError, TransportError,
 };
 use msgr_core::policy::Policy;
+use msgr_core::protocol::Protocol;
+use msgr_core::session_v2::V2Config;
+use msgr_core::v2::{AddrKind, EntityAddrV2, EntityAddrVec};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 use crate::config::NodeConfig;
@@ -84,11 +87,24 @@ impl Node {
     }
 
     /// `connect_to` with the concrete type (for [`NodeConnection::send_message_timeout`] and
-    /// [`NodeConnection::transport`]). Errors when `addr` is our own (use `connect_to`).
+    /// [`NodeConnection::transport`]), speaking [`NodeConfig::protocol`]. Errors when `addr`
+    /// is our own (use `connect_to`).
     pub fn connect(
         &self,
         peer_type: EntityType,
         addr: &EntityAddr,
+    ) -> Result<Arc<NodeConnection>, MessengerError> {
+        self.connect_with(peer_type, addr, self.shared.cfg.protocol)
+    }
+
+    /// [`Node::connect`] speaking `protocol` (a peer address written `v2:IP:PORT/NONCE` asks
+    /// for msgr2). The connection to an address is made once: when one exists, it is returned
+    /// whatever protocol it speaks.
+    pub fn connect_with(
+        &self,
+        peer_type: EntityType,
+        addr: &EntityAddr,
+        protocol: Protocol,
     ) -> Result<Arc<NodeConnection>, MessengerError> {
         let s = &self.shared;
         if !s.is_started() {
@@ -113,6 +129,7 @@ impl Node {
         let (conn, created) = s.dialing_conn(
             peer_type,
             addr,
+            protocol,
             now,
             |c| c.is_closed(),
             |session, policy| {
@@ -120,7 +137,7 @@ impl Node {
                 conn.init_throttle(peer_type, &policy);
                 conn
             },
-        );
+        )?;
         if created {
             tracing::debug!(conn = conn.id, peer = ?addr, "connecting");
             s.send(conn.home_worker(), Cmd::Dial(conn.clone()));
@@ -258,6 +275,22 @@ fn start(s: &Arc<Shared>, manual: &Manual) -> Result<(), MessengerError> {
         scfg.idle_timeout = cfg.idle_timeout;
         scfg.crc_data = cfg.crc_data;
     });
+    s.set_protocols(
+        cfg.accept_v1,
+        cfg.msgr2.as_ref().map(|m2| {
+            move |base| {
+                let mut addrs = vec![EntityAddrV2::new(AddrKind::MSGR2, bound, my_addr.nonce)];
+                if cfg.accept_v1 {
+                    addrs.push(EntityAddrV2::new(AddrKind::LEGACY, bound, my_addr.nonce));
+                }
+                let mut v2 = V2Config::new(base, EntityAddrVec(addrs));
+                v2.auth = m2.auth.clone();
+                v2.entity_id = m2.entity_id.clone();
+                v2.modes = m2.modes.clone();
+                v2
+            }
+        }),
+    );
     let n = cfg.workers.max(1);
     let ports: Vec<Arc<Port>> = (0..n).map(|i| Arc::new(Port::new(s.id, i))).collect();
     if s.ports.set(ports).is_err() {

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-use msgr_core::session::Session;
+use msgr_core::protocol::AnySession;
 use msgr_core::wire::{EntityAddr, EntityType};
 
 use crate::clock::Clock;
@@ -100,7 +100,7 @@ impl Shared {
     /// A connection of this node around `session`.
     pub fn new_connection(
         self: &Arc<Self>,
-        session: Session,
+        session: AnySession,
         peer_addr: EntityAddr,
         peer_type: EntityType,
         announced: bool,

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 
+use super::accept::PendingIdent;
 use super::link::{signature, InFrame};
 use super::{cephx_err, wire_err, AuthStep, SessionV2, State, V2Auth};
 use crate::auth::cephx::exchange::{
@@ -15,7 +16,7 @@ use crate::auth::{METHOD_CEPHX, METHOD_NONE, MODE_CRC, MODE_SECURE};
 use crate::session::{SessionError, SessionEvent};
 use crate::v2::payload::{ClientIdent, Control, ServerIdent, SessionReconnect, IDENT_FLAG_LOSSY};
 use crate::v2::secure::{Role, SecureKeys};
-use crate::v2::{AddrKind, EntityAddrV2};
+use crate::v2::EntityAddrV2;
 use crate::wire::EntityType;
 
 /// `-EOPNOTSUPP`, what Ceph puts in AUTH_BAD_METHOD.
@@ -385,8 +386,15 @@ impl SessionV2 {
         Ok(())
     }
 
-    /// Server: a new session (CLIENT_IDENT) or a reconnect we cannot match (answered RESET).
-    fn server_ident(&mut self, c: Control, now: Instant) -> Result<(), SessionError> {
+    /// Server: the peer's CLIENT_IDENT (a new session) or SESSION_RECONNECT: the driver
+    /// answers it (see `accept`).
+    fn server_ident(&mut self, c: Control, _now: Instant) -> Result<(), SessionError> {
+        if self.pending.is_some() {
+            return Err(protocol(format!(
+                "{:?} while its previous IDENT is still being answered",
+                c.tag()
+            )));
+        }
         match c {
             Control::ClientIdent(ci) => {
                 let required = self.config.features_required | self.policy.features_required;
@@ -399,46 +407,11 @@ impl SessionV2 {
                         missing,
                     });
                 }
-                self.features = ci.supported_features & self.config.features_supported;
-                if let Some(a) = ci.addrs.of_kind(AddrKind::MSGR2).or(ci.addrs.0.first()) {
-                    // Keep the IP we saw; take the nonce (and port, if any) the client claims.
-                    let seen = self.peer_addr.and_then(|p| p.addr);
-                    self.peer_addr = Some(EntityAddrV2 {
-                        addr: a.addr.or(seen),
-                        ..*a
-                    });
-                }
-                self.peer_addrs = ci.addrs;
-                self.peer_gid = ci.gid;
-                self.peer_global_seq = ci.global_seq;
-                self.client_cookie = ci.cookie;
-                self.server_cookie = if self.policy.lossy {
-                    0
-                } else {
-                    rand::random::<u64>() | 1
-                };
-                let base = self.config.base.clone();
-                self.global_seq = base.global_seq.next(0).into();
-                let si = Control::ServerIdent(ServerIdent {
-                    addrs: self.config.my_addrs.clone(),
-                    gid: base.my_name.num,
-                    global_seq: self.global_seq,
-                    supported_features: self.config.features_supported,
-                    required_features: self.config.features_required,
-                    flags: if self.policy.lossy {
-                        IDENT_FLAG_LOSSY
-                    } else {
-                        0
-                    },
-                    cookie: self.server_cookie,
-                });
-                self.link_mut().send_control(&si);
-                self.opened(now);
+                self.request_accept(PendingIdent::New(ci));
                 Ok(())
             }
-            Control::SessionReconnect(_) => {
-                self.link_mut()
-                    .send_control(&Control::SessionReset { full: true });
+            Control::SessionReconnect(sr) => {
+                self.request_accept(PendingIdent::Reconnect(sr));
                 Ok(())
             }
             c => Err(protocol(format!(

@@ -19,13 +19,14 @@
 //!
 //! Implemented: the client side with auth none or cephx (to a monitor) in crc or secure mode,
 //! lossy and lossless, with the reconnect path; the server side with auth none and crc mode,
-//! answering SESSION_RECONNECT with SESSION_RESET (finding the existing session needs the
-//! driver, as msgr1's `accept::decide` does).
+//! new sessions and reconnects resolved against the existing session by the driver
+//! ([`SessionEvent::AcceptRequest`], then [`SessionV2::resolve_accept`], as msgr1 does).
 //!
 //! Module map: `config` (settings), `link` (framing in the current mode, pre-auth record),
-//! `handshake` (both sides' handshake frames), `open` (messages, acks, keepalives, transmit),
-//! `queue` (out queue and sent list).
+//! `handshake` (both sides' handshake frames), `accept` (the server's answer to an IDENT),
+//! `open` (messages, acks, keepalives, transmit), `queue` (out queue and sent list).
 
+mod accept;
 mod config;
 mod handshake;
 mod link;
@@ -122,6 +123,8 @@ pub struct SessionV2 {
     keepalive: Option<(u32, u32)>,
     keepalive_sent: Option<((u32, u32), Instant)>,
     closing: bool,
+    /// Server: the peer's IDENT, waiting for the driver's `resolve_accept`.
+    pending: Option<accept::PendingIdent>,
     events: VecDeque<SessionEvent>,
     deadlines: Deadlines,
     born: Instant,
@@ -165,6 +168,7 @@ impl SessionV2 {
             keepalive: None,
             keepalive_sent: None,
             closing: false,
+            pending: None,
             events: VecDeque::new(),
             deadlines: Deadlines::default(),
             born: now,
@@ -428,6 +432,21 @@ impl SessionV2 {
     /// Messages queued or sent but not acknowledged.
     pub fn pending_messages(&self) -> usize {
         self.queue.len() + self.sent.len()
+    }
+
+    /// The session has a link (handshaking or open).
+    pub fn has_link(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Always 0: frames are read whole (the driver's read size does not matter).
+    pub fn input_wanted(&self) -> usize {
+        0
+    }
+
+    /// The policy in force (a server takes the one for the peer's type from its HELLO).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The peer's address in the form msgr1's events carry.

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use msgr_core::protocol::ProtocolSession;
 use msgr_core::session::{SessionError, SessionState};
 
 use crate::connection::{LinkRef, NodeConnection};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use msgr_core::session::{ConnectRequest, Session, SessionError};
+use msgr_core::protocol::{AnySession, ProtocolSession};
+use msgr_core::session::{ConnectRequest, SessionError};
 use msgr_core::wire::{EntityAddr, EntityType};
 
 use crate::connection::{LinkRef, NodeConnection, ACCESS};
@@ -255,7 +256,7 @@ impl Worker {
         }
         tracing::debug!(%peer, transport = link.transport(), "accepted a link");
         let s = self.shared.clone();
-        let session = Session::accept(s.session_cfg(), peer, self.now());
+        let session = AnySession::accept(&s.configs(), peer, self.now());
         let addr = EntityAddr {
             kind: 0,
             nonce: 0,

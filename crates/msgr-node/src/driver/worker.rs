@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use mio::{Events, Poll, Token, Waker};
 
+use msgr_core::protocol::ProtocolSession;
+
 use crate::connection::NodeConnection;
 use crate::driver::fault::FaultInjector;
 use crate::driver::timer::TimerHeap;

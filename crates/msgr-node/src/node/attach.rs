@@ -14,6 +14,7 @@ use crate::node::conn::{lock_pair, ConnCore, Followup, LinkState};
 use crate::node::registry::{replaces_existing, resolve_accept};
 use crate::node::{Registry, Throttles};
 use msgr_core::policy::Policy;
+use msgr_core::protocol::ProtocolSession;
 use msgr_core::session::{AcceptDecision, ConnectRequest};
 use msgr_core::wire::EntityAddr;
 

@@ -1,7 +1,7 @@
 //! [`ConnCore`]: the state of one peer connection that needs no I/O.
 //!
 //! The node's connection type owns one `ConnCore<L>`, where `L` says where the current link
-//! lives (a worker and a token there). The core holds the peer's [`Session`] and link
+//! lives (a worker and a token there). The core holds the peer's session ([`AnySession`]) and link
 //! bookkeeping under one lock ([`LinkState`]), the inbox for the dispatcher, the policy
 //! throttle, the send-queue accounting and the counters; the driver adds how a link is driven,
 //! flushed, dialed and closed.
@@ -21,12 +21,13 @@ use crate::node::{Backoff, Dispatchers, Inbox, PolicyThrottle, Throttles};
 use msgr_core::api::{ConnectionCounters, ConnectionRef, MessengerError};
 use msgr_core::message::Message;
 use msgr_core::policy::Policy;
-use msgr_core::session::{ConnectRequest, Session, SessionEvent};
+use msgr_core::protocol::{AnySession, ProtocolSession};
+use msgr_core::session::{ConnectRequest, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 /// State guarded by the connection's lock; `L` names the current link.
 pub struct LinkState<L> {
-    pub session: Session,
+    pub session: AnySession,
     pub peer_type: EntityType,
     pub link: Option<L>,
     pub backoff: Backoff,
@@ -91,7 +92,12 @@ pub struct ConnCore<L> {
 
 impl<L> LinkState<L> {
     /// No link yet, none ever up, no reconnect pending.
-    pub fn new(session: Session, peer_type: EntityType, announced: bool, backoff: Backoff) -> Self {
+    pub fn new(
+        session: AnySession,
+        peer_type: EntityType,
+        announced: bool,
+        backoff: Backoff,
+    ) -> Self {
         LinkState {
             session,
             peer_type,
@@ -512,7 +518,13 @@ mod tests {
         let cfg = Arc::new(SessionConfig::new(EntityName::new(EntityType::OSD, 1), me));
         let peer = addr(6801, 7);
         let policy = Policy::lossless_client();
-        let session = Session::connect(cfg, peer, EntityType::OSD, policy, Instant::now());
+        let session = AnySession::V1(Box::new(msgr_core::session::Session::connect(
+            cfg,
+            peer,
+            EntityType::OSD,
+            policy,
+            Instant::now(),
+        )));
         let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(8));
         ConnCore::new(
             id,

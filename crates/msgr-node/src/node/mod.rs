@@ -3,7 +3,8 @@
 //!
 //! - [`registry`]: sessions keyed by peer address, and [`registry::resolve_accept`], which asks the
 //!   accept hook and [`msgr_core::session::accept::decide`] how to answer a peer's connect, then
-//!   applies the answer with [`msgr_core::session::Session::resolve_accept`].
+//!   applies the answer with [`msgr_core::protocol::AnySession::resolve_accept`] (msgr2 has its own
+//!   rules).
 //! - [`attach`]: the registry step of accept resolution ([`attach_accepted`]): which connection
 //!   owns an accepted link.
 //! - [`dispatch`]: the registered [`msgr_core::api::Dispatcher`]s, and how each

@@ -7,8 +7,9 @@
 //! [`SessionEvent::AcceptRequest`](msgr_core::session::SessionEvent::AcceptRequest), the transport:
 //! 1. runs the accept hook ([`super::Dispatchers::verify_accept`]);
 //! 2. locks the registry, looks up the existing handle for `req.peer_addr` and locks its session;
-//! 3. calls [`resolve_accept`], which decides ([`msgr_core::session::accept::decide`]) and applies the
-//!    decision ([`Session::resolve_accept`]);
+//! 3. calls [`resolve_accept`], which decides by the protocol's rules ([`AnySession::resolve_accept`]:
+//!    msgr1's `accept::decide`, msgr2's `SessionV2::resolve_accept`) and applies the
+//!    decision;
 //! 4. on [`AcceptDecision::New`] inserts the new handle; when [`replaces_existing`] is true the
 //!    existing handle stays registered (the application may hold it) and takes the new link over.
 //!
@@ -23,8 +24,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use msgr_core::api::Connection;
 use msgr_core::policy::Policy;
-use msgr_core::session::accept::decide;
-use msgr_core::session::{AcceptDecision, ConnectRequest, Session};
+use msgr_core::protocol::AnySession;
+use msgr_core::session::{AcceptDecision, ConnectRequest};
 use msgr_core::wire::EntityAddr;
 
 /// Connection handles by peer address. Ordered, so that walking every connection (shutdown,
@@ -117,19 +118,13 @@ impl<C: Connection + ?Sized> Registry<Arc<C>> {
 pub fn resolve_accept(
     hook_allows: bool,
     req: &ConnectRequest,
-    new: &mut Session,
-    existing: Option<&mut Session>,
+    new: &mut AnySession,
+    existing: Option<&mut AnySession>,
     my_addr: &EntityAddr,
     policy: &Policy,
     now: Instant,
 ) -> AcceptDecision {
-    let decision = if hook_allows {
-        decide(existing.as_deref(), req, my_addr, policy)
-    } else {
-        AcceptDecision::Refuse
-    };
-    new.resolve_accept(decision.clone(), existing, now);
-    decision
+    new.resolve_accept(hook_allows, req, existing, my_addr, policy, now)
 }
 
 /// The new link takes the existing session over (its queues moved into the new session):

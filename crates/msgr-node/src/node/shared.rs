@@ -18,7 +18,9 @@ use crate::node::counters::CounterPair;
 use crate::node::{Dispatchers, Loopback, MessengerCounterCells, Registry, Throttles};
 use msgr_core::api::{ConnectionRef, MessengerError};
 use msgr_core::policy::{Policy, PolicySet};
-use msgr_core::session::{Session, SessionConfig};
+use msgr_core::protocol::{AnySession, Configs, Protocol};
+use msgr_core::session::SessionConfig;
+use msgr_core::session_v2::V2Config;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 /// What a messenger shares between its handle, its connections and its transport threads,
@@ -38,6 +40,7 @@ pub struct NodeShared<C> {
     /// Set once started (it needs our bound address).
     pub loopback: OnceLock<Arc<Loopback>>,
     session_cfg: OnceLock<Arc<SessionConfig>>,
+    configs: OnceLock<Configs>,
     my_addr: RwLock<EntityAddr>,
     next_id: AtomicU64,
     started: AtomicBool,
@@ -75,6 +78,7 @@ impl<C: Clone> NodeShared<C> {
             throttles: Throttles::default(),
             loopback: OnceLock::new(),
             session_cfg: OnceLock::new(),
+            configs: OnceLock::new(),
             my_addr: RwLock::new(EntityAddr {
                 kind: 0,
                 nonce: nonce.unwrap_or_else(random_nonce),
@@ -109,6 +113,30 @@ impl<C: Clone> NodeShared<C> {
     /// only once started.
     pub fn session_cfg(&self) -> Arc<SessionConfig> {
         self.session_cfg.get().expect("started").clone()
+    }
+
+    /// Both protocols' configurations. Before [`NodeShared::set_protocols`]: msgr1 only.
+    pub fn configs(&self) -> Configs {
+        match self.configs.get() {
+            Some(c) => c.clone(),
+            None => Configs {
+                v1: self.session_cfg(),
+                v2: None,
+                accept_v1: true,
+            },
+        }
+    }
+
+    /// After [`NodeShared::set_bound`]: which protocols this node speaks. `v2` builds the
+    /// msgr2 configuration from the msgr1 one (None: no msgr2).
+    pub fn set_protocols(
+        &self,
+        accept_v1: bool,
+        v2: Option<impl FnOnce(Arc<SessionConfig>) -> V2Config>,
+    ) {
+        let v1 = self.session_cfg();
+        let v2 = v2.map(|make| Arc::new(make(v1.clone())));
+        let _ = self.configs.set(Configs { v1, v2, accept_v1 });
     }
 
     /// First step of `start`: refuse without a dispatcher or after shutdown, then mark
@@ -182,29 +210,37 @@ impl<C: Clone> NodeShared<C> {
         Ok(None)
     }
 
-    /// The open connection to `addr`, or a new dialing one: `is_closed` tells whether a
-    /// registered connection is done with; `create` makes a connection around a connecting
-    /// session (with `addr`'s policy). The bool is true when it was created: the transport
-    /// must dial it.
+    /// The open connection to `addr`, or a new dialing one speaking `protocol`: `is_closed`
+    /// tells whether a registered connection is done with; `create` makes a connection around
+    /// a connecting session (with `addr`'s policy). The bool is true when it was created: the
+    /// transport must dial it. Err: `protocol` is msgr2 and this node does not speak it.
     pub fn dialing_conn(
         &self,
         peer_type: EntityType,
         addr: &EntityAddr,
+        protocol: Protocol,
         now: Instant,
         is_closed: impl FnOnce(&C) -> bool,
-        create: impl FnOnce(Session, Policy) -> C,
-    ) -> (C, bool) {
+        create: impl FnOnce(AnySession, Policy) -> C,
+    ) -> Result<(C, bool), MessengerError> {
         let policy = self.policy_for(peer_type);
         let mut reg = self.registry.lock();
         if let Some(c) = reg.get(addr) {
             if !is_closed(c) {
-                return (c.clone(), false);
+                return Ok((c.clone(), false));
             }
         }
-        let session = Session::connect(self.session_cfg(), *addr, peer_type, policy.clone(), now);
+        let configs = self.configs();
+        let session =
+            AnySession::connect(&configs, protocol, *addr, peer_type, policy.clone(), now)
+                .map_err(|_| MessengerError::BadPeerAddress {
+                    addr: format!("v2:{addr}"),
+                    reason: "msgr2 is off on this messenger: turn it on in its config \
+                             ([msgr2] in the TOML file, NodeConfig::msgr2) or dial v1",
+                })?;
         let conn = create(session, policy);
         reg.insert(*addr, conn.clone());
-        (conn, true)
+        Ok((conn, true))
     }
 
     /// First step of `shutdown`: false when not started or already shutting down (the call
@@ -275,15 +311,30 @@ mod tests {
         );
         assert!(n.check_connect(&peer).unwrap().is_none());
 
-        let (c, created) =
-            n.dialing_conn(EntityType::OSD, &peer, Instant::now(), |_| false, |_, _| 5);
-        assert_eq!((c, created), (5, true));
-        let (c, created) =
-            n.dialing_conn(EntityType::OSD, &peer, Instant::now(), |_| false, |_, _| 6);
-        assert_eq!((c, created), (5, false), "open connection reused");
-        let (c, created) =
-            n.dialing_conn(EntityType::OSD, &peer, Instant::now(), |_| true, |_, _| 6);
-        assert_eq!((c, created), (6, true), "closed connection replaced");
+        let dial = |closed: bool, id: u32| {
+            n.dialing_conn(
+                EntityType::OSD,
+                &peer,
+                Protocol::V1,
+                Instant::now(),
+                |_| closed,
+                |_, _| id,
+            )
+            .unwrap()
+        };
+        assert_eq!(dial(false, 5), (5, true));
+        assert_eq!(dial(false, 6), (5, false), "open connection reused");
+        assert_eq!(dial(true, 6), (6, true), "closed connection replaced");
+        let v2 = n.dialing_conn(
+            EntityType::OSD,
+            &peer,
+            Protocol::V2,
+            Instant::now(),
+            |_| true,
+            |_, _| 7,
+        );
+        let e = v2.unwrap_err().to_string();
+        assert!(e.contains("msgr2 is off"), "{e}");
 
         assert!(n.begin_shutdown());
         assert!(!n.begin_shutdown(), "shutdown is idempotent");
