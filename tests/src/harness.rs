@@ -36,8 +36,10 @@ pub fn bind_ip(transport: &str) -> std::net::IpAddr {
 /// links are handed from the rdma_cm reactor to another and sessions move between reactors
 /// on reconnects.
 ///
-/// `transport` may list several, comma-separated, in order of preference (`"rdma,tcp"`).
+/// `transport` may list several, comma-separated, in order of preference (`"rdma,tcp"`), and
+/// end in `@v2` to make msgr2 the protocol nodes dial with (`"tcp@v2"`; default msgr1).
 pub fn test_config(transport: &str, name: &str) -> Config {
+    let (transport, protocol) = transport.split_once('@').unwrap_or((transport, "v1"));
     let list: Vec<&str> = transport.split(',').map(str::trim).collect();
     let rdma = list.contains(&"rdma");
     let bind = std::net::SocketAddr::new(bind_ip(if rdma { "rdma" } else { list[0] }), 0);
@@ -50,7 +52,8 @@ pub fn test_config(transport: &str, name: &str) -> Config {
     let text = format!(
         "name = \"{name}\"\ntransports = [{transports}]\nbind = \"{bind}\"\nworkers = {workers}\n\
          [timeouts]\nhandshake_ms = 5000\nkeepalive_ms = 0\nidle_ms = 0\n\
-         reconnect_initial_ms = 5\nreconnect_max_ms = 100\nshutdown_flush_ms = 1000\n"
+         reconnect_initial_ms = 5\nreconnect_max_ms = 100\nshutdown_flush_ms = 1000\n\
+         [protocol]\nprefer = \"{protocol}\"\n"
     );
     let mut cfg =
         Config::from_toml_str(&text, &format!("<test {name}>")).expect("test config is valid");
@@ -65,6 +68,12 @@ pub fn test_config(transport: &str, name: &str) -> Config {
         }
     }
     cfg
+}
+
+/// The transport of a [`test_config`] spec without its `@v2` suffix (`"tcp@v2"` -> `"tcp"`),
+/// as `Connection::transport` and the counters name it.
+pub fn transport_name(spec: &str) -> &str {
+    spec.split_once('@').map_or(spec, |(t, _)| t)
 }
 
 /// Whether this machine has an RDMA device (`/sys/class/infiniband` lists one).

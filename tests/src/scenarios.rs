@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use msgr::{Config, EntityAddr, EntityType, MessengerError, Policy};
 
-use crate::harness::{check_payload, node, numbered, pattern, Node};
+use crate::harness::{check_payload, node, numbered, pattern, transport_name, Node};
 
 fn policy(cfg: &mut Config, peer: EntityType, p: Policy) {
     cfg.policies.set(peer, p);
@@ -75,6 +75,9 @@ pub fn simple_round_trip(t: &str) {
     assert_eq!(client.msgr.counters().connected, 1);
     assert_eq!(sc.protocol_errors, 0);
     // One link, counted under the transport that carried it.
+    let want = if t.ends_with("@v2") { "v2" } else { "v1" };
+    assert_eq!(conn.protocol().as_str(), want);
+    let t = transport_name(t);
     assert_eq!(sc.links_by_transport, vec![(t, 1)]);
     assert_eq!(conn.transport(), Some(t));
 }

@@ -52,6 +52,11 @@ pub trait Connection: Send + Sync {
     fn transport(&self) -> Option<&'static str> {
         None
     }
+    /// The messenger protocol this connection speaks (`V1` for a messenger's connection to
+    /// itself, which has no wire); on an accepted link, once the peer's banner said it.
+    fn protocol(&self) -> crate::protocol::Protocol {
+        crate::protocol::Protocol::V1
+    }
     /// Async send: queue `msg.take()` if it fits in the send queue now (`Ready(Ok)`), fail on a
     /// closed connection (`Ready(Err)`), or leave `msg` in place and wake `cx` once queued bytes
     /// were written or the connection closed (`Pending`). Default: `send_message` at once.

@@ -57,6 +57,20 @@ impl Protocol {
     }
 }
 
+/// A peer address as command lines and config files write it: `v2:IP:PORT/NONCE` or
+/// `v1:IP:PORT/NONCE` (the protocol to speak), or `IP:PORT/NONCE` (None: the messenger's
+/// preference).
+pub fn parse_peer_addr(
+    s: &str,
+) -> Result<(Option<Protocol>, EntityAddr), crate::wire::ParseEntityError> {
+    let (protocol, rest) = Protocol::split_prefix(s);
+    let addr = rest.parse::<EntityAddr>().map_err(|mut e| {
+        e.got = s.to_string();
+        e
+    })?;
+    Ok((protocol, addr))
+}
+
 impl std::fmt::Display for Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -202,10 +216,18 @@ forward_contract!(SessionV2, Protocol::V2);
 pub struct Configs {
     /// msgr1 settings (also the base of msgr2's).
     pub v1: Arc<SessionConfig>,
-    /// msgr2 settings; None: this node does not speak msgr2.
+    /// msgr2 settings; None: this node does not speak msgr2 (neither dials nor accepts it).
     pub v2: Option<Arc<V2Config>>,
     /// Accept msgr1 peers (accepted links detect the protocol when both are accepted).
     pub accept_v1: bool,
+    /// Accept msgr2 peers (needs `v2`).
+    pub accept_v2: bool,
+}
+
+impl Configs {
+    fn accepts_v2(&self) -> bool {
+        self.accept_v2 && self.v2.is_some()
+    }
 }
 
 /// A session of either protocol, or an accepted link still reading the peer's banner. See the
@@ -273,17 +295,18 @@ impl AnySession {
     }
 
     /// A session for a link a peer dialed from `socket_peer`: msgr1 or msgr2 directly when only
-    /// one is accepted, else a detector.
+    /// one is accepted (msgr1 when none is), else a detector.
     pub fn accept(configs: &Configs, socket_peer: SocketAddr, now: Instant) -> Self {
-        match (&configs.v2, configs.accept_v1) {
+        let v2 = configs.v2.as_ref().filter(|_| configs.accept_v2);
+        match (v2, configs.accept_v1) {
+            (Some(v2), false) => {
+                AnySession::V2(Box::new(SessionV2::accept(v2.clone(), socket_peer, now)))
+            }
             (None, _) => AnySession::V1(Box::new(Session::accept(
                 configs.v1.clone(),
                 socket_peer,
                 now,
             ))),
-            (Some(v2), false) => {
-                AnySession::V2(Box::new(SessionV2::accept(v2.clone(), socket_peer, now)))
-            }
             (Some(_), true) => AnySession::Detect(Box::new(Detect {
                 configs: configs.clone(),
                 socket_peer,
@@ -456,7 +479,7 @@ impl Detect {
         };
         let found = match b {
             b'0' if self.configs.accept_v1 => Protocol::V1,
-            b'2' if self.configs.v2.is_some() => Protocol::V2,
+            b'2' if self.configs.accepts_v2() => Protocol::V2,
             b'0' | b'2' => {
                 let (got, want) = if b == b'0' {
                     ("v1", "v2")

@@ -26,10 +26,11 @@ pub struct NodeConfig {
     pub protocol: Protocol,
     /// Accept peers speaking msgr1.
     pub accept_v1: bool,
-    /// msgr2 settings; None: no msgr2 (accepted links are msgr1, dialing with v2 fails). With
-    /// both protocols accepted, each accepted link's protocol is read from the peer's banner
-    /// (clients of both write theirs first), so one port serves both.
-    pub msgr2: Option<Msgr2Config>,
+    /// Accept peers speaking msgr2. With both accepted, each accepted link's protocol is read
+    /// from the peer's banner (clients of both write theirs first), so one port serves both.
+    pub accept_v2: bool,
+    /// How msgr2 is spoken (dialed and accepted).
+    pub msgr2: Msgr2Config,
     /// Worker threads, each with its own poller (at least 1).
     pub workers: usize,
     /// The session policy for each peer type.
@@ -84,7 +85,8 @@ impl NodeConfig {
             nonce: None,
             protocol: Protocol::V1,
             accept_v1: true,
-            msgr2: Some(Msgr2Config::default()),
+            accept_v2: true,
+            msgr2: Msgr2Config::default(),
             workers: 2,
             policies: PolicySet::default(),
             limits: DecodeLimits::default(),

@@ -346,6 +346,10 @@ impl Connection for NodeConnection {
     fn transport(&self) -> Option<&'static str> {
         NodeConnection::transport(self)
     }
+    fn protocol(&self) -> msgr_core::protocol::Protocol {
+        use msgr_core::protocol::ProtocolSession;
+        self.core.inner.lock().session.protocol()
+    }
     /// Waits while `send_queue_bytes` are queued (see [`Connection::poll_send`]).
     fn poll_send(
         &self,

@@ -51,7 +51,7 @@ pub mod transport;
 mod wait;
 
 pub use clock::{Clock, VirtualClock};
-pub use config::NodeConfig;
+pub use config::{Msgr2Config, NodeConfig};
 pub use connection::NodeConnection;
 pub use messenger::Node;
 /// A transport's own error, boxed (see [`Transport::listen`]).

@@ -275,22 +275,21 @@ fn start(s: &Arc<Shared>, manual: &Manual) -> Result<(), MessengerError> {
         scfg.idle_timeout = cfg.idle_timeout;
         scfg.crc_data = cfg.crc_data;
     });
-    s.set_protocols(
-        cfg.accept_v1,
-        cfg.msgr2.as_ref().map(|m2| {
-            move |base| {
-                let mut addrs = vec![EntityAddrV2::new(AddrKind::MSGR2, bound, my_addr.nonce)];
-                if cfg.accept_v1 {
-                    addrs.push(EntityAddrV2::new(AddrKind::LEGACY, bound, my_addr.nonce));
-                }
-                let mut v2 = V2Config::new(base, EntityAddrVec(addrs));
-                v2.auth = m2.auth.clone();
-                v2.entity_id = m2.entity_id.clone();
-                v2.modes = m2.modes.clone();
-                v2
-            }
-        }),
-    );
+    s.set_protocols(cfg.accept_v1, cfg.accept_v2, |base| {
+        // What IDENT frames announce: the addresses peers may dial us at, msgr2's first.
+        let mut addrs = Vec::new();
+        if cfg.accept_v2 {
+            addrs.push(EntityAddrV2::new(AddrKind::MSGR2, bound, my_addr.nonce));
+        }
+        if cfg.accept_v1 {
+            addrs.push(EntityAddrV2::new(AddrKind::LEGACY, bound, my_addr.nonce));
+        }
+        let mut v2 = V2Config::new(base, EntityAddrVec(addrs));
+        v2.auth = cfg.msgr2.auth.clone();
+        v2.entity_id = cfg.msgr2.entity_id.clone();
+        v2.modes = cfg.msgr2.modes.clone();
+        v2
+    });
     let n = cfg.workers.max(1);
     let ports: Vec<Arc<Port>> = (0..n).map(|i| Arc::new(Port::new(s.id, i))).collect();
     if s.ports.set(ports).is_err() {

@@ -40,8 +40,9 @@ pub use msgr_core::api::{
     Connection, ConnectionCounters, ConnectionRef, Dispatcher, Messenger, MessengerCounters,
     MessengerError,
 };
+pub use msgr_core::protocol::{parse_peer_addr, Protocol};
 pub use msgr_core::{EntityAddr, EntityName, EntityType, Message, Policy, Priority};
-pub use msgr_node::{ErrorClass, Node, NodeConfig, NodeConnection, TransportError};
+pub use msgr_node::{ErrorClass, Msgr2Config, Node, NodeConfig, NodeConnection, TransportError};
 /// The RDMA transport's error: what `MessengerError::Transport { transport: "rdma", source }`
 /// downcasts to (`source.downcast_ref::<msgr::RdmaError>()`), e.g. `RdmaError::NoDevice` or
 /// `RdmaError::Memlock`.

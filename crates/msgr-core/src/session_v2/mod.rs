@@ -67,6 +67,9 @@ enum State {
     Open,
     /// Lossless, link lost: a client wants a new link; a server waits for the peer.
     Faulted,
+    /// Lossless client with the standby policy, link lost with nothing to send: no new link
+    /// until a message is queued.
+    Standby,
     /// The server answered WAIT: a racing connection from it wins; retry later.
     Wait,
     /// Gone for good.
@@ -352,6 +355,9 @@ impl SessionV2 {
     pub fn send_message(&mut self, msg: Message) {
         if self.state != State::Closed {
             self.queue.push(msg);
+            if self.state == State::Standby {
+                self.state = State::Faulted;
+            }
         }
     }
 
@@ -382,6 +388,7 @@ impl SessionV2 {
             State::Open => SessionState::Open,
             State::Faulted if self.server => SessionState::Standby,
             State::Faulted => SessionState::Faulted,
+            State::Standby => SessionState::Standby,
             State::Wait => SessionState::Wait,
             State::Closed => SessionState::Closed,
             _ if self.server => SessionState::Accepting,
@@ -473,9 +480,15 @@ impl SessionV2 {
         }
         let unacked = self.sent.take();
         self.queue.requeue_front(unacked);
-        let will_reconnect = !self.server;
+        let standby = !self.server
+            && self.policy.standby
+            && self.queue.len() == 0
+            && self.keepalive.is_none();
+        let will_reconnect = !self.server && !standby;
         self.state = if self.state == State::Wait {
             State::Wait
+        } else if standby {
+            State::Standby
         } else {
             State::Faulted
         };

@@ -123,20 +123,27 @@ impl<C: Clone> NodeShared<C> {
                 v1: self.session_cfg(),
                 v2: None,
                 accept_v1: true,
+                accept_v2: false,
             },
         }
     }
 
-    /// After [`NodeShared::set_bound`]: which protocols this node speaks. `v2` builds the
-    /// msgr2 configuration from the msgr1 one (None: no msgr2).
+    /// After [`NodeShared::set_bound`]: which protocols this node accepts; `v2` builds the
+    /// msgr2 configuration from the msgr1 one.
     pub fn set_protocols(
         &self,
         accept_v1: bool,
-        v2: Option<impl FnOnce(Arc<SessionConfig>) -> V2Config>,
+        accept_v2: bool,
+        v2: impl FnOnce(Arc<SessionConfig>) -> V2Config,
     ) {
         let v1 = self.session_cfg();
-        let v2 = v2.map(|make| Arc::new(make(v1.clone())));
-        let _ = self.configs.set(Configs { v1, v2, accept_v1 });
+        let v2 = Some(Arc::new(v2(v1.clone())));
+        let _ = self.configs.set(Configs {
+            v1,
+            v2,
+            accept_v1,
+            accept_v2,
+        });
     }
 
     /// First step of `start`: refuse without a dispatcher or after shutdown, then mark

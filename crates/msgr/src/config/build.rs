@@ -3,10 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::path::Path;
+
+use msgr_core::auth::cephx::Keyring;
+use msgr_core::auth::{MODE_CRC, MODE_SECURE};
 use msgr_core::policy::{Policy, PolicySet};
+use msgr_core::protocol::Protocol;
 use msgr_core::wire::{DecodeLimits, EntityName, EntityType};
 
-use super::raw::{quoted_list, RawConfig};
+use super::raw::{quoted_list, RawConfig, RawProtocol};
 use super::*;
 
 /// `osd.0`, `client.4121`, `client` (number not assigned): [`EntityName`]'s `FromStr`.
@@ -285,13 +290,109 @@ pub(super) fn build(raw: RawConfig, origin: &str) -> Result<Config, ConfigError>
             max_connections,
         },
         timeouts,
-        protocol: ProtocolSection {
-            crc_data: raw.protocol.crc_data.unwrap_or(true),
-        },
+        protocol: protocol_section(raw.protocol, origin)?,
         tcp,
         rdma,
         fault: FaultSection {
             inject_socket_failures: raw.fault.inject_socket_failures.unwrap_or(0),
         },
+    })
+}
+
+/// `[protocol]`: protocols, msgr2 modes, authentication (the keyring is read here, so a
+/// missing file or key is an error naming `protocol.keyring`).
+fn protocol_section(raw: RawProtocol, origin: &str) -> Result<ProtocolSection, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::new(origin, key, msg);
+    let d = ProtocolSection::default();
+    let prefer = match raw.prefer {
+        Some(p) => p.parse().map_err(|e| err("protocol.prefer", e))?,
+        None => d.prefer,
+    };
+    let accept = match raw.accept {
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, p) in list.iter().enumerate() {
+                out.push(
+                    p.parse::<Protocol>()
+                        .map_err(|e| err(&format!("protocol.accept[{i}]"), e))?,
+                );
+            }
+            if out.is_empty() {
+                return Err(err(
+                    "protocol.accept",
+                    "expected at least one of \"v1\", \"v2\"; an empty list accepts nobody".into(),
+                ));
+            }
+            out
+        }
+        None => d.accept,
+    };
+    let modes =
+        match raw.modes {
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, m) in list.iter().enumerate() {
+                    out.push(match m.as_str() {
+                        "crc" => MODE_CRC,
+                        "secure" => MODE_SECURE,
+                        other => return Err(err(
+                            &format!("protocol.modes[{i}]"),
+                            format!(
+                                "unknown msgr2 mode \"{other}\": expected \"crc\" or \"secure\""
+                            ),
+                        )),
+                    });
+                }
+                if out.is_empty() {
+                    return Err(err(
+                        "protocol.modes",
+                        "expected at least one of \"crc\", \"secure\"".into(),
+                    ));
+                }
+                out
+            }
+            None => d.modes,
+        };
+    let auth_name = raw.auth_name.unwrap_or(d.auth_name);
+    let cephx_key = match (raw.auth.as_deref().unwrap_or("none"), raw.keyring) {
+        ("none", None) => None,
+        ("none", Some(_)) => {
+            return Err(err(
+                "protocol.keyring",
+                "a keyring is only read with auth = \"cephx\": set that, or drop the keyring"
+                    .into(),
+            ))
+        }
+        ("cephx", None) => {
+            return Err(err(
+                "protocol.keyring",
+                "auth = \"cephx\" needs the keyring file with our key (Ceph's format: \
+                 [client.admin] key = ...)"
+                    .into(),
+            ))
+        }
+        ("cephx", Some(path)) => {
+            let keyring = Keyring::load(Path::new(&path))
+                .map_err(|e| err("protocol.keyring", format!("{path}: {e}")))?;
+            Some(
+                *keyring
+                    .get(&auth_name)
+                    .map_err(|e| err("protocol.keyring", format!("{path}: {e}")))?,
+            )
+        }
+        (other, _) => {
+            return Err(err(
+                "protocol.auth",
+                format!("unknown auth method \"{other}\": expected \"none\" or \"cephx\""),
+            ))
+        }
+    };
+    Ok(ProtocolSection {
+        crc_data: raw.crc_data.unwrap_or(d.crc_data),
+        prefer,
+        accept,
+        modes,
+        auth_name,
+        cephx_key,
     })
 }

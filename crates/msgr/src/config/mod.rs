@@ -5,9 +5,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use msgr_core::auth::cephx::CryptoKey;
+use msgr_core::auth::MODE_CRC;
 use msgr_core::policy::PolicySet;
+use msgr_core::protocol::Protocol;
+use msgr_core::session_v2::V2Auth;
 use msgr_core::wire::{DecodeLimits, EntityName};
-use msgr_node::NodeConfig;
+use msgr_node::{Msgr2Config, NodeConfig};
 #[cfg(feature = "rdma")]
 use msgr_rdma::{RdmaError, RdmaOptions};
 #[cfg(feature = "tcp")]
@@ -133,11 +137,30 @@ pub struct TimeoutsSection {
 pub struct ProtocolSection {
     /// Ceph `ms_crc_data`: checksum the data section of sent messages (default true).
     pub crc_data: bool,
+    /// `prefer = "v1" | "v2"`: what `connect` speaks to a peer whose address has no `v1:` /
+    /// `v2:` prefix (default v1, which every Ceph release speaks).
+    pub prefer: Protocol,
+    /// `accept = ["v1", "v2"]`: what peers may speak to us, on the one port (default both).
+    pub accept: Vec<Protocol>,
+    /// `modes = ["crc", "secure"]`: msgr2 connection modes, preferred first (default crc).
+    pub modes: Vec<u32>,
+    /// `auth_name = "client.admin"`: the name we authenticate as (msgr2).
+    pub auth_name: String,
+    /// `auth = "cephx"` with `keyring = PATH`: the key of `auth_name` read from the keyring
+    /// (None: `auth = "none"`, the default).
+    pub cephx_key: Option<CryptoKey>,
 }
 
 impl Default for ProtocolSection {
     fn default() -> Self {
-        ProtocolSection { crc_data: true }
+        ProtocolSection {
+            crc_data: true,
+            prefer: Protocol::V1,
+            accept: vec![Protocol::V1, Protocol::V2],
+            modes: vec![MODE_CRC],
+            auth_name: "client.admin".into(),
+            cephx_key: None,
+        }
     }
 }
 
@@ -262,6 +285,22 @@ impl Config {
         n.send_queue_bytes = self.limits.send_queue_bytes;
         n.max_connections = self.limits.max_connections;
         n.crc_data = self.protocol.crc_data;
+        let p = &self.protocol;
+        n.protocol = p.prefer;
+        n.accept_v1 = p.accept.contains(&Protocol::V1);
+        n.accept_v2 = p.accept.contains(&Protocol::V2);
+        n.msgr2 = Msgr2Config {
+            auth: match p.cephx_key {
+                Some(key) => V2Auth::Cephx { key },
+                None => V2Auth::None,
+            },
+            entity_id: p
+                .auth_name
+                .split_once('.')
+                .map_or(p.auth_name.as_str(), |(_, id)| id)
+                .to_string(),
+            modes: p.modes.clone(),
+        };
         n.inject_failures = self.fault.inject_socket_failures;
         // One event loop serves every transport: it busy-polls as long as the longest asks.
         let mut busy = Duration::ZERO;

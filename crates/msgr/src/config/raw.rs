@@ -74,6 +74,12 @@ pub(super) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProtocol {
     pub(super) crc_data: Option<bool>,
+    pub(super) prefer: Option<String>,
+    pub(super) accept: Option<Vec<String>>,
+    pub(super) modes: Option<Vec<String>>,
+    pub(super) auth: Option<String>,
+    pub(super) auth_name: Option<String>,
+    pub(super) keyring: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
