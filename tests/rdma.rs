@@ -19,24 +19,7 @@
 
 const T: &str = "rdma";
 
-/// Panics (the test fails) unless an RDMA device and the address to use on it are present.
-fn require_rdma() {
-    if !msgr_tests::harness::has_rdma_device() {
-        panic!(
-            "this test needs an RDMA device and none is present (/sys/class/infiniband is empty \
-             or missing). It did NOT run. Run the binary inside the Soft-RoCE VM: \
-             `cargo test -p msgr-tests --test rdma --no-run`, then \
-             `scripts/rdma-vm/run.sh target/debug/deps/rdma-<hash> --test-threads 1 --include-ignored` \
-             (or `cargo xtask test --only rdma`)"
-        );
-    }
-    if std::env::var_os("MSGR_TEST_BIND_IP").is_none() && std::env::var_os("RDMA_IP").is_none() {
-        panic!(
-            "an RDMA device exists but neither RDMA_IP nor MSGR_TEST_BIND_IP is set, so the test \
-             did NOT run: export RDMA_IP=<IP of the netdev under the device> (see `rdma link show`)"
-        );
-    }
-}
+use msgr_tests::harness::require_rdma;
 
 msgr_tests::shared_scenarios!(
     ignore = "needs an RDMA device: `cargo xtask test` runs it in the Soft-RoCE VM";

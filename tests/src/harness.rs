@@ -76,6 +76,26 @@ pub fn transport_name(spec: &str) -> &str {
     spec.split_once('@').map_or(spec, |(t, _)| t)
 }
 
+/// Panics (the test fails) unless an RDMA device and the address to use on it are present
+/// (the guard of the RDMA test targets).
+pub fn require_rdma() {
+    if !has_rdma_device() {
+        panic!(
+            "this test needs an RDMA device and none is present (/sys/class/infiniband is empty \
+             or missing). It did NOT run. Run the binary inside the Soft-RoCE VM: \
+             `cargo xtask test --only rdma` (or build the test binary with `cargo test -p msgr-tests \
+             --no-run` and run it with `scripts/rdma-vm/run.sh BINARY --test-threads 1 \
+             --include-ignored`)"
+        );
+    }
+    if std::env::var_os("MSGR_TEST_BIND_IP").is_none() && std::env::var_os("RDMA_IP").is_none() {
+        panic!(
+            "an RDMA device exists but neither RDMA_IP nor MSGR_TEST_BIND_IP is set, so the test \
+             did NOT run: export RDMA_IP=<IP of the netdev under the device> (see `rdma link show`)"
+        );
+    }
+}
+
 /// Whether this machine has an RDMA device (`/sys/class/infiniband` lists one).
 pub fn has_rdma_device() -> bool {
     std::fs::read_dir("/sys/class/infiniband")
@@ -105,6 +125,8 @@ pub struct Seen {
     /// Messages handed back by `ms_handle_remote_reset_undelivered`.
     pub remote_reset_undelivered: Vec<Message>,
     pub faults: u64,
+    /// The errors of faults and resets, as text, in order.
+    pub errors: Vec<String>,
     pub undelivered: Vec<Message>,
     pub refused: u64,
     pub last_conn: Option<ConnectionRef>,
@@ -233,8 +255,11 @@ impl Dispatcher for Recorder {
     fn ms_handle_remote_reset_undelivered(&self, _conn: &ConnectionRef, undelivered: Vec<Message>) {
         self.update(|s| s.remote_reset_undelivered.extend(undelivered));
     }
-    fn ms_handle_fault(&self, _conn: &ConnectionRef, _error: &SessionError) {
-        self.update(|s| s.faults += 1);
+    fn ms_handle_fault(&self, _conn: &ConnectionRef, error: &SessionError) {
+        self.update(|s| {
+            s.faults += 1;
+            s.errors.push(error.to_string());
+        });
     }
     fn defer_release(&self) -> bool {
         self.defer.load(Ordering::Relaxed)

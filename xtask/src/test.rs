@@ -27,6 +27,8 @@ const SIM_SEEDS_VARS: [&str; 2] = ["SIM_SEEDS", "MSGR_SIM_SEEDS"];
 const INTEROP_TARGET: &str = "ceph_mon";
 /// The msgr2 interop tests (monitors with auth none and cephx; `#[ignore]`d without this stage).
 const INTEROP_V2_TARGET: &str = "ceph_mon_v2";
+/// The node-level interop tests (a messenger from TOML, msgr1 and msgr2) in msgr-tests.
+const INTEROP_NODE_TARGET: &str = "ceph_mon_node";
 /// What the RDMA stage's runner prints before each test binary.
 const RUN_MARKER: &str = "==> running ";
 /// The project's own Soft-RoCE VM runner.
@@ -303,10 +305,14 @@ fn interop() -> Outcome {
             "--no-fail-fast",
             "-p",
             "msgr-core",
+            "-p",
+            "msgr-tests",
             "--test",
             INTEROP_TARGET,
             "--test",
             INTEROP_V2_TARGET,
+            "--test",
+            INTEROP_NODE_TARGET,
             "--",
             "--include-ignored",
         ])),
@@ -337,8 +343,9 @@ impl TestTarget {
 
     /// Talks to a real Ceph monitor: the interop stage runs it on its own.
     fn is_interop(&self) -> bool {
-        self.package == "msgr-core"
-            && [INTEROP_TARGET, INTEROP_V2_TARGET].contains(&self.name.as_str())
+        (self.package == "msgr-core"
+            && [INTEROP_TARGET, INTEROP_V2_TARGET].contains(&self.name.as_str()))
+            || (self.package == "msgr-tests" && self.name == INTEROP_NODE_TARGET)
     }
 }
 

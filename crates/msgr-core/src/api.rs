@@ -107,7 +107,9 @@ pub trait Dispatcher: Send + Sync {
     fn ms_handle_remote_reset_undelivered(&self, conn: &ConnectionRef, undelivered: Vec<Message>) {
         let _ = (conn, undelivered);
     }
-    /// A link failed; a lossless session will reconnect and replay.
+    /// A link failed (`error` says why): a lossless session will reconnect and replay; when the
+    /// failure ends the session (a lossy one, or one retrying cannot fix, such as refused
+    /// credentials) `ms_handle_reset` follows.
     fn ms_handle_fault(&self, conn: &ConnectionRef, error: &SessionError) {
         let _ = (conn, error);
     }

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 use msgr_core::message::Message;
 use msgr_core::policy::Policy;
@@ -28,6 +28,9 @@ use msgr_core::session::{
 use msgr_core::wire::features::{self, has_feature};
 use msgr_core::wire::frame;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
+
+mod mon;
+use mon::mauth_front;
 
 const CEPH_MSG_AUTH: u16 = 17;
 const CEPH_MSG_AUTH_REPLY: u16 = 18;
@@ -261,32 +264,6 @@ impl Client {
 fn put_string(b: &mut BytesMut, s: &str) {
     b.put_u32_le(s.len() as u32);
     b.put_slice(s.as_bytes());
-}
-
-/// MAuth front (Ceph `MAuth::encode_payload`): paxos header (version u64, deprecated session
-/// mon i16 -1, its tid u64), protocol u32 0 (negotiating), auth_payload as a bufferlist (u32
-/// length, then: u8 struct_v 1, the offered methods as u32 count and u32s, EntityName as u32
-/// type and string id, u64 global_id), monmap_epoch u32. Matches the `ceph` CLI's MAuth in
-/// shared/ceph-mon/captures/ceph-cli-v1.pcapng except that we also offer cephx.
-fn mauth_front(methods: &[u32]) -> Bytes {
-    let mut payload = BytesMut::new();
-    payload.put_u8(1);
-    payload.put_u32_le(methods.len() as u32);
-    for m in methods {
-        payload.put_u32_le(*m);
-    }
-    payload.put_u32_le(EntityType::CLIENT.0.into());
-    put_string(&mut payload, "admin");
-    payload.put_u64_le(0);
-    let mut b = BytesMut::new();
-    b.put_u64_le(0);
-    b.put_i16_le(-1);
-    b.put_u64_le(0);
-    b.put_u32_le(0);
-    b.put_u32_le(payload.len() as u32);
-    b.put_slice(&payload);
-    b.put_u32_le(0);
-    b.freeze()
 }
 
 #[test]

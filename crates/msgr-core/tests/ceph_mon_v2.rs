@@ -12,9 +12,7 @@
 //! Needs ceph-mon: `cargo xtask test` runs these in its interop stage.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,108 +33,19 @@ const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
 /// How long one exchange may take before the test gives up (a failure, not a timing).
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A monitor this test started; stopped when dropped.
-struct Mon {
-    dir: PathBuf,
-    env: Vec<(&'static str, String)>,
-    v2: SocketAddr,
-    fsid: [u8; 16],
+mod mon;
+use mon::Mon;
+
+fn admin_key(mon: &Mon) -> CryptoKey {
+    *Keyring::load(&mon.keyring())
+        .unwrap()
+        .get("client.admin")
+        .unwrap()
 }
 
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts/ceph-mon")
-        .join(name)
-}
-
-fn free_port() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
-    probe
-        .local_addr()
-        .expect("probe address")
-        .port()
-        .to_string()
-}
-
-impl Mon {
-    fn start(auth: &str) -> Mon {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ceph-mon-v2-{auth}"));
-        let _ = std::fs::remove_dir_all(&dir); // a stale cluster from an aborted run
-        let env = vec![
-            ("CEPH_MON_DIR", dir.display().to_string()),
-            ("V1_PORT", free_port()),
-            ("V2_PORT", free_port()),
-            ("AUTH", auth.to_string()),
-        ];
-        let mut mon = Mon {
-            dir,
-            env,
-            v2: "0.0.0.0:0".parse().unwrap(),
-            fsid: [0; 16],
-        };
-        mon.run_start();
-        let fsid = std::fs::read_to_string(mon.dir.join("fsid")).expect("fsid file");
-        let hex: String = fsid.trim().chars().filter(|c| *c != '-').collect();
-        for (i, b) in mon.fsid.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("uuid hex");
-        }
-        mon
-    }
-
-    fn run_start(&mut self) {
-        let out = Command::new("bash")
-            .arg(script("start.sh"))
-            .envs(self.env.iter().map(|(k, v)| (*k, v)))
-            .output()
-            .expect("run start.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "could not start a Ceph monitor ({}):\n{stdout}\n{}\nIs ceph-mon installed?",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let addrs = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("ADDRS="))
-            .expect("ADDRS= line");
-        let v2 = addrs
-            .trim_matches(|c| c == '[' || c == ']')
-            .split(',')
-            .find_map(|a| a.strip_prefix("v2:"))
-            .unwrap_or_else(|| panic!("no v2 address in ADDRS={addrs}"));
-        self.v2 = v2.parse().expect("v2 address");
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("bash")
-            .arg(script("stop.sh"))
-            .envs(self.env.iter().map(|(k, v)| (*k, v)))
-            .output();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.run_start();
-    }
-
-    fn admin_key(&self) -> CryptoKey {
-        *Keyring::load(&self.dir.join("keyring"))
-            .unwrap()
-            .get("client.admin")
-            .unwrap()
-    }
-
-    /// The monitor's address as a v2 entity address (monitors use nonce 0).
-    fn addr(&self) -> EntityAddrV2 {
-        EntityAddrV2::new(AddrKind::MSGR2, self.v2, 0)
-    }
-}
-
-impl Drop for Mon {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// The monitor's msgr2 address as an entity address (monitors use nonce 0).
+fn mon_addr(mon: &Mon) -> EntityAddrV2 {
+    EntityAddrV2::new(AddrKind::MSGR2, mon.v2, 0)
 }
 
 /// A session on a blocking socket, driven by hand.
@@ -167,7 +76,7 @@ impl Client {
         let mut cfg = V2Config::new(Arc::new(base), my_addrs);
         cfg.auth = auth;
         cfg.modes = vec![mode];
-        let mut s = SessionV2::connect(Arc::new(cfg), mon.addr(), EntityType::MON, policy, now);
+        let mut s = SessionV2::connect(Arc::new(cfg), mon_addr(mon), EntityType::MON, policy, now);
         s.link_up(now);
         Client {
             s,
@@ -328,7 +237,7 @@ fn exercise(c: &mut Client, mon: &Mon) {
 #[test]
 #[ignore = "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it"]
 fn v2_crc_auth_none_and_reconnect_after_monitor_restart() {
-    let mut mon = Mon::start("none");
+    let mut mon = Mon::start("ceph-mon-v2", "none");
     let mut c = Client::open(&mon, V2Auth::None, MODE_CRC, Policy::lossy_client());
     exercise(&mut c, &mon);
     assert_eq!(c.s.con_mode(), MODE_CRC);
@@ -349,17 +258,17 @@ fn v2_crc_auth_none_and_reconnect_after_monitor_restart() {
 #[test]
 #[ignore = "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it"]
 fn v2_cephx_crc_and_secure() {
-    let mon = Mon::start("cephx");
+    let mon = Mon::start("ceph-mon-v2", "cephx");
     for mode in [MODE_CRC, MODE_SECURE] {
         let auth = V2Auth::Cephx {
-            key: mon.admin_key(),
+            key: admin_key(&mon),
         };
         let mut c = Client::open(&mon, auth, mode, Policy::lossy_client());
         exercise(&mut c, &mon);
         assert_eq!(c.s.con_mode(), mode);
     }
     // A wrong key: the monitor refuses (or the reply does not open); the error names the key.
-    let mut wrong = mon.admin_key();
+    let mut wrong = admin_key(&mon);
     wrong.secret[0] ^= 1;
     let mut c = Client::connect(
         &mon,

@@ -69,6 +69,11 @@ pub enum SessionError {
     /// The peer broke a handshake rule (what it did is in the text).
     #[error("protocol violation by peer: {0}")]
     Protocol(String),
+    /// Authentication failed (wrong key, unknown entity, a method or mode the peer does not
+    /// allow; the text says which). Retrying cannot help until the configuration changes, so
+    /// the session ends instead of reconnecting.
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
     /// The accept hook refused the peer.
     #[error("connection from {0} refused by the accept hook")]
     Refused(String),

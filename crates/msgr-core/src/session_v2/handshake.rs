@@ -158,7 +158,12 @@ impl SessionV2 {
                 }
                 let mut secret = Vec::new();
                 if let V2Auth::Cephx { key } = auth {
-                    let reply = read_session_key_reply(&auth_payload, key).map_err(cephx_err)?;
+                    let reply = read_session_key_reply(&auth_payload, key).map_err(|e| {
+                        SessionError::AuthFailed(format!(
+                            "cannot read the server's cephx reply with our key ({e}): wrong key \
+                             in the keyring?"
+                        ))
+                    })?;
                     self.session_key = reply.session_key().copied();
                     if self.session_key.is_none() {
                         return Err(protocol("cephx reply without an auth ticket".into()));
@@ -177,7 +182,7 @@ impl SessionV2 {
                     allowed_modes,
                 },
                 _,
-            ) => Err(protocol(
+            ) => Err(SessionError::AuthFailed(
                 if method == METHOD_CEPHX
                     && allowed_methods.contains(&method)
                     && self.config.modes.iter().any(|m| allowed_modes.contains(m))

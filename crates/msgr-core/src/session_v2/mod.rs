@@ -253,7 +253,12 @@ impl SessionV2 {
                 Ok(true) if self.link.is_some() => continue,
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    self.fault(e.clone(), now, true);
+                    if matches!(e, SessionError::AuthFailed(_)) {
+                        // Redialing with the same credentials would fail the same way.
+                        self.end(e.clone());
+                    } else {
+                        self.fault(e.clone(), now, true);
+                    }
                     return Err(e);
                 }
             }

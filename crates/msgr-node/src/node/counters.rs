@@ -152,6 +152,7 @@ impl ErrorClass {
             | SessionError::MissingFeatures { .. }
             | SessionError::BadProtocolVersion { .. }
             | SessionError::BadAuthorizer
+            | SessionError::AuthFailed(_)
             | SessionError::AddressMismatch { .. }
             | SessionError::Protocol(_) => ErrorClass::Protocol,
             SessionError::HandshakeTimeout(_) => ErrorClass::HandshakeTimeout,

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 
 use msgr_core::api::{ConnectionRef, Dispatcher};
 use msgr_core::message::Message;
-use msgr_core::session::{ConnectRequest, SessionEvent};
+use msgr_core::session::{ConnectRequest, SessionError, SessionEvent};
 use msgr_core::wire::{EntityAddr, EntityType};
 
 /// The dispatchers of one messenger. Cheap to read from many threads: callers take a snapshot
@@ -89,8 +89,17 @@ impl Dispatchers {
             SessionEvent::Faulted { error, .. } => {
                 all.iter().for_each(|d| d.ms_handle_fault(conn, &error))
             }
-            SessionEvent::Reset { undelivered, .. } => {
+            SessionEvent::Reset { undelivered, error } => {
+                // A failure that ends the session (lossy, or not fixed by retrying, as a wrong
+                // key) is a fault the application hears about, with its cause, first.
+                let failed = !matches!(
+                    error,
+                    SessionError::MarkedDown | SessionError::Closed | SessionError::Replaced
+                );
                 for d in all.iter() {
+                    if failed {
+                        d.ms_handle_fault(conn, &error);
+                    }
                     d.ms_handle_reset(conn, undelivered.clone());
                 }
             }

@@ -327,32 +327,33 @@ fn protocol_section(raw: RawProtocol, origin: &str) -> Result<ProtocolSection, C
         }
         None => d.accept,
     };
-    let modes =
-        match raw.modes {
-            Some(list) => {
-                let mut out = Vec::new();
-                for (i, m) in list.iter().enumerate() {
-                    out.push(match m.as_str() {
-                        "crc" => MODE_CRC,
-                        "secure" => MODE_SECURE,
-                        other => return Err(err(
+    let modes = match raw.modes {
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, m) in list.iter().enumerate() {
+                out.push(match m.as_str() {
+                    "crc" => MODE_CRC,
+                    "secure" => MODE_SECURE,
+                    other => {
+                        return Err(err(
                             &format!("protocol.modes[{i}]"),
                             format!(
                                 "unknown msgr2 mode \"{other}\": expected \"crc\" or \"secure\""
                             ),
-                        )),
-                    });
-                }
-                if out.is_empty() {
-                    return Err(err(
-                        "protocol.modes",
-                        "expected at least one of \"crc\", \"secure\"".into(),
-                    ));
-                }
-                out
+                        ))
+                    }
+                });
             }
-            None => d.modes,
-        };
+            if out.is_empty() {
+                return Err(err(
+                    "protocol.modes",
+                    "expected at least one of \"crc\", \"secure\"".into(),
+                ));
+            }
+            out
+        }
+        None => d.modes,
+    };
     let auth_name = raw.auth_name.unwrap_or(d.auth_name);
     let cephx_key = match (raw.auth.as_deref().unwrap_or("none"), raw.keyring) {
         ("none", None) => None,
