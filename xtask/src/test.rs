@@ -3,8 +3,10 @@
 //! Stages: prerequisites (system packages, rustfmt / clippy), fmt, clippy, tests
 //! (`cargo test --workspace` minus the targets of the interop and rdma stages), library (a new
 //! user's first contact: README example, fresh project, examples, docs, packaging, MSRV; see
-//! `library.rs`), interop (msgr-core's `ceph_mon` and `ceph_mon_v2` tests against real
-//! monitors, which they start through scripts/ceph-mon/start.sh),
+//! `library.rs`), interop (against a real Ceph: msgr-core's `ceph_mon` and `ceph_mon_v2`
+//! sessions and msgr-tests' `ceph_mon_node` messengers against monitors they start through
+//! scripts/ceph-mon/start.sh, and msgrd's `ceph_cli`: the `ceph` command line against
+//! `msgrd serve` over msgr2 and msgr1),
 //! rdma (msgr-rdma's integration tests and any `rdma` / `*_rdma` test target, built here and run
 //! on the host's RDMA device or inside the Soft-RoCE VM), netfault (real network faults between
 //! messenger processes in namespaces inside the VM: `netfault.rs`).
@@ -29,6 +31,8 @@ const INTEROP_TARGET: &str = "ceph_mon";
 const INTEROP_V2_TARGET: &str = "ceph_mon_v2";
 /// The node-level interop tests (a messenger from TOML, msgr1 and msgr2) in msgr-tests.
 const INTEROP_NODE_TARGET: &str = "ceph_mon_node";
+/// The real `ceph` command line against `msgrd serve` (msgrd's test).
+const INTEROP_CLI_TARGET: &str = "ceph_cli";
 /// What the RDMA stage's runner prints before each test binary.
 const RUN_MARKER: &str = "==> running ";
 /// The project's own Soft-RoCE VM runner.
@@ -307,12 +311,16 @@ fn interop() -> Outcome {
             "msgr-core",
             "-p",
             "msgr-tests",
+            "-p",
+            "msgrd",
             "--test",
             INTEROP_TARGET,
             "--test",
             INTEROP_V2_TARGET,
             "--test",
             INTEROP_NODE_TARGET,
+            "--test",
+            INTEROP_CLI_TARGET,
             "--",
             "--include-ignored",
         ])),
@@ -346,6 +354,7 @@ impl TestTarget {
         (self.package == "msgr-core"
             && [INTEROP_TARGET, INTEROP_V2_TARGET].contains(&self.name.as_str()))
             || (self.package == "msgr-tests" && self.name == INTEROP_NODE_TARGET)
+            || (self.package == "msgrd" && self.name == INTEROP_CLI_TARGET)
     }
 }
 

@@ -17,6 +17,20 @@ pub(crate) fn format_addr(a: &EntityAddr) -> String {
     }
 }
 
+/// `--peer`: an address as `serve` prints it, with an optional `v1:` / `v2:` prefix naming
+/// the protocol to speak (without one: the config's `[protocol] prefer`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    pub(crate) protocol: Option<msgr::Protocol>,
+    pub(crate) addr: EntityAddr,
+}
+
+/// Parses `--peer`.
+pub(crate) fn parse_peer(s: &str) -> Result<Peer, String> {
+    let (protocol, addr) = msgr::parse_peer_addr(s).map_err(|e| e.to_string())?;
+    Ok(Peer { protocol, addr })
+}
+
 /// `--peer-type`: the entity types a peer can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum PeerType {

@@ -1,7 +1,7 @@
 //! msgrd: run a msgr node from a TOML file.
 //!
 //!     msgrd serve --config FILE [--no-crc-data] [--metrics IP:PORT]
-//!     msgrd ping  --config FILE --peer ADDR [--size BYTES] [--count N] [--concurrency N]
+//!     msgrd ping  --config FILE --peer [v2:]ADDR [--size BYTES] [--count N] [--concurrency N]
 //!                 [--connections N] [--peer-type TYPE] [--json] [--no-crc-data] [--one-way]
 //!     msgrd --version | --help
 //!
@@ -40,9 +40,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use msgr::EntityAddr;
 
-use common::{positive_count, PeerType};
+use common::{parse_peer, positive_count, Peer, PeerType};
 use ping::{ping, PingArgs};
 use serve::serve;
 
@@ -85,10 +84,11 @@ enum Cmd {
         /// The clients' TOML config (its IP is used, with ephemeral ports).
         #[arg(long)]
         config: PathBuf,
-        /// The server's address as `serve` prints it: IP:PORT/NONCE (a `v1:` prefix is fine;
-        /// without /NONCE the nonce is 0).
-        #[arg(long, value_name = "IP:PORT/NONCE")]
-        peer: EntityAddr,
+        /// The server's address as `serve` prints it: IP:PORT/NONCE (without /NONCE the nonce
+        /// is 0). A `v2:` prefix speaks msgr2, `v1:` msgr1; without one, the config's
+        /// `[protocol] prefer` (default v1).
+        #[arg(long, value_name = "[v1:|v2:]IP:PORT/NONCE", value_parser = parse_peer)]
+        peer: Peer,
         /// Payload bytes per message (in the front section up to 4 KiB, in data above).
         #[arg(long, default_value_t = 64)]
         size: usize,

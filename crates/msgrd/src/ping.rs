@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use msgr::{EntityAddr, EntityName, EntityType, Messenger, MessengerCounters};
+use msgr::{Connection, EntityName, EntityType, Messenger, MessengerCounters};
 
 use crate::client::{Client, Driver};
+use crate::common::Peer;
 use crate::common::{load_config, print_counters};
 use crate::measure::{cpu_seconds, Latencies};
 use crate::proto::{MSG_ECHO, MSG_STREAM};
@@ -22,7 +23,7 @@ use crate::AnyError;
 
 pub(crate) struct PingArgs {
     pub(crate) config: PathBuf,
-    pub(crate) peer: EntityAddr,
+    pub(crate) peer: Peer,
     pub(crate) size: usize,
     pub(crate) count: u64,
     pub(crate) concurrency: u64,
@@ -38,6 +39,8 @@ pub(crate) struct PingArgs {
 #[derive(serde::Serialize)]
 struct PingSummary {
     transport: &'static str,
+    /// "v1" or "v2".
+    protocol: &'static str,
     size: usize,
     count: u64,
     concurrency: u64,
@@ -60,10 +63,11 @@ impl std::fmt::Display for PingSummary {
         let gb = self.count as f64 * self.size as f64 / 1e9;
         write!(
             f,
-            "{}{} size={} count={} concurrency={} connections={}: p50 {} us, p99 {} us, \
+            "{}{}{} size={} count={} concurrency={} connections={}: p50 {} us, p99 {} us, \
              p99.9 {} us, max {} us; {:.0} msg/s, {:.3} GB/s; client CPU {:.2} s over {:.3} s \
              ({:.2} s per million messages, {:.2} s per GB)",
             self.transport,
+            if self.protocol == "v2" { " msgr2" } else { "" },
             if self.one_way { " one-way" } else { "" },
             self.size,
             self.count,
@@ -112,7 +116,8 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
         let node = msgr::from_config(&cfg)?;
         node.add_dispatcher(driver.clone());
         node.start()?;
-        let conn = node.connect(peer_type, &peer)?;
+        let protocol = peer.protocol.unwrap_or(cfg.protocol.prefer);
+        let conn = node.connect_with(peer_type, &peer.addr, protocol)?;
         // Warm-up: one round trip opens the session before the clock starts.
         let warm_seq = if a.one_way {
             stream::warm_up(&driver, &conn)?
@@ -146,6 +151,7 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
         .first()
         .and_then(|c| c.conn.transport())
         .unwrap_or("none");
+    let protocol = clients.first().map_or("v1", |c| c.conn.protocol().as_str());
     let mut lat = Latencies::new();
     let mut total = MessengerCounters::default();
     for c in &clients {
@@ -158,6 +164,7 @@ pub(crate) fn ping(a: PingArgs) -> Result<(), AnyError> {
     let count = if a.one_way { a.count } else { lat.count() };
     let summary = PingSummary {
         transport: carried_by,
+        protocol,
         size: a.size,
         count,
         concurrency: a.concurrency,

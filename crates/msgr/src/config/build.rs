@@ -373,12 +373,13 @@ fn protocol_section(raw: RawProtocol, origin: &str) -> Result<ProtocolSection, C
             ))
         }
         ("cephx", Some(path)) => {
+            // The keyring's errors name the file (and line).
             let keyring = Keyring::load(Path::new(&path))
-                .map_err(|e| err("protocol.keyring", format!("{path}: {e}")))?;
+                .map_err(|e| err("protocol.keyring", e.to_string()))?;
             Some(
                 *keyring
                     .get(&auth_name)
-                    .map_err(|e| err("protocol.keyring", format!("{path}: {e}")))?,
+                    .map_err(|e| err("protocol.keyring", e.to_string()))?,
             )
         }
         (other, _) => {

@@ -247,3 +247,91 @@ fn wrong_type_in_a_file_of_its_own_gives_the_line() {
     let e = parse("name = \"osd.1\"\n\n[tcp]\nnodelay = \"yes\"\n").unwrap_err();
     assert_eq!((e.key.as_str(), e.line), ("tcp.nodelay", Some(4)), "{e}");
 }
+
+#[test]
+fn protocol_keys_choose_protocols_modes_and_auth() {
+    use msgr_core::auth::{MODE_CRC, MODE_SECURE};
+    use msgr_core::protocol::Protocol;
+    use msgr_core::session_v2::V2Auth;
+
+    let d = parse("").unwrap();
+    assert_eq!(d.protocol.prefer, Protocol::V1);
+    assert_eq!(d.protocol.accept, [Protocol::V1, Protocol::V2]);
+    let n = d.node_config();
+    assert!(n.accept_v1 && n.accept_v2);
+    assert!(matches!(n.msgr2.auth, V2Auth::None));
+    assert_eq!(n.msgr2.modes, [MODE_CRC]);
+
+    let c =
+        parse("[protocol]\nprefer = \"v2\"\naccept = [\"v2\"]\nmodes = [\"secure\", \"crc\"]\n")
+            .unwrap();
+    let n = c.node_config();
+    assert_eq!(n.protocol, Protocol::V2);
+    assert!(!n.accept_v1 && n.accept_v2);
+    assert_eq!(n.msgr2.modes, [MODE_SECURE, MODE_CRC]);
+
+    for (text, key, says) in [
+        (
+            "prefer = \"v3\"",
+            "protocol.prefer",
+            "expected \"v1\" or \"v2\"",
+        ),
+        (
+            "accept = [\"v1\", \"x\"]",
+            "protocol.accept[1]",
+            "unknown protocol \"x\"",
+        ),
+        ("accept = []", "protocol.accept", "accepts nobody"),
+        (
+            "modes = [\"fast\"]",
+            "protocol.modes[0]",
+            "\"crc\" or \"secure\"",
+        ),
+        (
+            "auth = \"kerberos\"",
+            "protocol.auth",
+            "\"none\" or \"cephx\"",
+        ),
+        ("auth = \"cephx\"", "protocol.keyring", "needs the keyring"),
+        (
+            "keyring = \"/k\"",
+            "protocol.keyring",
+            "only read with auth = \"cephx\"",
+        ),
+        (
+            "auth = \"cephx\"\nkeyring = \"/nonexistent/keyring\"",
+            "protocol.keyring",
+            "/nonexistent/keyring",
+        ),
+    ] {
+        let e = parse(&format!("[protocol]\n{text}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{text}: {e}");
+        assert!(e.to_string().contains(says), "{text}: {e}");
+    }
+}
+
+#[test]
+fn cephx_key_comes_from_the_keyring_by_auth_name() {
+    let dir = std::env::temp_dir().join(format!("msgr-keyring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyring");
+    // A throwaway key (16 zero bytes, created 0), in Ceph's keyring format.
+    std::fs::write(
+        &path,
+        "[client.bench]\n\tkey = AQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAA==\n",
+    )
+    .unwrap();
+    let text = |name: &str| {
+        format!(
+            "[protocol]\nauth = \"cephx\"\nauth_name = \"{name}\"\nkeyring = \"{}\"\n",
+            path.display()
+        )
+    };
+    let c = parse(&text("client.bench")).unwrap();
+    assert_eq!(c.protocol.cephx_key.unwrap().secret, [0; 16]);
+    assert_eq!(c.node_config().msgr2.entity_id, "bench");
+    let e = parse(&text("client.other")).unwrap_err();
+    assert_eq!(e.key, "protocol.keyring");
+    assert!(e.to_string().contains("client.other"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
