@@ -105,6 +105,27 @@ fn exercise(conn: &ConnectionRef, rec: &Recorder, mon: &Mon, handle: u64) {
     );
 }
 
+/// cephx over msgr1: MAuth rounds until the session key (or the error).
+fn mauth_cephx(
+    conn: &ConnectionRef,
+    rec: &Recorder,
+    key: msgr_core::auth::cephx::CryptoKey,
+) -> Result<(u64, msgr_core::auth::cephx::CryptoKey), msgr_core::auth::cephx::CephxError> {
+    use msgr_core::auth::cephx::mon_v1::{MonAuthStep, MonAuthV1};
+    let mut auth = MonAuthV1::new(key, EntityType::CLIENT, "admin");
+    conn.send_message(auth.start()).expect("queued");
+    loop {
+        let reply = received(rec, "MAuthReply", CEPH_MSG_AUTH_REPLY);
+        match auth.handle_reply(&reply)? {
+            MonAuthStep::Send(m) => conn.send_message(m).expect("queued"),
+            MonAuthStep::Done {
+                global_id,
+                session_key,
+            } => return Ok((global_id, session_key)),
+        }
+    }
+}
+
 /// The monitor's address for `protocol` (monitors use nonce 0), as a config would write it.
 fn mon_addr(mon: &Mon, protocol: Protocol) -> (Option<Protocol>, EntityAddr) {
     let sock = match protocol {
@@ -157,7 +178,7 @@ fn v1_and_v2_with_auth_none_then_v2_survives_a_monitor_restart() {
 
 #[test]
 #[ignore = "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it"]
-fn v2_cephx_from_a_keyring_in_crc_and_secure_mode() {
+fn cephx_v2_from_a_keyring_in_crc_and_secure_mode_and_v1_with_mauth() {
     let mon = Mon::start("ceph-mon-node", "cephx");
     let keyring = mon.keyring().display().to_string();
     for mode in ["crc", "secure"] {
@@ -171,6 +192,28 @@ fn v2_cephx_from_a_keyring_in_crc_and_secure_mode() {
         assert_eq!(conn.protocol(), Protocol::V2);
         m.shutdown();
     }
+    // msgr1 + cephx: the MAuth exchange (msgr_core::auth::cephx::mon_v1) over the node's
+    // session, then the same requests; with a wrong key the exchange fails naming it.
+    let key = *msgr_core::auth::cephx::Keyring::load(&mon.keyring())
+        .unwrap()
+        .get("client.admin")
+        .unwrap();
+    let (_, addr) = mon_addr(&mon, Protocol::V1);
+    let (m, rec) = client("prefer = \"v1\"");
+    let conn = m.connect_to(EntityType::MON, &addr).expect("connect");
+    let (global_id, _) = mauth_cephx(&conn, &rec, key).expect("cephx over msgr1");
+    assert!(global_id > 0);
+    exercise(&conn, &rec, &mon, 9);
+    assert_eq!(conn.protocol(), Protocol::V1);
+    m.shutdown();
+    let mut wrong = key;
+    wrong.secret[0] ^= 1;
+    let (m, rec) = client("prefer = \"v1\"");
+    let conn = m.connect_to(EntityType::MON, &addr).expect("connect");
+    let e = mauth_cephx(&conn, &rec, wrong).unwrap_err().to_string();
+    assert!(e.contains("does not match the monitor's"), "{e}");
+    m.shutdown();
+
     // No cephx: the monitor refuses auth none. The session ends, saying what the monitor
     // allows, rather than redialing with the same credentials.
     let (m, rec) = client("prefer = \"v2\"");

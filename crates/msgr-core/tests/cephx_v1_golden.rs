@@ -107,7 +107,7 @@ fn auth_payload(front: &[u8]) -> Vec<u8> {
 }
 
 /// The session key of a connection from its captured MAuth exchange, after checking the proof.
-fn session_key(conn: &str) -> CryptoKey {
+fn session_key_of(conn: &str) -> CryptoKey {
     let c2s = messages(&load(&format!("{conn}.c2s")), true);
     let s2c = messages(&load(&format!("{conn}.s2c")), false);
     let auths: Vec<&Wire> = c2s
@@ -139,7 +139,7 @@ fn session_key(conn: &str) -> CryptoKey {
 #[test]
 fn captured_mauth_exchange_verifies_and_yields_the_session_key() {
     for conn in ["0", "1"] {
-        session_key(conn);
+        session_key_of(conn);
     }
 }
 
@@ -166,4 +166,64 @@ fn monitor_sessions_are_not_signed() {
         }
     }
     assert!(count >= 20, "only {count} messages");
+}
+
+/// [`MonAuthV1`] fed the monitor's captured MAuthReplies: it answers the challenge with an
+/// MAuth carrying a correct proof of the key (as the CLI's second MAuth did), and takes the
+/// session key out of the final reply. A wrong key fails there, saying so.
+#[test]
+fn mon_auth_v1_replays_the_captured_exchange() {
+    use msgr_core::auth::cephx::mon_v1::{MonAuthStep, MonAuthV1, MSG_AUTH};
+    use msgr_core::wire::EntityType;
+    use msgr_core::Message;
+
+    let s2c = messages(&load("0.s2c"), false);
+    let replies: Vec<&Wire> = s2c
+        .iter()
+        .filter(|m| m.header.msg_type == CEPH_MSG_AUTH_REPLY)
+        .collect();
+    let reply = |i: usize| Message::new(CEPH_MSG_AUTH_REPLY, replies[i].front.clone());
+
+    let mut a = MonAuthV1::new(client_key(), EntityType::CLIENT, "admin");
+    let first = a.start();
+    assert_eq!(first.msg_type, MSG_AUTH);
+    // Offers cephx only, as client.admin with no global id yet.
+    assert_eq!(
+        &first.front[18..],
+        &[
+            0, 0, 0, 0, 30, 0, 0, 0, 1, 1, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, b'a', b'd',
+            b'm', b'i', b'n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ][..]
+    );
+    let MonAuthStep::Send(proof) = a.handle_reply(&reply(0)).unwrap() else {
+        panic!("the challenge is answered with a proof")
+    };
+    let (_, _, challenge) = auth_reply_payload(&replies[0].front);
+    let challenge = ServerChallenge::decode(&challenge).unwrap();
+    let req = AuthenticateRequest::decode(&auth_payload(&proof.front)).unwrap();
+    assert_eq!(
+        req.key,
+        challenge_proof(&client_key(), challenge.0, req.client_challenge)
+    );
+    let MonAuthStep::Done {
+        global_id,
+        session_key,
+    } = a.handle_reply(&reply(1)).unwrap()
+    else {
+        panic!("the ticket reply finishes it")
+    };
+    assert!(global_id > 0);
+    assert_eq!(session_key, session_key_of("0"));
+    assert!(
+        a.handle_reply(&reply(1)).is_err(),
+        "nothing is waiting any more"
+    );
+
+    let mut wrong = client_key();
+    wrong.secret[0] ^= 1;
+    let mut a = MonAuthV1::new(wrong, EntityType::CLIENT, "admin");
+    a.start();
+    a.handle_reply(&reply(0)).unwrap();
+    let e = a.handle_reply(&reply(1)).unwrap_err().to_string();
+    assert!(e.contains("wrong key"), "{e}");
 }

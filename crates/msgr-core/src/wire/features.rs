@@ -125,13 +125,15 @@ pub const MSGR1_REQUIRED: u64 = CEPH_FEATURE_CRUSH_TUNABLES
 
 /// What we advertise by default: the monitor's requirements plus the msgr1 features this codec
 /// and the session implement (no source address in headers, footer with signature field,
-/// SEQ exchange on (re)connect, timestamped keepalives). No MSG_ADDR2: we only speak legacy
-/// addresses.
+/// SEQ exchange on (re)connect, timestamped keepalives) and CEPHX_V2 (a Pacific monitor answers
+/// a cephx MAuth from a peer without it with EOPNOTSUPP; it changes nothing on unsigned
+/// sessions). No MSG_ADDR2: we only speak legacy addresses.
 pub const DEFAULT_SUPPORTED: u64 = MSGR1_REQUIRED
     | CEPH_FEATURE_NOSRCADDR
     | CEPH_FEATURE_MSG_AUTH
     | CEPH_FEATURE_MSGR_KEEPALIVE2
-    | CEPH_FEATURE_RECONNECT_SEQ;
+    | CEPH_FEATURE_RECONNECT_SEQ
+    | CEPH_FEATURE_CEPHX_V2;
 
 /// `HAVE_FEATURE(features, X)` given `CEPH_FEATUREMASK_X`: the bit and its incarnation markers.
 pub const fn has_feature(features: u64, mask: u64) -> bool {

@@ -4,11 +4,13 @@
 //!
 //! Module map: `keyring` (Ceph's INI keyring files), `crypto` (`CryptoKey`, AES-128-CBC with
 //! Ceph's IV, HMAC-SHA256, the encrypt-with-magic envelope), `exchange` (challenge, authenticate
-//! request, ticket reply and connection secret).
+//! request, ticket reply and connection secret), `mon_v1` (the client's MAuth exchange with a
+//! monitor over msgr1).
 
 pub mod crypto;
 pub mod exchange;
 pub mod keyring;
+pub mod mon_v1;
 
 pub use crypto::CryptoKey;
 pub use keyring::Keyring;
@@ -71,7 +73,7 @@ fn errno_hint(status: i32) -> &'static str {
     match -status {
         1 => "EPERM: the key does not match the monitor's, or the ticket expired",
         2 => "ENOENT: the monitor does not know this entity",
-        13 => "EACCES: permission denied (check the entity's caps)",
+        13 => "EACCES: the key does not match the monitor's (check the keyring against `ceph auth get`), or the entity lacks caps",
         110 => "ETIMEDOUT: clock skew or an expired ticket",
         _ => "see the monitor log",
     }
