@@ -224,12 +224,6 @@ pub struct Configs {
     pub accept_v2: bool,
 }
 
-impl Configs {
-    fn accepts_v2(&self) -> bool {
-        self.accept_v2 && self.v2.is_some()
-    }
-}
-
 /// A session of either protocol, or an accepted link still reading the peer's banner. See the
 /// module docs.
 #[derive(Debug)]
@@ -256,6 +250,25 @@ pub struct Detect {
 
 /// What both banners start with; the next byte tells them apart (`0` of `v027`, `2` of `v2\n`).
 const BANNER_PREFIX: &[u8] = b"ceph v";
+/// Enough of msgr1's banner to tell a msgr1 peer.
+const V1_BANNER_START: &[u8] = b"ceph v0";
+
+/// A msgr2 dial answered by a msgr1-only peer: a msgr1 session takes the queued messages and
+/// asks for a new link (this one already carried our msgr2 banner), as Ceph picks msgr1 for a
+/// peer without a v2 address.
+fn fall_back_to_v1(v2: &mut SessionV2, now: Instant) -> Option<Session> {
+    let (addr, peer_type, v1_config) = v2.fallback_target()?;
+    let policy = v2.policy().clone();
+    let queued = v2.take_for_fallback();
+    tracing::info!(peer = %addr, "the peer speaks only msgr1: dialing it again with msgr1");
+    let reason = SessionError::LinkFailed(format!(
+        "{addr} answered our msgr2 banner with msgr1's: it speaks only msgr1; dialing it again \
+         with msgr1 (write the address as v1:... to skip the msgr2 attempt)"
+    ));
+    Some(Session::after_fallback(
+        v1_config, addr, peer_type, policy, queued, reason, now,
+    ))
+}
 
 impl AnySession {
     /// A session we dial with `protocol` (msgr2 needs `configs.v2`).
@@ -402,6 +415,15 @@ impl ProtocolSession for AnySession {
         self.contract_mut().link_down(error, now)
     }
     fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), SessionError> {
+        if let AnySession::V2(s) = self {
+            if s.awaiting_banner() && buf.starts_with(V1_BANNER_START) {
+                if let Some(v1) = fall_back_to_v1(s, now) {
+                    buf.clear();
+                    *self = AnySession::V1(Box::new(v1));
+                    return Ok(());
+                }
+            }
+        }
         if let AnySession::Detect(d) = self {
             let Some(found) = d.detect(buf)? else {
                 return Ok(());
@@ -462,7 +484,7 @@ impl ProtocolSession for AnySession {
 
 impl Detect {
     /// The protocol the banner in `buf` names, once enough of it is there; an error for bytes
-    /// that are no Ceph banner or name a protocol this messenger does not accept.
+    /// that are no Ceph banner.
     fn detect(&mut self, buf: &BytesMut) -> Result<Option<Protocol>, SessionError> {
         let n = buf.len().min(BANNER_PREFIX.len());
         if buf[..n] != BANNER_PREFIX[..n] {
@@ -477,23 +499,10 @@ impl Detect {
         let Some(&b) = buf.get(BANNER_PREFIX.len()) else {
             return Ok(None);
         };
+        // A detector exists only where both protocols are accepted.
         let found = match b {
-            b'0' if self.configs.accept_v1 => Protocol::V1,
-            b'2' if self.configs.accepts_v2() => Protocol::V2,
-            b'0' | b'2' => {
-                let (got, want) = if b == b'0' {
-                    ("v1", "v2")
-                } else {
-                    ("v2", "v1")
-                };
-                let e = SessionError::Protocol(format!(
-                    "the peer at {} speaks msgr {got}, this messenger accepts only {want}: \
-                     enable {got} in its config or point the peer at a {want} address",
-                    self.socket_peer
-                ));
-                self.end(e.clone());
-                return Err(e);
-            }
+            b'0' => Protocol::V1,
+            b'2' => Protocol::V2,
             _ => {
                 let e = SessionError::Protocol(format!(
                     "the peer at {} sent a Ceph banner of an unknown protocol version",
@@ -616,5 +625,140 @@ impl ProtocolSession for Detect {
     }
     fn peer_name(&self) -> Option<EntityName> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v2::EntityAddrVec;
+
+    fn configs(accept_v1: bool, accept_v2: bool) -> Configs {
+        let me = EntityAddr::new("127.0.0.1:6800".parse().unwrap(), 7);
+        let v1 = Arc::new(SessionConfig::new(EntityName::new(EntityType::OSD, 0), me));
+        let v2 = Arc::new(V2Config::new(v1.clone(), EntityAddrVec::default()));
+        Configs {
+            v1,
+            v2: Some(v2),
+            accept_v1,
+            accept_v2,
+        }
+    }
+
+    fn accepted(accept_v1: bool, accept_v2: bool) -> (AnySession, Instant) {
+        let now = Instant::now();
+        let mut s = AnySession::accept(
+            &configs(accept_v1, accept_v2),
+            "127.0.0.1:5000".parse().unwrap(),
+            now,
+        );
+        s.link_up(now);
+        (s, now)
+    }
+
+    fn out(s: &mut AnySession) -> Vec<u8> {
+        let mut chunks = Vec::new();
+        s.poll_transmit(&mut chunks);
+        chunks.concat()
+    }
+
+    #[test]
+    fn the_banner_picks_the_protocol_and_nothing_is_sent_before_it() {
+        for (banner, protocol, reply) in [
+            (&b"ceph v027"[..], Protocol::V1, &b"ceph v027"[..]),
+            (&b"ceph v2\n"[..], Protocol::V2, &b"ceph v2\n"[..]),
+        ] {
+            let (mut s, now) = accepted(true, true);
+            assert!(matches!(s, AnySession::Detect(_)));
+            assert_eq!(s.state(), SessionState::Accepting);
+            // Byte by byte: undecided until the protocol byte, and silent.
+            let mut buf = BytesMut::new();
+            for b in &banner[..6] {
+                buf.extend_from_slice(&[*b]);
+                s.handle_input(&mut buf, now).unwrap();
+                assert!(matches!(s, AnySession::Detect(_)));
+                assert!(out(&mut s).is_empty());
+            }
+            buf.extend_from_slice(&banner[6..]);
+            s.handle_input(&mut buf, now).unwrap();
+            assert_eq!(s.protocol(), protocol);
+            assert!(
+                out(&mut s).starts_with(reply),
+                "{protocol} answers its banner"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_or_an_unaccepted_protocol_is_refused_with_the_reason() {
+        for (accept_v1, accept_v2, input, says) in [
+            (
+                true,
+                true,
+                &b"GET / HTTP/1.1\r\n"[..],
+                "no Ceph messenger banner",
+            ),
+            (true, true, &b"ceph v9"[..], "unknown protocol version"),
+            (false, true, &b"ceph v027"[..], "msgr2 session"),
+        ] {
+            let (mut s, now) = accepted(accept_v1, accept_v2);
+            let mut buf = BytesMut::from(input);
+            let r = s.handle_input(&mut buf, now);
+            let e = match r {
+                Err(e) => e.to_string(),
+                // A msgr2-only node has a msgr2 session: it fails on the msgr1 banner itself.
+                Ok(()) => {
+                    let mut ev = Vec::new();
+                    while let Some(e) = s.poll_event() {
+                        ev.push(format!("{e:?}"));
+                    }
+                    ev.join(" ")
+                }
+            };
+            if accept_v1 {
+                assert!(e.contains(says), "{e}");
+                let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+                assert!(matches!(events[0], SessionEvent::CloseLink), "{events:?}");
+                assert!(
+                    matches!(events[1], SessionEvent::Reset { .. }),
+                    "{events:?}"
+                );
+                assert_eq!(s.state(), SessionState::Closed);
+            } else {
+                assert_eq!(s.protocol(), Protocol::V2);
+                assert!(!e.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn a_stalled_peer_times_out_before_its_banner() {
+        let (mut s, now) = accepted(true, true);
+        let t = s.poll_timeout().expect("the handshake timer runs");
+        s.handle_timeout(t);
+        let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert!(
+            matches!(
+                &events[1],
+                SessionEvent::Reset {
+                    error: SessionError::HandshakeTimeout(_),
+                    ..
+                }
+            ),
+            "{events:?}"
+        );
+        let _ = now;
+    }
+
+    #[test]
+    fn peer_prefixes_parse() {
+        let (p, a) = parse_peer_addr("v2:10.0.0.1:3300/0").unwrap();
+        assert_eq!((p, a.port()), (Some(Protocol::V2), 3300));
+        let (p, _) = parse_peer_addr("10.0.0.1:6789/0").unwrap();
+        assert_eq!(p, None);
+        let e = parse_peer_addr("v2:nowhere").unwrap_err();
+        assert_eq!(e.got, "v2:nowhere");
+        assert_eq!("msgr2".parse::<Protocol>(), Ok(Protocol::V2));
+        assert!("v3".parse::<Protocol>().is_err());
     }
 }

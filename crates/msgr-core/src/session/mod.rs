@@ -213,6 +213,32 @@ impl Session {
         s
     }
 
+    /// A session that takes over from a msgr2 attempt the peer answered with a msgr1 banner:
+    /// `queued` (unnumbered) wait for the first msgr1 link. It starts faulted, asking the
+    /// driver to close the current link and dial again (`CloseLink`, then `Faulted` with
+    /// `reason`, `will_reconnect`).
+    pub(crate) fn after_fallback(
+        config: Arc<SessionConfig>,
+        peer_addr: EntityAddr,
+        peer_type: EntityType,
+        policy: Policy,
+        queued: Vec<Message>,
+        reason: SessionError,
+        now: Instant,
+    ) -> Self {
+        let mut s = Session::connect(config, peer_addr, peer_type, policy, now);
+        for m in queued {
+            s.queue.push(m);
+        }
+        s.state = State::Faulted;
+        s.events.push_back(SessionEvent::CloseLink);
+        s.events.push_back(SessionEvent::Faulted {
+            error: reason,
+            will_reconnect: true,
+        });
+        s
+    }
+
     /// A fresh link is established: (re)start the handshake (queues the banner etc.). On a
     /// session made by `accept` the first link is the peer's; on any other it is one we dialed.
     pub fn link_up(&mut self, now: Instant) {

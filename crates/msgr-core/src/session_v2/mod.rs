@@ -446,6 +446,38 @@ impl SessionV2 {
         self.queue.len() + self.sent.len()
     }
 
+    /// A client whose link is up but has not read the peer's banner yet (the moment a msgr1
+    /// peer gives itself away).
+    pub(crate) fn awaiting_banner(&self) -> bool {
+        !self.server && self.link.as_ref().is_some_and(|l| !l.banner_done)
+    }
+
+    /// Everything queued or sent but unacknowledged, unnumbered, for a msgr1 session to carry
+    /// instead (see `protocol`); the session is closed without events.
+    pub(crate) fn take_for_fallback(&mut self) -> Vec<Message> {
+        let sent = self.sent.take();
+        self.queue.requeue_front(sent);
+        let mut all = self.queue.drain();
+        for m in &mut all {
+            m.seq = 0;
+        }
+        self.link = None;
+        self.state = State::Closed;
+        self.deadlines = Deadlines::default();
+        all
+    }
+
+    /// The dialed peer, its type and the v1 settings (for a msgr1 session to take over).
+    pub(crate) fn fallback_target(
+        &self,
+    ) -> Option<(EntityAddr, EntityType, Arc<crate::session::SessionConfig>)> {
+        Some((
+            self.peer_addr_legacy(),
+            self.peer_type?,
+            self.config.base.clone(),
+        ))
+    }
+
     /// The session has a link (handshaking or open).
     pub fn has_link(&self) -> bool {
         self.link.is_some()
