@@ -1,6 +1,7 @@
 //! # msgr-core
 //!
-//! Everything about Ceph's messenger protocol v1 ("msgr1") that does not touch a socket.
+//! Everything about Ceph's messenger protocols v1 ("msgr1") and v2.1 ("msgr2") and cephx that does not
+//! touch a socket.
 //!
 //! Layers, one folder each:
 //! - [`wire`]: byte-exact encoders and incremental decoders for every msgr1 structure (banner,
