@@ -62,6 +62,12 @@ pub const ZMQ_STREAM: &str = "zmq push/pull stream";
 pub const ONE_WAY: &str = "msgrd one-way";
 /// Sizes of the ZeroMQ stream rows (the one-way cells of these sizes are compared with them).
 pub const ZMQ_STREAM_SIZES: [u64; 2] = [64, 4 << 10];
+/// The same msgrd cells speaking msgr2 (crc mode): `msgrd ping --peer v2:ADDR`.
+pub const MSGRD_V2: &str = "msgrd v2";
+pub const ONE_WAY_V2: &str = "msgrd v2 one-way";
+/// Sizes of the msgr2 rows (one connection; echo with [`CONNS_IN_FLIGHT`] in flight, and one
+/// way): small messages show the per-frame cost, large ones the crc and copy cost.
+pub const V2_SIZES: [u64; 2] = [64, 1 << 20];
 pub const MSGRD_IDLE: &str = "msgrd idle";
 pub const MSGRD_STRESS: &str = "msgrd stress";
 /// The ZeroMQ comparison is made for this size and number in flight (the target).
@@ -439,6 +445,14 @@ pub fn plan(
         }
     }
     if transport == "tcp" {
+        // msgr2: the same shapes as their msgr1 rows, compared with the same baselines.
+        for size in V2_SIZES {
+            v.push(spec(MSGRD_V2, Role::Cell, size, CONNS_IN_FLIGHT, 1));
+            v.push(Spec {
+                count: stream_count(size, quick),
+                ..spec(ONE_WAY_V2, Role::Cell, size, one_way_in_flight(size), 1)
+            });
+        }
         // Memory: idle sessions (a few seconds), then the stress load (512 MiB in flight; a few
         // seconds with two windows' worth of messages per connection, four in the full run).
         v.push(Spec {
@@ -548,8 +562,8 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
         "tcp-baseline stream" => (baseline_server, baseline_args("stream")),
         ZMQ_ECHO => zmq("echo")?,
         ZMQ_STREAM => zmq("stream")?,
-        "msgrd" if bins.self_test => (baseline_server, baseline_args("echo")),
-        ONE_WAY if bins.self_test => (baseline_server, baseline_args("stream")),
+        "msgrd" | MSGRD_V2 if bins.self_test => (baseline_server, baseline_args("echo")),
+        ONE_WAY | ONE_WAY_V2 if bins.self_test => (baseline_server, baseline_args("stream")),
         MSGRD_IDLE | MSGRD_STRESS if bins.self_test => {
             return Err("self-test: no msgrd to measure".into())
         }
@@ -570,13 +584,15 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
             .to_vec();
             (server, client)
         }
-        "msgrd" | ONE_WAY | MSGRD_STRESS => {
+        "msgrd" | ONE_WAY | MSGRD_STRESS | MSGRD_V2 | ONE_WAY_V2 => {
             let (msgrd, server) = msgrd_server()?;
             let mut client = vec![msgrd, "ping".into(), "--config".into(), config.into()];
+            let v2 = matches!(spec.implementation.as_str(), MSGRD_V2 | ONE_WAY_V2);
+            let peer = if v2 { "v2:{ADDR}" } else { "{ADDR}" };
             client.extend(
                 [
                     "--peer",
-                    "{ADDR}",
+                    peer,
                     "--size",
                     &n(spec.size),
                     "--count",
@@ -590,7 +606,9 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
                 client.extend(["--connections".to_string(), n(spec.connections)]);
             }
             let rdma_stream = spec.transport == "rdma" && spec.concurrency > 1;
-            if spec.implementation == ONE_WAY || (rdma_stream && spec.implementation == "msgrd") {
+            if matches!(spec.implementation.as_str(), ONE_WAY | ONE_WAY_V2)
+                || (rdma_stream && spec.implementation == "msgrd")
+            {
                 // Compared with a one-way baseline (tcp-baseline stream, ZeroMQ PUSH/PULL,
                 // ib_send_bw): msgrd streams too, the server answering nothing but msgr1 ACKs.
                 client.push("--one-way".into());

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::machine::Machine;
 use super::{
-    Cell, OtherRatio, Poll, Role, ONE_WAY, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE, ZMQ_STREAM,
-    ZMQ_STREAM_SIZES,
+    Cell, OtherRatio, Poll, Role, MSGRD_V2, ONE_WAY, ONE_WAY_V2, ZMQ_ECHO, ZMQ_IN_FLIGHT, ZMQ_SIZE,
+    ZMQ_STREAM, ZMQ_STREAM_SIZES,
 };
 
 pub const README_START: &str = "<!-- bench:start -->";
@@ -39,7 +39,7 @@ fn baseline_for(cell: &Cell) -> Vec<(&'static str, bool, bool)> {
     }
     // (implementation, compare p50, compare msgs/s)
     match (cell.spec.transport.as_str(), cell.spec.concurrency) {
-        ("tcp", _) if cell.spec.implementation == ONE_WAY => {
+        ("tcp", _) if matches!(cell.spec.implementation.as_str(), ONE_WAY | ONE_WAY_V2) => {
             vec![("tcp-baseline stream", false, true)]
         }
         ("tcp", _) => vec![("tcp-baseline echo", true, true)],
@@ -308,6 +308,16 @@ pub fn table(cells: &[Cell]) -> String {
     }
     if cells
         .iter()
+        .any(|c| matches!(c.spec.implementation.as_str(), MSGRD_V2 | ONE_WAY_V2))
+    {
+        out.push_str(
+            "msgrd v2 rows: the same msgrd cells speaking msgr2.1 in crc mode (`ping --peer \
+             v2:ADDR`; the server accepts both protocols on its one port), against the same \
+             baselines as their msgr1 rows.\n",
+        );
+    }
+    if cells
+        .iter()
         .any(|c| c.spec.transport == "rdma" && c.spec.concurrency > 1)
     {
         out.push_str(
@@ -555,6 +565,32 @@ mod tests {
             t.contains("rate 0.90x of tcp-baseline; rate 0.50x of zmq echo x16; rate 0.10x of zmq stream x1"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn msgr2_rows_share_the_baselines_of_their_msgr1_rows() {
+        let mut v2 = cell(MSGRD_V2, Role::Cell, 40.0, 600.0);
+        v2.spec.concurrency = 16;
+        let mut base = cell("tcp-baseline echo", Role::Baseline, 20.0, 1200.0);
+        base.spec.concurrency = 16;
+        let mut ow = cell(ONE_WAY_V2, Role::Cell, 0.0, 3e6);
+        ow.p50_us = None;
+        ow.spec.concurrency = 4096;
+        let mut stream = cell("tcp-baseline stream", Role::Baseline, 0.0, 6e6);
+        stream.p50_us = None;
+        stream.spec.concurrency = 1;
+        let mut zmq = cell(ZMQ_STREAM, Role::Baseline, 0.0, 1e6);
+        zmq.p50_us = None;
+        let mut cells = vec![v2, base, ow, stream, zmq];
+        link_baselines(&mut cells);
+        assert_eq!(cells[0].ratio_p50, Some(2.0));
+        assert_eq!(cells[0].ratio_msgs_per_s, Some(0.5));
+        assert_eq!(cells[2].ratio_msgs_per_s, Some(0.5));
+        assert!(
+            cells[2].other_ratios.is_empty(),
+            "ZeroMQ targets are msgr1's rows"
+        );
+        assert!(table(&cells).contains("msgrd v2 rows"));
     }
 
     #[test]
