@@ -28,6 +28,7 @@ pub struct NodeConfig {
     pub accept_v1: bool,
     /// Accept peers speaking msgr2. With both accepted, each accepted link's protocol is read
     /// from the peer's banner (clients of both write theirs first), so one port serves both.
+    /// With neither, msgr1 is accepted (a node always answers something on its port).
     pub accept_v2: bool,
     /// How msgr2 is spoken (dialed and accepted).
     pub msgr2: Msgr2Config,
