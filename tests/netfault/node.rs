@@ -105,6 +105,21 @@ struct Tracker {
     undelivered: Mutex<HashMap<u32, Undelivered>>,
     resets: Mutex<HashMap<u32, (u64, u64)>>,
     bad: AtomicU64,
+    /// Faults by cause ([`FAULT_CAUSES`]), to tell a timeout from a broken link in the table.
+    fault_causes: [AtomicU64; 4],
+}
+
+/// How the report names the causes of faults, in [`fault_cause`]'s order.
+pub const FAULT_CAUSES: [&str; 4] = ["idle", "handshake", "link", "other"];
+
+/// Index into [`FAULT_CAUSES`].
+fn fault_cause(e: &SessionError) -> usize {
+    match e {
+        SessionError::IdleTimeout(_) => 0,
+        SessionError::HandshakeTimeout(_) => 1,
+        SessionError::LinkFailed(_) | SessionError::Transport { .. } => 2,
+        _ => 3,
+    }
 }
 
 impl Tracker {
@@ -150,7 +165,9 @@ impl Dispatcher for Tracker {
     fn ms_handle_remote_reset_undelivered(&self, conn: &ConnectionRef, undelivered: Vec<Message>) {
         self.hand_back(conn, &undelivered);
     }
-    fn ms_handle_fault(&self, _conn: &ConnectionRef, _error: &SessionError) {}
+    fn ms_handle_fault(&self, _conn: &ConnectionRef, error: &SessionError) {
+        self.fault_causes[fault_cause(error)].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The peers' addresses as the map files say; one lock per peer, held around each send so a
@@ -184,6 +201,7 @@ pub fn run(spec: NodeSpec) -> Result<(), String> {
         undelivered: Mutex::new(HashMap::new()),
         resets: Mutex::new(HashMap::new()),
         bad: AtomicU64::new(0),
+        fault_causes: Default::default(),
     });
     node.add_dispatcher(tracker.clone());
     node.start().map_err(|e| e.to_string())?;
@@ -344,7 +362,7 @@ fn report(
     let c = node.counters();
     let k = &c.connections;
     let mut out = format!(
-        "node index={} inc={} reconnects={} replayed={} faults={} bad={} messages_in={} messages_out={}\n",
+        "node index={} inc={} reconnects={} replayed={} faults={} bad={} messages_in={} messages_out={}",
         spec.index,
         spec.inc,
         k.reconnects,
@@ -354,6 +372,10 @@ fn report(
         k.messages_in,
         k.messages_out
     );
+    for (name, n) in FAULT_CAUSES.iter().zip(&t.fault_causes) {
+        out += &format!(" fault_{name}={}", n.load(Ordering::Relaxed));
+    }
+    out.push('\n');
     let streams = t.streams.lock();
     let und = t.undelivered.lock();
     let resets = t.resets.lock();

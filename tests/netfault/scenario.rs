@@ -128,6 +128,8 @@ struct Row {
     reconnects: u64,
     undelivered: u64,
     resets: u64,
+    /// Faults by cause (`node::FAULT_CAUSES`), over the nodes.
+    causes: [u64; 4],
     secs: f64,
 }
 
@@ -342,6 +344,9 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
         let rep = &reports[r as usize];
         row.replayed += rep.n("replayed");
         row.reconnects += rep.n("reconnects");
+        for (c, name) in row.causes.iter_mut().zip(crate::node::FAULT_CAUSES) {
+            *c += rep.n(&format!("fault_{name}"));
+        }
         if rep.n("bad") > 0 {
             errs.push(format!(
                 "node {r} got {} corrupt or foreign payloads",
@@ -443,7 +448,7 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
 
 fn print_table(rows: &[(&str, Row)]) {
     println!(
-        "\n{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8} {:>8}",
+        "\n{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8} {:>8}  {}",
         "scenario",
         "sent",
         "delivered",
@@ -452,13 +457,14 @@ fn print_table(rows: &[(&str, Row)]) {
         "undelivered",
         "resets",
         "secs",
-        "msgs/s"
+        "msgs/s",
+        "faults by cause"
     );
     let mut total = 0;
     for (k, r) in rows {
         total += r.delivered;
         println!(
-            "{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8.1} {:>8.0}",
+            "{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8.1} {:>8.0}  {}",
             k,
             r.sent,
             r.delivered,
@@ -467,7 +473,8 @@ fn print_table(rows: &[(&str, Row)]) {
             r.undelivered,
             r.resets,
             r.secs,
-            r.delivered as f64 / r.secs.max(0.001)
+            r.delivered as f64 / r.secs.max(0.001),
+            causes(&r.causes)
         );
     }
     println!("NETFAULT TOTAL delivered {total}");
@@ -494,5 +501,29 @@ fn show_logs(dir: &Path) {
         for line in &lines[lines.len().saturating_sub(15)..] {
             println!("    {line}");
         }
+    }
+}
+
+/// `idle 2, link 5` (causes with no fault left out; `-` for none).
+fn causes(c: &[u64; 4]) -> String {
+    let parts: Vec<String> = crate::node::FAULT_CAUSES
+        .iter()
+        .zip(c)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fault_causes_name_only_what_happened() {
+        assert_eq!(super::causes(&[0, 0, 0, 0]), "-");
+        assert_eq!(super::causes(&[2, 0, 5, 0]), "idle 2, link 5");
     }
 }
