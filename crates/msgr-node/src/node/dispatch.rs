@@ -45,7 +45,8 @@ impl Dispatchers {
         self.list.lock().is_empty()
     }
 
-    fn snapshot(&self) -> Arc<Vec<Arc<dyn Dispatcher>>> {
+    /// The dispatchers now (a later `add` does not change it).
+    pub fn snapshot(&self) -> Arc<Vec<Arc<dyn Dispatcher>>> {
         self.list.lock().clone()
     }
 
@@ -54,12 +55,6 @@ impl Dispatchers {
         self.snapshot()
             .iter()
             .all(|d| d.ms_verify_accept(peer_addr, peer_type))
-    }
-
-    /// Whether the message consumer keeps throttle budget after `ms_dispatch` returns (it then
-    /// calls `Connection::release`).
-    pub fn defer_release(&self) -> bool {
-        self.snapshot().first().is_some_and(|d| d.defer_release())
     }
 
     /// Hand one message to the first dispatcher. Returns false when none is registered (the

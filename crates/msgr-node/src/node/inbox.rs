@@ -63,6 +63,11 @@ impl Inbox {
     ) where
         W: FnOnce() + Send + 'static,
     {
+        // The dispatcher list and whether its first one keeps throttle budget, once per drain
+        // rather than once per message (each look takes the list's lock).
+        let list = dispatchers.snapshot();
+        let first = list.first();
+        let defer = first.is_some_and(|d| d.defer_release());
         loop {
             let Some(order) = self.dispatching.try_lock() else {
                 return;
@@ -89,9 +94,12 @@ impl Inbox {
                 match ev {
                     SessionEvent::Message(m) => {
                         let len = m.payload_len() as u64;
-                        dispatchers.dispatch(conn, m);
+                        // No dispatcher: dropped (a node refuses to start without one).
+                        if let Some(d) = first {
+                            d.ms_dispatch(conn, m);
+                        }
                         if let Some(t) = throttle {
-                            if !dispatchers.defer_release() {
+                            if !defer {
                                 t.release(len);
                             }
                         }
