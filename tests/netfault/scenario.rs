@@ -448,7 +448,7 @@ fn judge(sc: &Scenario, spec: &RunSpec, dir: &Path, incs: &[u32]) -> Result<Row,
 
 fn print_table(rows: &[(&str, Row)]) {
     println!(
-        "\n{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8} {:>8}  {}",
+        "\n{:<9} {:>9} {:>9} {:>8} {:>10} {:>11} {:>7} {:>8} {:>8}  faults by cause",
         "scenario",
         "sent",
         "delivered",
@@ -457,8 +457,7 @@ fn print_table(rows: &[(&str, Row)]) {
         "undelivered",
         "resets",
         "secs",
-        "msgs/s",
-        "faults by cause"
+        "msgs/s"
     );
     let mut total = 0;
     for (k, r) in rows {
