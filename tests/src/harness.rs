@@ -174,12 +174,23 @@ impl Recorder {
     /// Wait until `pred` holds; panics with `what` if the safety net runs out. Re-checks on
     /// every dispatcher callback and every few milliseconds (predicates may look at counters
     /// or connections, which change without a callback).
-    pub fn wait(&self, what: &str, mut pred: impl FnMut(&Seen) -> bool) {
+    pub fn wait(&self, what: &str, pred: impl FnMut(&Seen) -> bool) {
+        self.wait_or(what, pred, String::new);
+    }
+
+    /// [`Recorder::wait`], and on giving up `detail` says where things stand.
+    pub fn wait_or(
+        &self,
+        what: &str,
+        mut pred: impl FnMut(&Seen) -> bool,
+        detail: impl FnOnce() -> String,
+    ) {
         let deadline = Instant::now() + WAIT;
         let mut s = self.seen.lock();
         while !pred(&s) {
             if Instant::now() >= deadline {
-                panic!("gave up waiting for: {what}");
+                drop(s);
+                panic!("gave up waiting for: {what}\n{}", detail());
             }
             let _ = self.cv.wait_for(&mut s, Duration::from_millis(5));
         }

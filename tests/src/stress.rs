@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use msgr::{ConnectionRef, EntityAddr, EntityType, Message, Policy, Priority};
+use msgr::{Connection as _, ConnectionRef, EntityAddr, EntityType, Message, Policy, Priority};
 
 use crate::harness::{check_payload, node, pattern, Node};
 
@@ -169,12 +169,54 @@ pub fn stress(t: &str, spec: StressSpec) {
     }
     let want = spec.per_conn as usize * spec.servers;
     for (client, states) in clients.iter().zip(&all_states) {
-        client.rec.wait("every echo", |s| {
-            let _ = s;
+        let stuck = || {
+            // Every connection short of its echoes: what it received and how its session is.
             let st = states.lock();
-            st.values().map(|c| c.received.len()).sum::<usize>() >= want
-                || st.values().any(|c| !c.errors.is_empty())
-        });
+            let mut out = String::new();
+            for conn in client.msgr.connections() {
+                let peer = conn.peer_addr();
+                let got = st.get(&peer).map_or(0, |s| s.received.len());
+                if got as u64 >= spec.per_conn {
+                    continue;
+                }
+                let missing: Vec<u64> = (0..spec.per_conn)
+                    .filter(|q| !st.get(&peer).is_some_and(|s| s.received.contains(q)))
+                    .take(8)
+                    .collect();
+                out += &format!(
+                    "{} -> {peer}: {got}/{} echoes (first missing {missing:?}), connected {}, \
+                     queued {} B, {:?}\n",
+                    client.msgr.my_addr(),
+                    spec.per_conn,
+                    conn.is_connected(),
+                    conn.queued_bytes(),
+                    conn.counters()
+                );
+                // The server's side of it.
+                let me = client.msgr.my_addr();
+                for s in servers.iter().filter(|s| s.addr() == peer) {
+                    for sc in s.msgr.connections().iter().filter(|c| c.peer_addr() == me) {
+                        out += &format!(
+                            "    server side: connected {}, queued {} B, {:?}\n",
+                            sc.is_connected(),
+                            sc.queued_bytes(),
+                            sc.counters()
+                        );
+                    }
+                }
+            }
+            out
+        };
+        client.rec.wait_or(
+            "every echo",
+            |s| {
+                let _ = s;
+                let st = states.lock();
+                st.values().map(|c| c.received.len()).sum::<usize>() >= want
+                    || st.values().any(|c| !c.errors.is_empty())
+            },
+            stuck,
+        );
     }
     for states in &all_states {
         for (peer, s) in states.lock().iter() {
