@@ -197,8 +197,11 @@ fn read_peek(r: &mut Reader, buf: &mut BytesMut) -> (usize, ReadEnd) {
                 // allocation, and growing it would copy the whole allocation.
                 *buf = BytesMut::from(&head[..n]);
                 // A full peek: more is waiting, read it once the session has seen the header.
+                // A short one emptied the receive queue, but if the peer also closed, read on
+                // to see the end of the stream: its readiness event is spent, no other comes.
                 let end = match n {
                     PEEK => ReadEnd::Again,
+                    _ if r.peer_closed => ReadEnd::Again,
                     _ => ReadEnd::Drained,
                 };
                 (n, end)
@@ -319,6 +322,32 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// The peer sends a small frame and closes right after a large body: the peek that takes
+    /// the frame must not report "drained", or the close (whose readiness event is already
+    /// spent) goes unseen and a lossless session waits forever (found by the starved repeat
+    /// of the msgr2 stress test).
+    #[test]
+    fn a_close_right_after_the_peeked_frame_is_seen() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (rx, _) = l.accept().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        tx.write_all(&[5u8; 100]).unwrap();
+        drop(tx);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut r = Reader::new(rx);
+        r.after_large_body = true;
+        // The poller reported the close with the data (what `Link::on_ready` records).
+        r.peer_closed = true;
+        let mut buf = BytesMut::new();
+        let (n, end) = read_link(&mut r, &mut buf, 0);
+        assert_eq!(n, 100);
+        assert!(matches!(end, ReadEnd::Again), "{end:?}");
+        let (n, end) = read_link(&mut r, &mut buf, 0);
+        assert_eq!(n, 0);
+        assert!(matches!(end, ReadEnd::Failed(_)), "{end:?}");
     }
 
     #[test]

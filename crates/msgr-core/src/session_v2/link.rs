@@ -38,6 +38,9 @@ pub(super) struct Link {
     pub(super) last_rx: Instant,
     /// Received messages not acknowledged yet.
     pub(super) ack_due: bool,
+    /// Bytes the receive buffer must hold to finish the frame in progress (0: none known);
+    /// a driver may read that much at once (a large message straight into place).
+    pub(super) wanted: usize,
 }
 
 impl Link {
@@ -50,6 +53,7 @@ impl Link {
             banner_done: false,
             last_rx: now,
             ack_due: false,
+            wanted: 0,
         }
     }
 
@@ -106,7 +110,10 @@ impl Link {
         let (preamble, bounds, data) = match self.rx.as_mut() {
             None => {
                 let (preamble, used) = match decode_crc(buf, limits)? {
-                    Decoded::Need(_) => return Ok(None),
+                    Decoded::Need(n) => {
+                        self.wanted = n;
+                        return Ok(None);
+                    }
                     Decoded::Frame(f, used) => (f.preamble, used),
                 };
                 let bounds = crc_segment_bounds(&preamble);
@@ -117,7 +124,10 @@ impl Link {
                 (preamble, bounds, whole.freeze())
             }
             Some(rx) => match rx.open(buf, limits)? {
-                SecureDecoded::Need(_) => return Ok(None),
+                SecureDecoded::Need(n) => {
+                    self.wanted = n;
+                    return Ok(None);
+                }
                 SecureDecoded::Frame(f, used) => {
                     let _ = buf.split_to(used);
                     let fr = f.frame();
@@ -132,6 +142,7 @@ impl Link {
                 }
             },
         };
+        self.wanted = 0;
         Ok(Some(in_frame(&preamble, bounds, &data)?))
     }
 }

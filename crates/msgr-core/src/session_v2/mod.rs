@@ -483,9 +483,11 @@ impl SessionV2 {
         self.link.is_some()
     }
 
-    /// Always 0: frames are read whole (the driver's read size does not matter).
+    /// While a frame is being received: the bytes the receive buffer must hold (from its
+    /// start) to complete it; 0 otherwise. A driver may read that much in one go (the session
+    /// works the same whatever the read sizes).
     pub fn input_wanted(&self) -> usize {
-        0
+        self.link.as_ref().map_or(0, |l| l.wanted)
     }
 
     /// The policy in force (a server takes the one for the peer's type from its HELLO).
