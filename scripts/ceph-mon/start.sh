@@ -159,6 +159,15 @@ main() {
     ((++tries > 150)) && die "ceph-mon (PID $pid) did not listen on port $v1 within 15 s; see $dir/log/"
     sleep 0.1
   done
+  # Listening is not serving: until the monitor has won its (one-member) election it resets
+  # clients that authenticate (seen on a starved machine). Wait for both ports and for the
+  # leader state on its admin socket.
+  tries=0
+  until { [[ $v2 == 0 ]] || listening "$v2"; } &&
+    ceph --admin-daemon "$dir/run/mon.$id.asok" mon_status 2>/dev/null | grep -q '"state": "leader"'; do
+    ((++tries > 300)) && die "ceph-mon (PID $pid) listens but did not become leader within 30 s; see $dir/log/"
+    sleep 0.1
+  done
   echo "PID=$pid"
   echo "ADDRS=$addrs"
   echo "CEPH_CONF=$CEPH_CONF"

@@ -42,13 +42,21 @@ fn script(name: &str) -> PathBuf {
     }
 }
 
+/// A port free now and not handed to another monitor of this test process: the tests of one
+/// binary run in parallel, and a port the kernel gives out twice would let one test's
+/// `start.sh` take another test's monitor for its own (seen once as a connection reset in the
+/// starved repeat, when that other test restarted its monitor).
 fn free_port() -> String {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
-    probe
-        .local_addr()
-        .expect("probe address")
-        .port()
-        .to_string()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+        let port = probe.local_addr().expect("probe address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port.to_string();
+        }
+    }
 }
 
 impl Mon {
