@@ -4,18 +4,10 @@
 //! messages received and decoded (it logs them as "unhandled": an echo server is no monitor),
 //! and no frame, crc or decode error. `cargo xtask test` runs it in its interop stage.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// Kills the server when the test ends, passed or not.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{expect_line, serve, Server};
 
 /// `msgrd serve` as `mon.0` (nonce 0, as monitors use) on a free port; its IP:PORT.
 fn serve_as_monitor() -> (Server, String) {
@@ -27,21 +19,11 @@ fn serve_as_monitor() -> (Server, String) {
          [policy.client]\npreset = \"stateful_server\"\n",
     )
     .expect("write the config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msgrd"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("msgrd runs");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let server = Server(child);
-    let line = lines.next().expect("a line").expect("utf-8");
-    let addr = line
-        .strip_prefix("LISTENING ")
-        .and_then(|a| a.strip_suffix("/0"))
-        .unwrap_or_else(|| panic!("expected LISTENING IP:PORT/0, got {line:?}"))
+    let (server, mut lines) = serve(&["--config".as_ref(), config.as_os_str()]);
+    let listening = expect_line(&mut lines, "LISTENING ");
+    let addr = listening
+        .strip_suffix("/0")
+        .unwrap_or_else(|| panic!("expected IP:PORT/0 (nonce 0), got {listening:?}"))
         .to_string();
     (server, addr)
 }

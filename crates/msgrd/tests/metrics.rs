@@ -2,9 +2,8 @@
 //! messages through the echo server, move with the traffic, per messenger and per connection.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,41 +13,25 @@ use msgr::{
 };
 use parking_lot::{Condvar, Mutex};
 
-/// Kills the server when the test ends, passed or not.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{expect_line, serve, Server};
 
 /// `msgrd serve` on free ports: the server, its messenger address and its metrics address.
 fn start_server() -> (Server, EntityAddr, String) {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tcp.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msgrd"))
-        .args(["serve", "--config", config, "--bind", "127.0.0.1:0"])
-        .args(["--metrics", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("msgrd runs");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let server = Server(child);
-    let mut line = || lines.next().expect("a line from msgrd").expect("utf-8");
-    let listening = line();
-    let addr = listening
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("expected LISTENING first, got {listening:?}"))
+    let args = [
+        "--config",
+        config,
+        "--bind",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    let (server, mut lines) = serve(&args.map(std::ffi::OsStr::new));
+    let addr = expect_line(&mut lines, "LISTENING ")
         .parse()
         .expect("an address ping --peer takes");
-    let metrics = line();
-    let metrics = metrics
-        .strip_prefix("METRICS ")
-        .unwrap_or_else(|| panic!("expected METRICS next, got {metrics:?}"))
-        .to_string();
+    let metrics = expect_line(&mut lines, "METRICS ");
     (server, addr, metrics)
 }
 

@@ -2,37 +2,18 @@
 //! msgr2 (echo and one-way) and `--peer v1:ADDR` (or no prefix) msgr1, and says which in its
 //! JSON line.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// Kills the server when the test ends, passed or not.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{expect_line, serve, Server};
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tcp.toml");
 
 /// `msgrd serve` on a free port, and the address it prints.
-fn serve() -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msgrd"))
-        .args(["serve", "--config", CONFIG, "--bind", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("msgrd runs");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let server = Server(child);
-    let line = lines.next().expect("a line").expect("utf-8");
-    let addr = line
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("expected LISTENING, got {line:?}"))
-        .to_string();
+fn serve_here() -> (Server, String) {
+    let args = ["--config", CONFIG, "--bind", "127.0.0.1:0"];
+    let (server, mut lines) = serve(&args.map(std::ffi::OsStr::new));
+    let addr = expect_line(&mut lines, "LISTENING ");
     (server, addr)
 }
 
@@ -56,7 +37,7 @@ fn ping(peer: &str, extra: &[&str]) -> serde_json::Value {
 
 #[test]
 fn one_port_serves_msgr1_and_msgr2_pings() {
-    let (_server, addr) = serve();
+    let (_server, addr) = serve_here();
     for (peer, protocol) in [
         (addr.clone(), "v1"),
         (format!("v1:{addr}"), "v1"),
