@@ -12,17 +12,12 @@ mod mon;
 
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
-use mon::Mon;
+use mon::{Mon, CEPH_MSG_MON_GET_VERSION_REPLY, CEPH_MSG_MON_MAP};
 use msgr::{Config, ConnectionRef, EntityAddr, EntityType, Message, Messenger, Protocol};
 use msgr_tests::Recorder;
 
-const CEPH_MSG_MON_MAP: u16 = 4;
 const CEPH_MSG_AUTH: u16 = 17;
 const CEPH_MSG_AUTH_REPLY: u16 = 18;
-const CEPH_MSG_MON_SUBSCRIBE: u16 = 15;
-const CEPH_MSG_MON_GET_VERSION: u16 = 19;
-const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
 
 const NEEDS_MON: &str =
     "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it";
@@ -44,11 +39,6 @@ fn client(protocol_section: &str) -> (msgr::Node, Arc<Recorder>) {
     (m, rec)
 }
 
-fn put_string(b: &mut BytesMut, s: &str) {
-    b.put_u32_le(s.len() as u32);
-    b.put_slice(s.as_bytes());
-}
-
 /// The first message of `msg_type` received (waits for it).
 fn received(rec: &Recorder, what: &str, msg_type: u16) -> Message {
     rec.wait(what, |s| {
@@ -65,30 +55,10 @@ fn received(rec: &Recorder, what: &str, msg_type: u16) -> Message {
 
 /// MMonGetVersion and MMonSubscribe -> MMonMap with the cluster's fsid, on `conn`.
 fn exercise(conn: &ConnectionRef, rec: &Recorder, mon: &Mon, handle: u64) {
-    let mut front = BytesMut::new();
-    front.put_u64_le(handle);
-    put_string(&mut front, "osdmap");
-    conn.send_message(Message::new(CEPH_MSG_MON_GET_VERSION, front.freeze()))
-        .expect("queued");
+    conn.send_message(mon::get_version(handle)).expect("queued");
     let reply = received(rec, "MMonGetVersionReply", CEPH_MSG_MON_GET_VERSION_REPLY);
-    assert!(reply.front.len() >= 16, "short MMonGetVersionReply");
-    assert_eq!(
-        reply.front[..8],
-        handle.to_le_bytes(),
-        "our handle comes back"
-    );
-    assert_eq!(reply.src.kind, EntityType::MON);
-
-    // MMonSubscribe v3: map<string, {le64 start, u8 flags}>, hostname.
-    let mut front = BytesMut::new();
-    front.put_u32_le(1);
-    put_string(&mut front, "monmap");
-    front.put_u64_le(0);
-    front.put_u8(0);
-    put_string(&mut front, "");
-    let mut sub = Message::new(CEPH_MSG_MON_SUBSCRIBE, front.freeze());
-    sub.version = 3;
-    conn.send_message(sub).expect("queued");
+    mon::check_version_reply(&reply, handle);
+    conn.send_message(mon::subscribe_monmap()).expect("queued");
     let map = received(rec, "MMonMap", CEPH_MSG_MON_MAP);
     // front: le32 length of the encoded monmap, then the monmap: for peers with the MONENC
     // feature ENCODE_START (u8, u8, le32) and the fsid; for older feature sets (our msgr1

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use msgr_core::message::Message;
 use msgr_core::policy::Policy;
@@ -30,12 +30,11 @@ use msgr_core::wire::frame;
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 
 mod mon;
-use mon::mauth_front;
+use mon::{mauth_front, CEPH_MSG_MON_GET_VERSION_REPLY};
 
 const CEPH_MSG_AUTH: u16 = 17;
 const CEPH_MSG_AUTH_REPLY: u16 = 18;
-const CEPH_MSG_MON_GET_VERSION: u16 = 19;
-const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
+
 /// How long any single exchange may take before the test gives up (a failure, not a timing).
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -261,11 +260,6 @@ impl Client {
     }
 }
 
-fn put_string(b: &mut BytesMut, s: &str) {
-    b.put_u32_le(s.len() as u32);
-    b.put_slice(s.as_bytes());
-}
-
 #[test]
 #[ignore = "needs a Ceph monitor (Debian's ceph-mon): `cargo xtask test` starts one and runs it"]
 fn mauth_front_matches_the_ceph_cli_capture() {
@@ -342,10 +336,7 @@ fn real_monitor() {
 
     // 4. MMonGetVersion("osdmap") -> MMonGetVersionReply with our handle.
     let handle = 0x5eed_u64;
-    let mut front = BytesMut::new();
-    front.put_u64_le(handle);
-    put_string(&mut front, "osdmap");
-    c.s.send_message(Message::new(CEPH_MSG_MON_GET_VERSION, front.freeze()));
+    c.s.send_message(mon::get_version(handle));
     let reply = c.message(CEPH_MSG_MON_GET_VERSION_REPLY);
     let mut b = &reply.front[..];
     assert!(

@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use msgr_core::auth::cephx::{CryptoKey, Keyring};
 use msgr_core::auth::{MODE_CRC, MODE_SECURE};
 use msgr_core::policy::Policy;
@@ -26,15 +26,11 @@ use msgr_core::v2::{AddrKind, EntityAddrV2, EntityAddrVec};
 use msgr_core::wire::{EntityAddr, EntityName, EntityType};
 use msgr_core::Message;
 
-const CEPH_MSG_MON_MAP: u16 = 4;
-const CEPH_MSG_MON_SUBSCRIBE: u16 = 15;
-const CEPH_MSG_MON_GET_VERSION: u16 = 19;
-const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
 /// How long one exchange may take before the test gives up (a failure, not a timing).
 const PATIENCE: Duration = Duration::from_secs(15);
 
 mod mon;
-use mon::Mon;
+use mon::{Mon, CEPH_MSG_MON_GET_VERSION_REPLY, CEPH_MSG_MON_MAP};
 
 fn admin_key(mon: &Mon) -> CryptoKey {
     *Keyring::load(&mon.keyring())
@@ -189,11 +185,6 @@ impl Client {
     }
 }
 
-fn put_string(b: &mut BytesMut, s: &str) {
-    b.put_u32_le(s.len() as u32);
-    b.put_slice(s.as_bytes());
-}
-
 /// Handshake, keepalive, MMonGetVersion, MMonSubscribe -> MMonMap with the cluster's fsid.
 fn exercise(c: &mut Client, mon: &Mon) {
     assert!(c.s.global_id() > 0, "the monitor assigned a global id");
@@ -205,29 +196,10 @@ fn exercise(c: &mut Client, mon: &Mon) {
     });
 
     let handle = 0x5eed_u64;
-    let mut front = BytesMut::new();
-    front.put_u64_le(handle);
-    put_string(&mut front, "osdmap");
-    c.s.send_message(Message::new(CEPH_MSG_MON_GET_VERSION, front.freeze()));
+    c.s.send_message(mon::get_version(handle));
     let reply = c.message(CEPH_MSG_MON_GET_VERSION_REPLY);
-    assert!(reply.front.len() >= 16, "short MMonGetVersionReply");
-    assert_eq!(
-        reply.front[..8],
-        handle.to_le_bytes(),
-        "reply carries our handle"
-    );
-    assert_eq!(reply.src.kind, EntityType::MON);
-
-    // MMonSubscribe v3: map<string, {le64 start, u8 flags}>, hostname.
-    let mut front = BytesMut::new();
-    front.put_u32_le(1);
-    put_string(&mut front, "monmap");
-    front.put_u64_le(0);
-    front.put_u8(0);
-    put_string(&mut front, "");
-    let mut sub = Message::new(CEPH_MSG_MON_SUBSCRIBE, front.freeze());
-    sub.version = 3;
-    c.s.send_message(sub);
+    mon::check_version_reply(&reply, handle);
+    c.s.send_message(mon::subscribe_monmap());
     let map = c.message(CEPH_MSG_MON_MAP);
     // front: le32 length of the encoded monmap, then ENCODE_START (u8, u8, le32), then the fsid.
     assert!(map.front.len() >= 26, "short MMonMap");

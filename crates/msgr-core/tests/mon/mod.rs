@@ -175,3 +175,49 @@ pub fn mauth_front(methods: &[u32]) -> Bytes {
     b.put_u32_le(0);
     b.freeze()
 }
+
+/// `CEPH_MSG_MON_MAP`.
+pub const CEPH_MSG_MON_MAP: u16 = 4;
+/// `CEPH_MSG_MON_SUBSCRIBE`.
+pub const CEPH_MSG_MON_SUBSCRIBE: u16 = 15;
+/// `CEPH_MSG_MON_GET_VERSION`.
+pub const CEPH_MSG_MON_GET_VERSION: u16 = 19;
+/// `CEPH_MSG_MON_GET_VERSION_REPLY`.
+pub const CEPH_MSG_MON_GET_VERSION_REPLY: u16 = 20;
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    b.put_u32_le(s.len() as u32);
+    b.put_slice(s.as_bytes());
+}
+
+/// MMonGetVersion("osdmap") carrying `handle`.
+pub fn get_version(handle: u64) -> msgr_core::Message {
+    let mut front = BytesMut::new();
+    front.put_u64_le(handle);
+    put_string(&mut front, "osdmap");
+    msgr_core::Message::new(CEPH_MSG_MON_GET_VERSION, front.freeze())
+}
+
+/// Checks an MMonGetVersionReply: long enough, our `handle`, from a monitor.
+pub fn check_version_reply(reply: &msgr_core::Message, handle: u64) {
+    assert!(reply.front.len() >= 16, "short MMonGetVersionReply");
+    assert_eq!(
+        reply.front[..8],
+        handle.to_le_bytes(),
+        "reply carries our handle"
+    );
+    assert_eq!(reply.src.kind, msgr_core::EntityType::MON);
+}
+
+/// MMonSubscribe v3 for the monmap: map<string, {le64 start, u8 flags}>, hostname.
+pub fn subscribe_monmap() -> msgr_core::Message {
+    let mut front = BytesMut::new();
+    front.put_u32_le(1);
+    put_string(&mut front, "monmap");
+    front.put_u64_le(0);
+    front.put_u8(0);
+    put_string(&mut front, "");
+    let mut sub = msgr_core::Message::new(CEPH_MSG_MON_SUBSCRIBE, front.freeze());
+    sub.version = 3;
+    sub
+}
