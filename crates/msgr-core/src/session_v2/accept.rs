@@ -237,11 +237,7 @@ impl SessionV2 {
             global_seq: self.global_seq,
             supported_features: self.config.features_supported,
             required_features: self.config.features_required,
-            flags: if self.policy.lossy {
-                IDENT_FLAG_LOSSY
-            } else {
-                0
-            },
+            flags: self.ident_flags(),
             cookie: self.server_cookie,
         });
         self.link_mut().send_control(&si);

@@ -14,7 +14,7 @@ use crate::auth::cephx::exchange::{
 };
 use crate::auth::{METHOD_CEPHX, METHOD_NONE, MODE_CRC, MODE_SECURE};
 use crate::session::{SessionError, SessionEvent};
-use crate::v2::payload::{ClientIdent, Control, ServerIdent, SessionReconnect, IDENT_FLAG_LOSSY};
+use crate::v2::payload::{ClientIdent, Control, ServerIdent, SessionReconnect};
 use crate::v2::secure::{Role, SecureKeys};
 use crate::v2::EntityAddrV2;
 use crate::wire::EntityType;
@@ -297,11 +297,7 @@ impl SessionV2 {
                 global_seq: self.global_seq,
                 supported_features: self.config.features_supported,
                 required_features: self.config.features_required,
-                flags: if self.policy.lossy {
-                    IDENT_FLAG_LOSSY
-                } else {
-                    0
-                },
+                flags: self.ident_flags(),
                 cookie: self.client_cookie,
             })
         };

@@ -45,6 +45,7 @@ use crate::auth::cephx::{CephxError, CryptoKey};
 use crate::message::Message;
 use crate::policy::Policy;
 use crate::session::{SessionError, SessionEvent, SessionState};
+use crate::v2::payload::IDENT_FLAG_LOSSY;
 use crate::v2::{Banner, EntityAddrV2, EntityAddrVec, V2Error};
 use crate::wire::{EntityAddr, EntityName, EntityType};
 use link::Link;
@@ -476,6 +477,15 @@ impl SessionV2 {
             self.peer_type?,
             self.config.base.clone(),
         ))
+    }
+
+    /// The flags our CLIENT_IDENT / SERVER_IDENT carry: lossy or not, per our policy.
+    fn ident_flags(&self) -> u64 {
+        if self.policy.lossy {
+            IDENT_FLAG_LOSSY
+        } else {
+            0
+        }
     }
 
     /// The session has a link (handshaking or open).
