@@ -35,6 +35,6 @@ pub mod session_v2;
 pub mod v2;
 pub mod wire;
 
-pub use message::{Message, Priority};
+pub use message::{DataCrc, Message, Priority};
 pub use policy::Policy;
 pub use wire::{EntityAddr, EntityName, EntityType};

@@ -51,6 +51,72 @@ pub struct Message {
     pub middle: Bytes,
     /// Data section (bulk payload), covered by the data CRC.
     pub data: Bytes,
+    /// The data CRC the receiving session verified, reused when this data is sent on unchanged
+    /// (see [`DataCrc`]); leave it at its default.
+    pub data_crc: DataCrc,
+}
+
+/// A received message's data CRC, kept so that sending the same data on (an echo, a primary
+/// passing a write to its replicas, a relay) does not read the whole payload again: Ceph's
+/// buffers cache their CRCs for the same reason. Kept only for data sections of at least
+/// [`DataCrc::KEEP_MIN`] bytes, where the CRC costs far more than the small allocation.
+///
+/// It cannot go stale: it holds a handle on the very bytes it was computed over, and counts
+/// only while the message's `data` is still that slice (same address, same length). `Bytes`
+/// are immutable, and the handle keeps the allocation alive, so no other contents can appear
+/// at that address meanwhile. Replacing `data` simply makes it unused. It plays no part in
+/// comparing messages.
+#[derive(Clone, Default)]
+pub struct DataCrc(Option<Box<CachedCrc>>);
+
+#[derive(Clone)]
+struct CachedCrc {
+    data: Bytes,
+    seed: u32,
+    crc: u32,
+}
+
+impl DataCrc {
+    /// Smallest data section whose CRC is kept.
+    pub const KEEP_MIN: usize = 32 << 10;
+
+    /// The CRC `crc` of `data` from `seed` (Ceph's crc32c, as the wire carries it), kept if
+    /// `data` is large enough to be worth it.
+    pub fn new(data: &Bytes, seed: u32, crc: u32) -> Self {
+        if data.len() < Self::KEEP_MIN {
+            return DataCrc(None);
+        }
+        DataCrc(Some(Box::new(CachedCrc {
+            data: data.clone(),
+            seed,
+            crc,
+        })))
+    }
+
+    /// The CRC of `data` from `seed`, if this one was computed over exactly these bytes.
+    pub fn get(&self, data: &Bytes, seed: u32) -> Option<u32> {
+        let c = self.0.as_deref()?;
+        let same = c.seed == seed && c.data.as_ptr() == data.as_ptr() && c.data.len() == data.len();
+        same.then_some(c.crc)
+    }
+}
+
+impl PartialEq for DataCrc {
+    /// Always equal: a cache, not part of the message's value.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DataCrc {}
+
+impl std::fmt::Debug for DataCrc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(c) => write!(f, "DataCrc({:#010x} over {} bytes)", c.crc, c.data.len()),
+            None => f.write_str("DataCrc(none)"),
+        }
+    }
 }
 
 impl Message {

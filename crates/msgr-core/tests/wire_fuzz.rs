@@ -44,6 +44,7 @@ fn random_frame(rng: &mut StdRng) -> Frame {
             front: random_section(rng, 600),
             middle: random_section(rng, 64),
             data: random_section(rng, 3000),
+            ..Message::default()
         }),
         4 => Frame::Ack(rng.gen()),
         5 => Frame::Keepalive2 {

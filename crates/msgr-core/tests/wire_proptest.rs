@@ -77,6 +77,7 @@ fn message() -> impl Strategy<Value = Message> {
                 front,
                 middle,
                 data,
+                ..Message::default()
             },
         )
 }

@@ -19,7 +19,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::header::{MsgFooter, MsgHeader};
 use super::{EntityName, Tag, WireError};
-use crate::message::Message;
+use crate::message::{DataCrc, Message};
 
 /// Limits checked before anything is allocated for a peer's announced lengths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,13 +303,16 @@ impl FrameDecoder {
         }
         check_crc("front", &front, footer.front_crc)?;
         check_crc("middle", &middle, footer.middle_crc)?;
+        let mut data_crc = DataCrc::default();
         if footer.flags & MsgFooter::FLAG_NOCRC == 0 {
             check_crc("data", &data, footer.data_crc)?;
+            data_crc = DataCrc::new(&data, 0, footer.data_crc);
         }
         let mut msg = Message {
             front,
             middle,
             data,
+            data_crc,
             ..Message::default()
         };
         h.fill_message(&mut msg);
@@ -396,7 +399,14 @@ pub fn encode_message_crc(
 /// `FLAG_NOCRC` (front and middle crcs are always sent).
 fn footer_for(msg: &Message, crc_data: bool) -> MsgFooter {
     if crc_data {
-        MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data)
+        match msg.data_crc.get(&msg.data, 0) {
+            // Verified on receipt and unchanged since: not computed again.
+            Some(data_crc) => MsgFooter {
+                data_crc,
+                ..MsgFooter::for_payload(&msg.front, &msg.middle, &[])
+            },
+            None => MsgFooter::for_payload(&msg.front, &msg.middle, &msg.data),
+        }
     } else {
         MsgFooter {
             data_crc: 0,
