@@ -1,6 +1,7 @@
 //! [`AnySession`]: a session of either protocol (or a banner detector), created from the
 //! node's [`Configs`]; and the msgr2-to-msgr1 fallback of a dial.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -223,6 +224,9 @@ impl ProtocolSession for AnySession {
     }
     fn poll_event(&mut self) -> Option<SessionEvent> {
         self.contract_mut().poll_event()
+    }
+    fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
+        self.contract_mut().poll_events(out)
     }
     fn poll_timeout(&self) -> Option<Instant> {
         self.contract().poll_timeout()

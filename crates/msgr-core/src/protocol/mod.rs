@@ -21,6 +21,7 @@ mod tests;
 pub use any::{AnySession, Configs};
 pub use detect::Detect;
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -114,6 +115,14 @@ pub trait ProtocolSession {
     fn poll_transmit(&mut self, out: &mut Vec<Bytes>) -> usize;
     /// The next event for the owner.
     fn poll_event(&mut self) -> Option<SessionEvent>;
+    /// Every pending event, appended to `out` in order (what repeated `poll_event` returns).
+    /// Sessions hand their whole queue over when `out` is empty, moving no event: a driver
+    /// that queues events for its dispatcher anyway takes a burst of messages in one step.
+    fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
+        while let Some(ev) = self.poll_event() {
+            out.push_back(ev);
+        }
+    }
     /// When [`ProtocolSession::handle_timeout`] should next be called.
     fn poll_timeout(&self) -> Option<Instant>;
     /// Time passed.
@@ -170,6 +179,9 @@ macro_rules! forward_contract {
             }
             fn poll_event(&mut self) -> Option<SessionEvent> {
                 <$t>::poll_event(self)
+            }
+            fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
+                <$t>::poll_events(self, out)
             }
             fn poll_timeout(&self) -> Option<Instant> {
                 <$t>::poll_timeout(self)

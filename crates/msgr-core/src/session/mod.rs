@@ -285,6 +285,16 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// Every pending event, appended to `out` in order; into an empty `out` the whole queue
+    /// is handed over without moving an event (see `ProtocolSession::poll_events`).
+    pub fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.events);
+        } else {
+            out.append(&mut self.events);
+        }
+    }
+
     /// The next instant at which `handle_timeout` must be called (keepalive, handshake timeout,
     /// idle timeout, deferred ACK, end of a WAIT).
     pub fn poll_timeout(&self) -> Option<Instant> {

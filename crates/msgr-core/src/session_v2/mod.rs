@@ -312,6 +312,16 @@ impl SessionV2 {
         self.events.pop_front()
     }
 
+    /// Every pending event, appended to `out` in order; into an empty `out` the whole queue
+    /// is handed over without moving an event (see `ProtocolSession::poll_events`).
+    pub fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.events);
+        } else {
+            out.append(&mut self.events);
+        }
+    }
+
     /// When [`SessionV2::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let d = &self.deadlines;

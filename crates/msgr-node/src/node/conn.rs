@@ -250,9 +250,16 @@ impl<L: Copy> ConnCore<L> {
     ) -> Followup {
         let mut f = Followup::default();
         let total = &self.counters.total;
-        while let Some(ev) = g.session.poll_event() {
-            trace(&ev);
-            let deliver = match &ev {
+        // The events go straight into the inbox (a burst of messages moves as one queue when
+        // the inbox is empty); those the application must not see are taken out again.
+        let mut inbox = self.inbox.events();
+        let start = inbox.len();
+        g.session.poll_events(&mut inbox);
+        let mut not_delivered = Vec::new();
+        let mut messages = 0;
+        for (i, ev) in inbox.range(start..).enumerate() {
+            trace(ev);
+            let deliver = match ev {
                 SessionEvent::Connected {
                     peer_name,
                     features,
@@ -281,7 +288,7 @@ impl<L: Copy> ConnCore<L> {
                     false
                 }
                 SessionEvent::Message(_) => {
-                    self.counters.add_messages_in(1);
+                    messages += 1;
                     true
                 }
                 SessionEvent::KeepaliveAck { .. } => false,
@@ -323,9 +330,18 @@ impl<L: Copy> ConnCore<L> {
                 // is not the application's.
                 _ => false,
             };
-            if deliver {
-                self.inbox.push(ev);
+            if !deliver {
+                not_delivered.push(start + i);
             }
+        }
+        // Rare events (an accept request, a keepalive ack): removed from the back first, so
+        // the indexes still hold.
+        for i in not_delivered.into_iter().rev() {
+            inbox.remove(i);
+        }
+        drop(inbox);
+        if messages > 0 {
+            self.counters.add_messages_in(messages);
         }
         f
     }

@@ -11,19 +11,27 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::node::counters::CounterPair;
 use crate::node::{Dispatchers, PolicyThrottle};
 use msgr_core::api::ConnectionRef;
 use msgr_core::session::SessionEvent;
 
+/// Events handed to the dispatcher per look at the queue: the queue's lock and the throttle's
+/// are taken once per run of messages rather than once per message.
+const RUN_MESSAGES: usize = 64;
+/// Payload bytes per run (a run holds at least one message): the throttle budget a run takes
+/// is released once the whole run is dispatched, so runs of large messages stay short.
+const RUN_BYTES: u64 = 256 << 10;
+
 /// Events of one connection waiting for the dispatcher. See the module docs.
 #[derive(Debug, Default)]
 pub struct Inbox {
     events: Mutex<VecDeque<SessionEvent>>,
-    /// Held while events are handed over, so only one thread dispatches (keeps the order).
-    dispatching: Mutex<()>,
+    /// Held while events are handed over, so only one thread dispatches (keeps the order); it
+    /// holds the run being handed over (its allocation is reused from run to run).
+    dispatching: Mutex<Vec<SessionEvent>>,
     /// A message waits for throttle budget.
     paused: AtomicBool,
 }
@@ -33,9 +41,9 @@ impl Inbox {
         Self::default()
     }
 
-    /// Queue an event behind those already waiting.
-    pub fn push(&self, ev: SessionEvent) {
-        self.events.lock().push_back(ev);
+    /// The queue, locked: events pushed to its back are delivered after those waiting.
+    pub fn events(&self) -> MutexGuard<'_, VecDeque<SessionEvent>> {
+        self.events.lock()
     }
 
     /// A message waits for throttle budget: the transport must not read more from the peer.
@@ -69,52 +77,83 @@ impl Inbox {
         let first = list.first();
         let defer = first.is_some_and(|d| d.defer_release());
         loop {
-            let Some(order) = self.dispatching.try_lock() else {
+            let Some(mut run) = self.dispatching.try_lock() else {
                 return;
             };
             loop {
                 if self.is_paused() {
                     return;
                 }
-                let ev = {
-                    let mut events = self.events.lock();
-                    let Some(front) = events.front() else { break };
-                    if let (SessionEvent::Message(m), Some(t)) = (front, throttle) {
-                        // Paused is set before asking, so a wake-up racing with us always wins.
-                        self.paused.store(true, Ordering::Release);
-                        if t.try_acquire_or_wait(m.payload_len() as u64, waker()) {
-                            self.paused.store(false, Ordering::Release);
-                        } else {
-                            counters.add_throttle_waits(1);
-                            return;
-                        }
+                let blocked = self.take_run(&mut run, throttle);
+                if run.is_empty() {
+                    let (Some(len), Some(t)) = (blocked, throttle) else {
+                        break;
+                    };
+                    // The front message does not fit. Paused is set before asking, so a
+                    // wake-up racing with us always wins.
+                    self.paused.store(true, Ordering::Release);
+                    if !t.try_acquire_or_wait(len, waker()) {
+                        counters.add_throttle_waits(1);
+                        return;
                     }
-                    events.pop_front().expect("front was Some")
-                };
-                match ev {
-                    SessionEvent::Message(m) => {
-                        let len = m.payload_len() as u64;
-                        // No dispatcher: dropped (a node refuses to start without one).
-                        if let Some(d) = first {
-                            d.ms_dispatch(conn, m);
-                        }
-                        if let Some(t) = throttle {
-                            if !defer {
-                                t.release(len);
+                    self.paused.store(false, Ordering::Release);
+                    // Only the dispatching thread takes from the front: it is still there.
+                    let ev = self.events.lock().pop_front().expect("the blocked message");
+                    run.push(ev);
+                }
+                let (mut bytes, mut messages) = (0, 0);
+                for ev in run.drain(..) {
+                    match ev {
+                        SessionEvent::Message(m) => {
+                            bytes += m.payload_len() as u64;
+                            messages += 1;
+                            // No dispatcher: dropped (a node refuses to start without one).
+                            if let Some(d) = first {
+                                d.ms_dispatch(conn, m);
                             }
                         }
+                        other => {
+                            dispatchers.deliver(conn, other);
+                        }
                     }
-                    other => {
-                        dispatchers.deliver(conn, other);
+                }
+                if let Some(t) = throttle {
+                    if !defer && messages > 0 {
+                        t.release_many(bytes, messages);
                     }
                 }
             }
-            drop(order);
+            drop(run);
             // An event pushed after the inner loop saw the queue empty, but before the lock was
             // dropped, would otherwise wait for the next drain.
             if self.events.lock().is_empty() {
                 return;
             }
         }
+    }
+
+    /// Move the next run of events to `run`: up to [`RUN_MESSAGES`] and [`RUN_BYTES`], each
+    /// message with its throttle budget taken (one lock each for the queue and the throttle).
+    /// Returns the size of a message at the front that found the throttle full.
+    fn take_run(
+        &self,
+        run: &mut Vec<SessionEvent>,
+        throttle: Option<&PolicyThrottle>,
+    ) -> Option<u64> {
+        let mut events = self.events.lock();
+        let mut budget = throttle.map(PolicyThrottle::run);
+        let mut bytes = 0;
+        while run.len() < RUN_MESSAGES && bytes < RUN_BYTES {
+            let front = events.front()?;
+            if let SessionEvent::Message(m) = front {
+                let len = m.payload_len() as u64;
+                if budget.as_mut().is_some_and(|b| !b.take(len)) {
+                    return Some(len);
+                }
+                bytes += len;
+            }
+            run.push(events.pop_front().expect("front was Some"));
+        }
+        None
     }
 }

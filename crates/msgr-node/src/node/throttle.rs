@@ -87,6 +87,16 @@ impl PolicyThrottle {
         }
     }
 
+    /// Hold the throttle to take budget for a run of messages with one lock (see
+    /// [`ThrottleRun::take`]); a message that does not fit goes through
+    /// [`PolicyThrottle::try_acquire_or_wait`] once the run is dispatched.
+    pub fn run(&self) -> ThrottleRun<'_> {
+        ThrottleRun {
+            throttle: self,
+            state: self.state.lock(),
+        }
+    }
+
     /// Take budget without waiting (returns false when full).
     #[cfg(test)]
     pub fn try_acquire(&self, len: u64) -> bool {
@@ -102,10 +112,16 @@ impl PolicyThrottle {
 
     /// Give one message of `len` bytes back; runs (outside the lock) every waiter registered.
     pub fn release(&self, len: u64) {
+        self.release_many(len, 1);
+    }
+
+    /// Give `messages` messages of `bytes` in all back at once; runs (outside the lock) every
+    /// waiter registered.
+    pub fn release_many(&self, bytes: u64, messages: u64) {
         let waiters = {
             let mut s = self.state.lock();
-            s.bytes = s.bytes.saturating_sub(len);
-            s.messages = s.messages.saturating_sub(1);
+            s.bytes = s.bytes.saturating_sub(bytes);
+            s.messages = s.messages.saturating_sub(messages);
             std::mem::take(&mut s.waiters)
         };
         for w in waiters {
@@ -118,6 +134,24 @@ impl PolicyThrottle {
     pub fn in_flight(&self) -> (u64, u64) {
         let s = self.state.lock();
         (s.bytes, s.messages)
+    }
+}
+
+/// A throttle held while budget is taken for a run of messages (see [`PolicyThrottle::run`]).
+pub struct ThrottleRun<'a> {
+    throttle: &'a PolicyThrottle,
+    state: parking_lot::MutexGuard<'a, State>,
+}
+
+impl ThrottleRun<'_> {
+    /// Take budget for one message of `len` payload bytes if it fits now.
+    pub fn take(&mut self, len: u64) -> bool {
+        if !self.throttle.fits(&self.state, len) {
+            return false;
+        }
+        self.state.bytes += len;
+        self.state.messages += 1;
+        true
     }
 }
 
@@ -181,6 +215,33 @@ mod tests {
         assert!(t.try_acquire(60));
         assert!(t.try_acquire(40));
         assert!(!t.try_acquire(1));
+    }
+
+    #[test]
+    fn a_run_takes_what_fits_and_a_batch_release_wakes_waiters() {
+        let t = PolicyThrottle::new(Some(100), Some(3));
+        {
+            let mut run = t.run();
+            assert!(run.take(40));
+            assert!(run.take(40));
+            // 120 bytes would exceed the byte budget.
+            assert!(!run.take(40));
+            assert!(run.take(20));
+            // The message budget is spent.
+            assert!(!run.take(0));
+        }
+        assert_eq!(t.in_flight(), (100, 3));
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        assert!(!t.try_acquire_or_wait(10, move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        t.release_many(80, 2);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(t.in_flight(), (20, 1));
+        // Like a single acquire, a run admits one oversized message into an empty throttle.
+        t.release(20);
+        assert!(t.run().take(1000));
     }
 
     #[test]
