@@ -16,7 +16,8 @@ use crate::message::{Message, Priority};
 pub struct OutQueue {
     /// Unacknowledged messages from an earlier link, in seq order; all have a seq already.
     replay: VecDeque<Message>,
-    /// New messages by priority; iterated highest first.
+    /// New messages by priority; iterated highest first. A priority's queue stays when it
+    /// empties (its allocation serves the next burst; a node uses a handful of priorities).
     by_priority: BTreeMap<Priority, VecDeque<Message>>,
     len: usize,
 }
@@ -30,21 +31,46 @@ impl OutQueue {
         self.len += 1;
     }
 
+    /// The queue the next message comes from: replays first, then the highest priority's.
+    fn next_run(&mut self) -> Option<&mut VecDeque<Message>> {
+        if !self.replay.is_empty() {
+            return Some(&mut self.replay);
+        }
+        self.by_priority.values_mut().rev().find(|q| !q.is_empty())
+    }
+
     /// The next message to write: replays first, then the highest priority's oldest.
+    #[cfg(test)]
     pub fn pop(&mut self) -> Option<Message> {
-        if let Some(m) = self.replay.pop_front() {
-            self.len -= 1;
-            return Some(m);
-        }
-        let mut entry = self.by_priority.last_entry()?;
-        let m = entry.get_mut().pop_front();
-        if entry.get().is_empty() {
-            entry.remove();
-        }
-        if m.is_some() {
-            self.len -= 1;
-        }
+        let m = self.next_run()?.pop_front();
+        self.len -= 1;
         m
+    }
+
+    /// Write a run of messages in place and move them to `sent` in one step: `write` is called
+    /// on each message in the order [`OutQueue::pop`] would return them, from one queue (the
+    /// replays, or one priority), until it returns false (it wrote that message, and wants no
+    /// more) or that queue is empty. Returns how many were written. Saves moving each message
+    /// out of the queue and into `sent` separately; a run that empties its queue while
+    /// nothing waits for an ACK moves as the whole queue.
+    pub fn write_run(
+        &mut self,
+        sent: &mut SentList,
+        mut write: impl FnMut(&mut Message) -> bool,
+    ) -> usize {
+        let Some(run) = self.next_run() else {
+            return 0;
+        };
+        let mut n = 0;
+        for m in run.iter_mut() {
+            n += 1;
+            if !write(m) {
+                break;
+            }
+        }
+        sent.take_run(run, n);
+        self.len -= n;
+        n
     }
 
     /// Put `sent` (oldest first) back in front of everything, for replay on the next link.
@@ -79,8 +105,8 @@ impl OutQueue {
     pub fn drain_all(&mut self) -> Vec<Message> {
         let mut out = Vec::with_capacity(self.len);
         out.extend(self.replay.drain(..));
-        while let Some((_, e)) = self.by_priority.pop_last() {
-            out.extend(e);
+        while let Some((_, q)) = self.by_priority.pop_last() {
+            out.extend(q);
         }
         self.len = 0;
         out
@@ -94,9 +120,23 @@ pub struct SentList {
 }
 
 impl SentList {
+    #[cfg(test)]
     pub fn push(&mut self, msg: Message) {
         debug_assert!(self.msgs.back().is_none_or(|b| b.seq < msg.seq));
         self.msgs.push_back(msg);
+    }
+
+    /// Append the first `n` messages of `from` (written, in seq order).
+    fn take_run(&mut self, from: &mut VecDeque<Message>, n: usize) {
+        debug_assert!(self
+            .msgs
+            .back()
+            .is_none_or(|b| from.front().is_none_or(|f| b.seq < f.seq)));
+        if n == from.len() && self.msgs.is_empty() {
+            std::mem::swap(&mut self.msgs, from);
+        } else {
+            self.msgs.extend(from.drain(..n));
+        }
     }
 
     /// The peer acknowledged everything up to `acked`. Returns how many were released.
@@ -190,6 +230,62 @@ mod tests {
         assert_eq!(q.discard_replayed_up_to(6), 2);
         assert_eq!(q.len(), 3);
         assert_eq!(tids(&q.drain_all()), vec![7, 8, 100]);
+    }
+
+    /// What `Session::poll_transmit` does: seq on first write, runs until the budget is spent.
+    fn write_all(q: &mut OutQueue, sent: &mut SentList, next_seq: &mut u64, budget: usize) {
+        let mut left = budget;
+        while left > 0 {
+            let n = q.write_run(sent, |m| {
+                if m.seq == 0 {
+                    *next_seq += 1;
+                    m.seq = *next_seq;
+                }
+                left -= 1;
+                left > 0
+            });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn runs_write_in_pop_order_and_land_in_sent_in_seq_order() {
+        let mut q = OutQueue::default();
+        let mut sent = SentList::default();
+        let mut seq = 0;
+        for (p, t) in [(127, 1), (196, 2), (127, 3), (64, 4), (196, 5), (255, 6)] {
+            q.push(m(p, t));
+        }
+        // A budget of 4 messages stops inside the 127 run.
+        write_all(&mut q, &mut sent, &mut seq, 4);
+        assert_eq!(q.len(), 2);
+        let first = sent.take();
+        assert_eq!(
+            first.iter().map(|m| m.tid).collect::<Vec<_>>(),
+            vec![6, 2, 5, 1]
+        );
+        assert_eq!(
+            first.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        // The unacknowledged run is replayed first, with its seqs, before the rest.
+        q.requeue_front(first.into_iter());
+        q.push(m(255, 7));
+        write_all(&mut q, &mut sent, &mut seq, 100);
+        assert!(q.is_empty());
+        let all: Vec<Message> = sent.take().into_iter().collect();
+        assert_eq!(tids(&all), vec![6, 2, 5, 1, 7, 3, 4]);
+        assert_eq!(
+            all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6, 7]
+        );
+        // Emptied priority queues are kept and serve again.
+        q.push(m(127, 8));
+        write_all(&mut q, &mut sent, &mut seq, 100);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent.trim(8), 1);
     }
 
     #[test]

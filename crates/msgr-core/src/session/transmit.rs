@@ -38,25 +38,31 @@ impl Session {
         let msg_auth = has_feature(self.features, CEPH_FEATUREMASK_MSG_AUTH);
         let mut budget = self.config.transmit_batch_bytes;
         let mut wrote_msgs = false;
+        let (my_name, crc_data) = (self.config.my_name, self.config.crc_data);
         while budget > 0 {
-            let Some(mut m) = self.queue.pop() else { break };
-            if m.seq == 0 {
-                self.out_seq += 1;
-                m.seq = self.out_seq;
+            let out_seq = &mut self.out_seq;
+            let written = self.queue.write_run(&mut self.sent, |m| {
+                if m.seq == 0 {
+                    *out_seq += 1;
+                    m.seq = *out_seq;
+                }
+                m.src = my_name;
+                frame::encode_message_batched(
+                    m,
+                    m.seq,
+                    my_name,
+                    msg_auth,
+                    crc_data,
+                    frame::INLINE_SECTION_MAX,
+                    &mut link.ctrl,
+                    out,
+                );
+                budget = budget.saturating_sub(m.payload_len().max(1));
+                budget > 0
+            });
+            if written == 0 {
+                break;
             }
-            m.src = self.config.my_name;
-            frame::encode_message_batched(
-                &m,
-                m.seq,
-                self.config.my_name,
-                msg_auth,
-                self.config.crc_data,
-                frame::INLINE_SECTION_MAX,
-                &mut link.ctrl,
-                out,
-            );
-            budget = budget.saturating_sub(m.payload_len().max(1));
-            self.sent.push(m);
             wrote_msgs = true;
         }
         if self.policy.lossy {
