@@ -132,10 +132,13 @@ impl SentList {
             .msgs
             .back()
             .is_none_or(|b| from.front().is_none_or(|f| b.seq < f.seq)));
-        if n == from.len() && self.msgs.is_empty() {
+        if n < from.len() {
+            self.msgs.extend(from.drain(..n));
+        } else if self.msgs.is_empty() {
             std::mem::swap(&mut self.msgs, from);
         } else {
-            self.msgs.extend(from.drain(..n));
+            // Copies the run as (at most two) slices, not message by message.
+            self.msgs.append(from);
         }
     }
 
