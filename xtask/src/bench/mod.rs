@@ -68,6 +68,10 @@ pub const ONE_WAY_V2: &str = "msgrd v2 one-way";
 /// Sizes of the msgr2 rows (one connection; echo with [`CONNS_IN_FLIGHT`] in flight, and one
 /// way): small messages show the per-frame cost, large ones the crc and copy cost.
 pub const V2_SIZES: [u64; 2] = [64, 1 << 20];
+/// RDMA streaming cells again without the data crc (`msgrd ping --no-crc-data`): perftest
+/// checksums nothing in software, and under the VM's emulated CPU a software crc32c runs at
+/// about 100 MB/s, so this row shows how much of the gap to `ib_send_bw` is the crc.
+pub const MSGRD_NO_CRC: &str = "msgrd (crc off)";
 pub const MSGRD_IDLE: &str = "msgrd idle";
 pub const MSGRD_STRESS: &str = "msgrd stress";
 /// The ZeroMQ comparison is made for this size and number in flight (the target).
@@ -390,6 +394,9 @@ pub fn plan(
                     continue;
                 }
                 v.push(spec("msgrd", Role::Cell, size, c, k));
+                if transport == "rdma" {
+                    v.push(spec(MSGRD_NO_CRC, Role::Cell, size, c, k));
+                }
                 if transport == "tcp" {
                     // Same shape, back to back, so machine noise hits both alike.
                     v.push(spec("tcp-baseline echo", Role::Baseline, size, c, k));
@@ -584,7 +591,7 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
             .to_vec();
             (server, client)
         }
-        "msgrd" | ONE_WAY | MSGRD_STRESS | MSGRD_V2 | ONE_WAY_V2 => {
+        "msgrd" | ONE_WAY | MSGRD_STRESS | MSGRD_V2 | ONE_WAY_V2 | MSGRD_NO_CRC => {
             let (msgrd, server) = msgrd_server()?;
             let mut client = vec![msgrd, "ping".into(), "--config".into(), config.into()];
             let v2 = matches!(spec.implementation.as_str(), MSGRD_V2 | ONE_WAY_V2);
@@ -607,11 +614,15 @@ pub fn pair_for(spec: &Spec, bins: &Bins, config: &str) -> Result<pair::Pair, St
             }
             let rdma_stream = spec.transport == "rdma" && spec.concurrency > 1;
             if matches!(spec.implementation.as_str(), ONE_WAY | ONE_WAY_V2)
-                || (rdma_stream && spec.implementation == "msgrd")
+                || (rdma_stream && matches!(spec.implementation.as_str(), "msgrd" | MSGRD_NO_CRC))
             {
                 // Compared with a one-way baseline (tcp-baseline stream, ZeroMQ PUSH/PULL,
                 // ib_send_bw): msgrd streams too, the server answering nothing but msgr1 ACKs.
                 client.push("--one-way".into());
+            }
+            if spec.implementation == MSGRD_NO_CRC {
+                // The receiver checks no data crc when the sender's footer says there is none.
+                client.push("--no-crc-data".into());
             }
             client.push("--json".into());
             (server, client)
@@ -1061,7 +1072,15 @@ mod tests {
         let rdma = plan("rdma", &SIZES_FULL, &[1], false, true, BUSY_POLL_US);
         assert!(rdma
             .iter()
-            .all(|s| s.implementation == "msgrd" || s.implementation.starts_with("ib_")));
+            .all(|s| s.implementation.starts_with("msgrd") || s.implementation.starts_with("ib_")));
+        // Each streaming cell also runs without the data crc; latency cells do not.
+        let no_crc: Vec<u64> = rdma
+            .iter()
+            .filter(|s| s.implementation == MSGRD_NO_CRC)
+            .map(|s| s.concurrency)
+            .collect();
+        assert_eq!(no_crc.len(), SIZES_FULL.len());
+        assert!(no_crc.iter().all(|&c| c > 1));
     }
 
     #[test]
@@ -1142,6 +1161,7 @@ mod tests {
                     "msgrd (event) x1",
                     "msgrd (busy-poll) x1",
                     "msgrd x16",
+                    "msgrd (crc off) x16",
                     "ib_send_lat -e x1",
                     "ib_send_lat x1",
                     "ib_send_bw x1",

@@ -322,7 +322,8 @@ pub fn table(cells: &[Cell]) -> String {
     {
         out.push_str(
             "RDMA streaming rows (more than 1 in flight): msgrd ping --one-way, the payload one way \
-             with nothing back but msgr1 ACKs, as ib_send_bw moves it one way.\n",
+             with nothing back but msgr1 ACKs, as ib_send_bw moves it one way. msgrd (crc off): the same \
+             without the data crc (ping --no-crc-data), which perftest does not compute either.\n",
         );
     }
     if cells
