@@ -26,6 +26,7 @@ pub mod auth;
 mod counters;
 mod error;
 pub mod message;
+mod outgoing;
 mod shared_error;
 
 pub mod policy;

@@ -37,7 +37,6 @@ mod events;
 mod handshake;
 mod input;
 mod lifecycle;
-mod queue;
 mod timers;
 mod transmit;
 
@@ -58,8 +57,8 @@ use crate::policy::Policy;
 use crate::wire::frame::FrameDecoder;
 use crate::wire::{EntityAddr, EntityName, EntityType};
 
+use crate::outgoing::{OutQueue, SentList};
 use handshake::{ClientStep, ServerStep};
-use queue::{OutQueue, SentList};
 use timers::{Timer, Timers};
 
 /// The state with the handshake sub-steps (the public [`SessionState`] hides them).

@@ -185,11 +185,11 @@ impl SessionV2 {
             ex.events.push_back(SessionEvent::CloseLink);
         }
         let sent = ex.sent.take();
-        ex.queue.requeue_front(sent);
+        ex.queue.requeue_front(sent.into_iter());
         let mut queue = std::mem::take(&mut ex.queue);
         match how {
             TakeOver::PeerReset => {
-                let undelivered = queue.drain();
+                let undelivered = queue.drain_all();
                 self.events
                     .push_back(SessionEvent::RemoteReset { undelivered });
             }
@@ -206,7 +206,7 @@ impl SessionV2 {
         }
         std::mem::swap(&mut self.queue, &mut queue);
         // Anything queued on the new session meanwhile goes after the old queue.
-        for m in queue.drain() {
+        for m in queue.drain_all() {
             self.queue.push(m);
         }
         ex.state = State::Closed;

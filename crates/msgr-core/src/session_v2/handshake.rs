@@ -330,8 +330,8 @@ impl SessionV2 {
             }
             Control::SessionReset { .. } => {
                 // The server lost our session: start a new one; what it never acked is lost.
-                let mut undelivered = self.sent.take();
-                undelivered.extend(self.queue.drain());
+                let mut undelivered: Vec<crate::Message> = self.sent.take().into();
+                undelivered.extend(self.queue.drain_all());
                 self.events
                     .push_back(SessionEvent::RemoteReset { undelivered });
                 (self.in_seq, self.out_seq, self.connect_seq) = (0, 0, 0);

@@ -31,7 +31,6 @@ mod config;
 mod handshake;
 mod link;
 mod open;
-mod queue;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,13 +42,13 @@ pub use config::{V2Auth, V2Config, PACIFIC_FEATURES};
 
 use crate::auth::cephx::{CephxError, CryptoKey};
 use crate::message::Message;
+use crate::outgoing::{OutQueue, SentList};
 use crate::policy::Policy;
 use crate::session::{SessionError, SessionEvent, SessionState};
 use crate::v2::payload::IDENT_FLAG_LOSSY;
 use crate::v2::{Banner, EntityAddrV2, EntityAddrVec, V2Error};
 use crate::wire::{EntityAddr, EntityName, EntityType};
 use link::Link;
-use queue::{OutQueue, SentList};
 
 /// Where the handshake or session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -467,8 +466,8 @@ impl SessionV2 {
     /// instead (see `protocol`); the session is closed without events.
     pub(crate) fn take_for_fallback(&mut self) -> Vec<Message> {
         let sent = self.sent.take();
-        self.queue.requeue_front(sent);
-        let mut all = self.queue.drain();
+        self.queue.requeue_front(sent.into_iter());
+        let mut all = self.queue.drain_all();
         for m in &mut all {
             m.seq = 0;
         }
@@ -538,7 +537,7 @@ impl SessionV2 {
             return;
         }
         let unacked = self.sent.take();
-        self.queue.requeue_front(unacked);
+        self.queue.requeue_front(unacked.into_iter());
         let standby = !self.server
             && self.policy.standby
             && self.queue.len() == 0
@@ -567,8 +566,8 @@ impl SessionV2 {
         }
         self.state = State::Closed;
         self.deadlines = Deadlines::default();
-        let mut undelivered = self.sent.take();
-        undelivered.extend(self.queue.drain());
+        let mut undelivered: Vec<Message> = self.sent.take().into();
+        undelivered.extend(self.queue.drain_all());
         self.events
             .push_back(SessionEvent::Reset { error, undelivered });
     }

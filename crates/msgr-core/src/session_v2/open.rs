@@ -19,7 +19,9 @@ impl SessionV2 {
             return self.on_message(f);
         }
         match Control::decode(f.tag, &f.segments[0]).map_err(wire_err)? {
-            Control::Ack { seq } => self.sent.ack(seq),
+            Control::Ack { seq } => {
+                self.sent.trim(seq);
+            }
             Control::Keepalive2 { stamp } => {
                 self.link_mut()
                     .send_control(&Control::Keepalive2Ack { stamp });
@@ -45,7 +47,7 @@ impl SessionV2 {
     fn on_message(&mut self, f: InFrame) -> Result<(), SessionError> {
         let [header, front, middle, data] = f.segments;
         let h = MsgHeader2::decode(&header).map_err(wire_err)?;
-        self.sent.ack(h.ack_seq);
+        self.sent.trim(h.ack_seq);
         if h.seq <= self.in_seq {
             // A replay of something we already have.
             return Ok(());
@@ -83,23 +85,33 @@ impl SessionV2 {
         }
         let mut budget = batch;
         let mut wrote = false;
+        let link = self.link.as_mut().expect("open sessions have a link");
+        // The header's bytes, reused from message to message (the frame copies them).
+        let mut h = BytesMut::with_capacity(MsgHeader2::LEN);
         while budget > 0 {
-            let Some(mut m) = self.queue.pop() else { break };
-            if m.seq == 0 {
-                self.out_seq += 1;
-                m.seq = self.out_seq;
+            let out_seq = &mut self.out_seq;
+            let written = self.queue.write_run(&mut self.sent, |m| {
+                if m.seq == 0 {
+                    *out_seq += 1;
+                    m.seq = *out_seq;
+                }
+                h.clear();
+                MsgHeader2::for_message(m, m.seq, in_seq).encode(&mut h);
+                let [a0, a1, a2, a3] = MESSAGE_ALIGNMENTS;
+                link.send_frame(
+                    Tag::Message,
+                    &[(&h, a0), (&m.front, a1), (&m.middle, a2), (&m.data, a3)],
+                );
+                budget = budget.saturating_sub(m.payload_len().max(1));
+                budget > 0
+            });
+            if written == 0 {
+                break;
             }
-            let mut h = BytesMut::with_capacity(MsgHeader2::LEN);
-            MsgHeader2::for_message(&m, m.seq, in_seq).encode(&mut h);
-            let [a0, a1, a2, a3] = MESSAGE_ALIGNMENTS;
-            let link = self.link.as_mut().expect("open sessions have a link");
-            link.send_frame(
-                Tag::Message,
-                &[(&h, a0), (&m.front, a1), (&m.middle, a2), (&m.data, a3)],
-            );
-            budget = budget.saturating_sub(m.payload_len().max(1));
-            self.sent.push(m, lossy_limit);
             wrote = true;
+        }
+        if let Some(limit) = lossy_limit {
+            self.sent.cap(limit);
         }
         let link = self.link.as_mut().expect("open sessions have a link");
         if wrote {

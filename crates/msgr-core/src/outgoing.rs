@@ -1,7 +1,7 @@
-//! The outgoing side of a session: messages waiting to be sent, and messages sent but not yet
-//! acknowledged by the peer.
+//! The outgoing side of a session, msgr1's and msgr2's alike: messages waiting to be sent, and
+//! messages sent but not yet acknowledged by the peer.
 //!
-//! Order rules (msgr1): a message gets its sequence number when it is first written, so the
+//! Order rules (both protocols): a message gets its sequence number when it is first written, so the
 //! receiver sees messages in write order. New messages are written highest priority first,
 //! FIFO within one priority. After a link failure, unacknowledged messages go back to the
 //! *front* of the queue ("replay"), keep their original sequence numbers and are written before
@@ -91,6 +91,13 @@ impl OutQueue {
         }
         self.len -= n;
         n
+    }
+
+    /// A new session (msgr2's peer reset) numbers everything again.
+    pub fn forget_seqs(&mut self) {
+        for m in &mut self.replay {
+            m.seq = 0;
+        }
     }
 
     pub fn len(&self) -> usize {
