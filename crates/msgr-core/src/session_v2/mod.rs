@@ -300,7 +300,7 @@ impl SessionV2 {
                 out.push(link.out.split().freeze());
             }
         }
-        if self.closing && self.queue.len() == 0 && self.link.is_some() {
+        if self.closing && self.queue.is_empty() && self.link.is_some() {
             self.end(SessionError::Closed);
         }
         out.len() - before
@@ -540,7 +540,7 @@ impl SessionV2 {
         self.queue.requeue_front(unacked.into_iter());
         let standby = !self.server
             && self.policy.standby
-            && self.queue.len() == 0
+            && self.queue.is_empty()
             && self.keepalive.is_none();
         let will_reconnect = !self.server && !standby;
         self.state = if self.state == State::Wait {
