@@ -30,18 +30,26 @@ impl<'a> Reader<'a> {
     }
 
     /// Bytes not read yet.
+    #[inline]
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    #[cold]
+    fn short(&self, n: usize) -> ShortRead {
+        ShortRead {
+            what: self.what,
+            need: self.pos.saturating_add(n),
+            have: self.buf.len(),
+        }
+    }
+
     /// The next `n` bytes.
+    // Per field of every frame: inlined across codegen units.
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ShortRead> {
         if self.remaining() < n {
-            return Err(ShortRead {
-                what: self.what,
-                need: self.pos.saturating_add(n),
-                have: self.buf.len(),
-            });
+            return Err(self.short(n));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -49,32 +57,39 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `N` bytes as an array.
+    #[inline]
     pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], ShortRead> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, ShortRead> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, ShortRead> {
         Ok(u16::from_le_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self) -> Result<u32, ShortRead> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn i32(&mut self) -> Result<i32, ShortRead> {
         Ok(i32::from_le_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self) -> Result<u64, ShortRead> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self) -> Result<i64, ShortRead> {
         Ok(i64::from_le_bytes(self.array()?))
     }
