@@ -167,9 +167,23 @@ fn in_frame(
     bounds: [(usize, usize); 4],
     data: &Bytes,
 ) -> Result<InFrame, V2Error> {
+    // Spelled out rather than `bounds.map`, which showed as a tenth of msgr2's receive
+    // profile; absent segments share nothing.
+    let seg = |(a, b): (usize, usize)| {
+        if a == b {
+            Bytes::new()
+        } else {
+            data.slice(a..b)
+        }
+    };
     Ok(InFrame {
         tag: preamble.tag()?,
-        segments: bounds.map(|(a, b)| data.slice(a..b)),
+        segments: [
+            seg(bounds[0]),
+            seg(bounds[1]),
+            seg(bounds[2]),
+            seg(bounds[3]),
+        ],
     })
 }
 
