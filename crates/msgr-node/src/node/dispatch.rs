@@ -115,13 +115,14 @@ impl Dispatchers {
     }
 }
 
+/// A connection that does nothing, for tests of the dispatch path.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use msgr_core::api::{Connection, ConnectionCounters, MessengerError};
     use msgr_core::wire::{EntityName, EntityType};
 
-    struct NoConn;
+    pub(crate) struct NoConn;
     impl Connection for NoConn {
         fn peer_addr(&self) -> EntityAddr {
             EntityAddr::blank()
@@ -149,6 +150,12 @@ mod tests {
             ConnectionCounters::default()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::NoConn;
+    use super::*;
 
     /// Records the callbacks it gets, in order.
     #[derive(Default)]

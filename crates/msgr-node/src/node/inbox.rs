@@ -157,3 +157,108 @@ impl Inbox {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::node::dispatch::testing::NoConn;
+    use msgr_core::api::Dispatcher;
+    use msgr_core::Message;
+
+    /// A remote reset, as [`Tids`] records it.
+    const RESET: u64 = u64::MAX;
+
+    /// Records the tids it is handed, and remote resets, in order.
+    #[derive(Default)]
+    struct Tids(Mutex<Vec<u64>>);
+    impl Dispatcher for Tids {
+        fn ms_dispatch(&self, _conn: &ConnectionRef, msg: Message) {
+            self.0.lock().push(msg.tid);
+        }
+        fn ms_handle_remote_reset(&self, _conn: &ConnectionRef) {
+            self.0.lock().push(RESET);
+        }
+    }
+
+    fn message(tid: u64, len: usize) -> SessionEvent {
+        SessionEvent::Message(Message::new(1, vec![0u8; len]).with_tid(tid))
+    }
+
+    /// Runs of many messages stop where the throttle is full, in order, and go on from the
+    /// same message once budget comes back; the budget a run took is given back.
+    #[test]
+    fn runs_stop_at_a_full_throttle_and_resume_in_order() {
+        let inbox = Inbox::new();
+        let dispatchers = Dispatchers::default();
+        let log = Arc::new(Tids::default());
+        dispatchers.add(log.clone());
+        let conn: ConnectionRef = Arc::new(NoConn);
+        let counters = CounterPair::new(Default::default());
+        // 100 messages of 10 bytes against a budget of 250 bytes: not even one full run fits.
+        let throttle = PolicyThrottle::new(Some(250), None);
+        {
+            let mut q = inbox.events();
+            for tid in 0..100 {
+                q.push_back(message(tid, 10));
+            }
+        }
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let waker = || {
+            let w = wakes.clone();
+            move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        // The dispatcher keeps no budget: each run is released as soon as it is dispatched, so
+        // one drain goes through all of them, 25 at a time.
+        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, waker);
+        assert_eq!(*log.0.lock(), (0..100).collect::<Vec<_>>());
+        assert_eq!(throttle.in_flight(), (0, 0));
+        assert!(!inbox.is_paused());
+
+        // Budget held elsewhere (another connection of the same policy): the next message
+        // does not fit, the inbox pauses and registers a wake-up.
+        assert!(throttle.run().take(250));
+        inbox.events().push_back(message(100, 10));
+        inbox.events().push_back(message(101, 10));
+        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, waker);
+        assert!(inbox.is_paused());
+        assert_eq!(log.0.lock().len(), 100);
+        assert_eq!(counters.conn.throttle_waits.load(Ordering::Relaxed), 1);
+        throttle.release(250);
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        inbox.resume();
+        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, waker);
+        assert_eq!(log.0.lock()[100..], [100, 101]);
+        assert_eq!(throttle.in_flight(), (0, 0));
+    }
+
+    /// Events other than messages travel in the same runs, in order, and take no budget.
+    #[test]
+    fn other_events_keep_their_place_between_messages() {
+        let inbox = Inbox::new();
+        let dispatchers = Dispatchers::default();
+        let log = Arc::new(Tids::default());
+        dispatchers.add(log.clone());
+        let conn: ConnectionRef = Arc::new(NoConn);
+        let counters = CounterPair::new(Default::default());
+        let throttle = PolicyThrottle::new(None, Some(1000));
+        {
+            let mut q = inbox.events();
+            for tid in 0..200 {
+                q.push_back(message(tid, 1));
+                q.push_back(SessionEvent::RemoteReset {
+                    undelivered: Vec::new(),
+                });
+            }
+        }
+        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, || || {});
+        let want: Vec<u64> = (0..200).flat_map(|tid| [tid, RESET]).collect();
+        assert_eq!(*log.0.lock(), want);
+        assert!(inbox.events().is_empty());
+        assert_eq!(throttle.in_flight(), (0, 0));
+    }
+}
