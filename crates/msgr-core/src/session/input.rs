@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::wire::frame::{self, Frame};
+use crate::wire::frame::{self, Frame, Step};
 
 use super::timers::Timer;
 use super::{Session, SessionError, SessionEvent, State};
@@ -45,25 +45,37 @@ impl Session {
     /// Open-state input: one frame per call. Returns whether a frame was consumed.
     fn open_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<bool, SessionError> {
         let link = self.link.as_mut().expect("open implies a link");
-        let Some(f) = link.decoder.decode(buf)? else {
-            return Ok(false);
+        // A message goes straight from the decoder into the event queue (the hot path: one
+        // move of the message rather than one per layer).
+        let (in_seq, peer_num, dups) = (
+            &mut self.in_seq,
+            &mut self.peer_num,
+            &mut self.duplicates_dropped,
+        );
+        let (events, timers, ack_delay) =
+            (&mut self.events, &mut self.timers, self.config.ack_delay);
+        let unacked_in = &mut link.unacked_in;
+        let step = link.decoder.decode_with(buf, |m| {
+            if m.seq <= *in_seq {
+                // A replay of something we already delivered: the peer did not see our ACK.
+                *dups += 1;
+                return;
+            }
+            *in_seq = m.seq;
+            *peer_num = m.src.num;
+            *unacked_in += 1;
+            if !ack_delay.is_zero() {
+                timers.set_if_later_unset(Timer::Ack, now + ack_delay);
+            }
+            events.push_back(SessionEvent::Message(m));
+        })?;
+        let f = match step {
+            Step::More => return Ok(false),
+            Step::Message => return Ok(true),
+            Step::Frame(f) => f,
         };
         match f {
-            Frame::Msg(m) => {
-                if m.seq <= self.in_seq {
-                    // A replay of something we already delivered: the peer did not see our ACK.
-                    self.duplicates_dropped += 1;
-                    return Ok(true);
-                }
-                self.in_seq = m.seq;
-                self.peer_num = m.src.num;
-                link.unacked_in += 1;
-                if !self.config.ack_delay.is_zero() {
-                    self.timers
-                        .set_if_later_unset(Timer::Ack, now + self.config.ack_delay);
-                }
-                self.events.push_back(SessionEvent::Message(m));
-            }
+            Frame::Msg(_) => unreachable!("messages go to the closure above"),
             Frame::Ack(seq) => {
                 self.sent.trim(seq);
             }
