@@ -81,8 +81,9 @@ impl DataCrc {
     pub const KEEP_MIN: usize = 32 << 10;
 
     /// The CRC `crc` of `data` from `seed` (Ceph's crc32c, as the wire carries it), kept if
-    /// `data` is large enough to be worth it.
-    pub fn new(data: &Bytes, seed: u32, crc: u32) -> Self {
+    /// `data` is large enough to be worth it. Only the receive path makes one: a wrong value
+    /// would go out as the message's CRC and the peer would drop the connection.
+    pub(crate) fn new(data: &Bytes, seed: u32, crc: u32) -> Self {
         if data.len() < Self::KEEP_MIN {
             return DataCrc(None);
         }
@@ -162,5 +163,37 @@ impl Default for EntityName {
             kind: crate::wire::EntityType::CLIENT,
             num: -1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::encode_message;
+    use crate::wire::{EntityName, MsgFooter};
+
+    fn sent_data_crc(msg: &Message) -> u32 {
+        let mut chunks = Vec::new();
+        encode_message(msg, 1, EntityName::default(), false, &mut chunks);
+        let footer = chunks.last().expect("a footer");
+        MsgFooter::decode(footer, false)
+            .expect("a valid footer")
+            .data_crc
+    }
+
+    /// A deliberately wrong kept value shows whether the encoder used it.
+    #[test]
+    fn the_kept_crc_is_what_the_footer_carries_while_the_data_is_the_same() {
+        let data = Bytes::from(vec![7u8; DataCrc::KEEP_MIN]);
+        let real = MsgFooter::for_payload(&[], &[], &data).data_crc;
+        let planted = real ^ 0xdead_beef;
+        let mut msg = Message {
+            data_crc: DataCrc::new(&data, 0, planted),
+            ..Message::new(70, &b"f"[..]).with_data(data.clone())
+        };
+        assert_eq!(sent_data_crc(&msg), planted);
+        // The same contents elsewhere: computed.
+        msg.data = Bytes::copy_from_slice(&data);
+        assert_eq!(sent_data_crc(&msg), real);
     }
 }
