@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::machine::Machine;
 use super::pair::{self, Pair};
-use super::{rebind_config, run_pair_row, with_poll_us, Bins, Cell, Poll, Spec, RDMA_CONFIG};
+use super::{
+    calibrated_count, rebind_config, run_pair_row, with_poll_us, Bins, Cell, Poll, Spec,
+    CALIBRATE_TRIES, MIN_WALL_S, MIN_WALL_S_VM, RDMA_CONFIG,
+};
 use crate::test::VM_RUNNER;
 use crate::util::host_rdma_device;
 
@@ -181,6 +184,11 @@ pub fn run_inner(a: InnerArgs) -> i32 {
     };
     let mut rows = Vec::new();
     let mut port = PERFTEST_PORT;
+    let min_wall = if plan.in_vm {
+        MIN_WALL_S_VM
+    } else {
+        MIN_WALL_S
+    };
     for (i, spec) in plan.specs.iter().enumerate() {
         eprintln!(
             "[bench-rdma] {}/{} {} {}",
@@ -190,11 +198,18 @@ pub fn run_inner(a: InnerArgs) -> i32 {
             spec.size
         );
         let row = if PERFTESTS.contains(&spec.implementation.as_str()) {
-            port += 1;
-            perftest_row(spec, dev.as_deref(), ip.as_deref(), port, &device, &machine)
+            perftest_row(
+                spec,
+                dev.as_deref(),
+                ip.as_deref(),
+                &mut port,
+                &device,
+                &machine,
+                min_wall,
+            )
         } else {
             match config_for(spec) {
-                Ok(c) => run_pair_row(spec, &plan.bins, &c, &device, &machine),
+                Ok(c) => run_pair_row(spec, &plan.bins, &c, &device, &machine, min_wall),
                 Err(e) => {
                     let mut cell = Cell::new(spec.clone(), &device, &machine);
                     cell.status = format!("not available: {e}");
@@ -212,8 +227,37 @@ pub fn run_inner(a: InnerArgs) -> i32 {
     0
 }
 
-/// The IPv4 address of the netdev under an RDMA device (RoCE), for rdma_cm.
+/// One perftest row; like the msgrd rows it runs again with proportionally more iterations
+/// while it took under `min_wall` seconds (estimated as iterations / rate), each run on a
+/// port of its own (the next after `port`).
 fn perftest_row(
+    spec: &Spec,
+    dev: Option<&str>,
+    ip: Option<&str>,
+    port: &mut u16,
+    device: &str,
+    m: &Machine,
+    min_wall: f64,
+) -> Cell {
+    let mut spec = spec.clone();
+    for attempt in 1.. {
+        *port += 1;
+        let cell = perftest_once(&spec, dev, ip, *port, device, m);
+        let wall = cell
+            .msgs_per_s
+            .filter(|&r| r > 0.0 && cell.ok())
+            .map(|r| cell.spec.count as f64 / r);
+        match wall {
+            Some(w) if w < min_wall && attempt < CALIBRATE_TRIES => {
+                spec.count = calibrated_count(cell.spec.count, w, min_wall);
+            }
+            _ => return cell,
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+fn perftest_once(
     spec: &Spec,
     dev: Option<&str>,
     ip: Option<&str>,

@@ -296,7 +296,7 @@ pub fn table(cells: &[Cell]) -> String {
         "\nLatency: round trip of one message (echo), p50 / p99. GB/s and cpu s/GB count payload \
          bytes one way; cpu s/Mmsg is CPU seconds per million messages; server CPU comes from \
          /proc in 10 ms ticks, so rows run at least 0.5 s (rerun with more messages until they \
-         do). vs baseline: p50 ratio (lower is better) and msgs/s ratio (higher is better).\n",
+         do; RDMA rows in the VM, perftest's too, at least 2 s). vs baseline: p50 ratio (lower is better) and msgs/s ratio (higher is better).\n",
     );
     if cells.iter().any(|c| c.spec.implementation == ONE_WAY) {
         out.push_str(
