@@ -339,10 +339,12 @@ impl<L: Copy> ConnCore<L> {
         for i in not_delivered.into_iter().rev() {
             inbox.remove(i);
         }
-        drop(inbox);
+        // Counted before the inbox is unlocked: a dispatcher never sees a message the counters
+        // do not include yet.
         if messages > 0 {
             self.counters.add_messages_in(messages);
         }
+        drop(inbox);
         f
     }
 
