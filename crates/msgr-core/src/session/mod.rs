@@ -10,7 +10,8 @@
 //! 3. Feed every received byte with [`Session::handle_input`]; it consumes complete frames from the
 //!    buffer and leaves a partial one there for the next call.
 //! 4. After every call, drain: [`Session::poll_transmit`] until it returns 0 (chunks to write, in
-//!    order, suited to a vectored write), [`Session::poll_event`] (connected, message, reset, ...),
+//!    order, suited to a vectored write), [`Session::poll_event`] (connected, message, reset, ...;
+//!    or [`Session::poll_events`] for all of them at once),
 //!    and re-arm the timer with [`Session::poll_timeout`]; call [`Session::handle_timeout`] when
 //!    it fires. Check [`Session::wants_reconnect`] too: when true, dial the peer again (with the
 //!    driver's backoff) and call `link_up` on the new link.
@@ -27,9 +28,10 @@
 //!    be dropped by the driver.
 //!
 //! Module map: `handshake` (banner, addresses, connect / reply, SEQ exchange, both sides),
-//! `queue` (out queue and sent list), `accept` (how to answer a connect), `timers`, `config`,
+//! `accept` (how to answer a connect), `timers`, `config`,
 //! `events` (events, errors, public state), `input` (receive path), `transmit` (transmit path),
-//! `lifecycle` (timer expiry, open, fault, end, peer reset).
+//! `lifecycle` (timer expiry, open, fault, end, peer reset). The out queue and sent list are
+//! `crate::outgoing`, shared with msgr2.
 
 pub mod accept;
 mod config;

@@ -24,7 +24,8 @@
 //!
 //! Module map: `config` (settings), `link` (framing in the current mode, pre-auth record),
 //! `handshake` (both sides' handshake frames), `accept` (the server's answer to an IDENT),
-//! `open` (messages, acks, keepalives, transmit), `queue` (out queue and sent list).
+//! `open` (messages, acks, keepalives, transmit); the out queue and sent list are
+//! `crate::outgoing`, shared with msgr1.
 
 mod accept;
 mod config;
