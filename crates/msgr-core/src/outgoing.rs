@@ -47,13 +47,45 @@ impl OutQueue {
         m
     }
 
+    /// Write queued messages in order until `budget` payload bytes went out (each message
+    /// counts at least one; the one that crosses the budget is written too) or the queue is
+    /// empty; returns how many were written. A message gets its seq (`out_seq` + 1) when first
+    /// written, a replay keeps its own; then `encode` writes it, where it lies in the queue, and
+    /// written runs move to `sent` (see [`OutQueue::write_run`]). Both protocols' transmit.
+    pub fn write(
+        &mut self,
+        sent: &mut SentList,
+        out_seq: &mut u64,
+        budget: usize,
+        mut encode: impl FnMut(&mut Message),
+    ) -> usize {
+        let mut left = budget;
+        let mut written = 0;
+        while left > 0 {
+            let n = self.write_run(sent, |m| {
+                if m.seq == 0 {
+                    *out_seq += 1;
+                    m.seq = *out_seq;
+                }
+                encode(m);
+                left = left.saturating_sub(m.payload_len().max(1));
+                left > 0
+            });
+            if n == 0 {
+                break;
+            }
+            written += n;
+        }
+        written
+    }
+
     /// Write a run of messages in place and move them to `sent` in one step: `write` is called
     /// on each message in the order [`OutQueue::pop`] would return them, from one queue (the
     /// replays, or one priority), until it returns false (it wrote that message, and wants no
     /// more) or that queue is empty. Returns how many were written. Saves moving each message
     /// out of the queue and into `sent` separately; a run that empties its queue while
     /// nothing waits for an ACK moves as the whole queue.
-    pub fn write_run(
+    fn write_run(
         &mut self,
         sent: &mut SentList,
         mut write: impl FnMut(&mut Message) -> bool,
@@ -71,6 +103,19 @@ impl OutQueue {
         sent.take_run(run, n);
         self.len -= n;
         n
+    }
+
+    /// Everything `sent` holds goes back in front of everything, for replay on the next link.
+    pub fn requeue_unacked(&mut self, sent: &mut SentList) {
+        self.requeue_front(sent.take().into_iter());
+    }
+
+    /// Sent-but-unacked (seq order) then queued messages, emptying both: what a session that
+    /// ends reports as undelivered.
+    pub fn take_undelivered(&mut self, sent: &mut SentList) -> Vec<Message> {
+        let mut v: Vec<Message> = sent.take().into();
+        v.extend(self.drain_all());
+        v
     }
 
     /// Put `sent` (oldest first) back in front of everything, for replay on the next link.
@@ -242,24 +287,6 @@ mod tests {
         assert_eq!(tids(&q.drain_all()), vec![7, 8, 100]);
     }
 
-    /// What `Session::poll_transmit` does: seq on first write, runs until the budget is spent.
-    fn write_all(q: &mut OutQueue, sent: &mut SentList, next_seq: &mut u64, budget: usize) {
-        let mut left = budget;
-        while left > 0 {
-            let n = q.write_run(sent, |m| {
-                if m.seq == 0 {
-                    *next_seq += 1;
-                    m.seq = *next_seq;
-                }
-                left -= 1;
-                left > 0
-            });
-            if n == 0 {
-                break;
-            }
-        }
-    }
-
     #[test]
     fn runs_write_in_pop_order_and_land_in_sent_in_seq_order() {
         let mut q = OutQueue::default();
@@ -268,8 +295,8 @@ mod tests {
         for (p, t) in [(127, 1), (196, 2), (127, 3), (64, 4), (196, 5), (255, 6)] {
             q.push(m(p, t));
         }
-        // A budget of 4 messages stops inside the 127 run.
-        write_all(&mut q, &mut sent, &mut seq, 4);
+        // A budget of 4 one-byte messages stops inside the 127 run.
+        assert_eq!(q.write(&mut sent, &mut seq, 4, |_| {}), 4);
         assert_eq!(q.len(), 2);
         let first = sent.take();
         assert_eq!(
@@ -283,7 +310,7 @@ mod tests {
         // The unacknowledged run is replayed first, with its seqs, before the rest.
         q.requeue_front(first.into_iter());
         q.push(m(255, 7));
-        write_all(&mut q, &mut sent, &mut seq, 100);
+        assert_eq!(q.write(&mut sent, &mut seq, 100, |_| {}), 7);
         assert!(q.is_empty());
         let all: Vec<Message> = sent.take().into_iter().collect();
         assert_eq!(tids(&all), vec![6, 2, 5, 1, 7, 3, 4]);
@@ -293,7 +320,7 @@ mod tests {
         );
         // Emptied priority queues are kept and serve again.
         q.push(m(127, 8));
-        write_all(&mut q, &mut sent, &mut seq, 100);
+        q.write(&mut sent, &mut seq, 100, |_| {});
         assert_eq!(sent.len(), 1);
         assert_eq!(sent.trim(8), 1);
     }

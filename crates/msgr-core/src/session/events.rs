@@ -1,5 +1,6 @@
 //! What a session reports to its driver: events, errors, and its public state.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::message::Message;
@@ -181,4 +182,15 @@ pub enum SessionState {
     Wait,
     /// Gone for good.
     Closed,
+}
+
+/// A session's pending events appended to `out` in order, emptying `pending`: into an empty
+/// `out` the whole queue is handed over without moving an event (both protocols'
+/// `poll_events`).
+pub(crate) fn hand_over(pending: &mut VecDeque<SessionEvent>, out: &mut VecDeque<SessionEvent>) {
+    if out.is_empty() {
+        std::mem::swap(out, pending);
+    } else {
+        out.append(pending);
+    }
 }

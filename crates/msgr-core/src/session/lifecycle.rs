@@ -100,7 +100,7 @@ impl Session {
         if ours {
             self.events.push_back(SessionEvent::CloseLink);
         }
-        self.queue.requeue_front(self.sent.take().into_iter());
+        self.queue.requeue_unacked(&mut self.sent);
         let was = std::mem::replace(&mut self.state, State::Faulted);
         if !self.once_ready && self.queue.is_empty() && matches!(was, State::Accepting(_)) {
             // A half-accepted peer with nothing for it: forget it.
@@ -146,9 +146,7 @@ impl Session {
 
     /// Sent-but-unacked (seq order) then queued messages, emptying both.
     pub(super) fn take_undelivered(&mut self) -> Vec<Message> {
-        let mut v: Vec<Message> = self.sent.take().into();
-        v.extend(self.queue.drain_all());
-        v
+        self.queue.take_undelivered(&mut self.sent)
     }
 
     /// The peer lost our shared session (Ceph `session_reset`): numbering restarts, our queues

@@ -46,6 +46,7 @@ pub use accept::{AcceptDecision, ConnectRequest, ExistingView};
 pub use config::{
     proto, protocol_version, Authorizer, GlobalSeq, NoneAuthorizer, SessionConfig, CEPH_AUTH_NONE,
 };
+pub(crate) use events::hand_over;
 pub use events::{SessionError, SessionEvent, SessionState};
 
 use std::collections::VecDeque;
@@ -289,11 +290,7 @@ impl Session {
     /// Every pending event, appended to `out` in order; into an empty `out` the whole queue
     /// is handed over without moving an event (see `ProtocolSession::poll_events`).
     pub fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.events);
-        } else {
-            out.append(&mut self.events);
-        }
+        events::hand_over(&mut self.events, out);
     }
 
     /// The next instant at which `handle_timeout` must be called (keepalive, handshake timeout,

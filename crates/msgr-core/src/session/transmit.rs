@@ -36,16 +36,12 @@ impl Session {
         // Messages follow the control bytes in the same buffer: a run of small messages (and
         // the ACK after them) leaves as one chunk; large sections go as their own chunks.
         let msg_auth = has_feature(self.features, CEPH_FEATUREMASK_MSG_AUTH);
-        let mut budget = self.config.transmit_batch_bytes;
-        let mut wrote_msgs = false;
         let (my_name, crc_data) = (self.config.my_name, self.config.crc_data);
-        while budget > 0 {
-            let out_seq = &mut self.out_seq;
-            let written = self.queue.write_run(&mut self.sent, |m| {
-                if m.seq == 0 {
-                    *out_seq += 1;
-                    m.seq = *out_seq;
-                }
+        let written = self.queue.write(
+            &mut self.sent,
+            &mut self.out_seq,
+            self.config.transmit_batch_bytes,
+            |m| {
                 m.src = my_name;
                 frame::encode_message_batched(
                     m,
@@ -57,14 +53,9 @@ impl Session {
                     &mut link.ctrl,
                     out,
                 );
-                budget = budget.saturating_sub(m.payload_len().max(1));
-                budget > 0
-            });
-            if written == 0 {
-                break;
-            }
-            wrote_msgs = true;
-        }
+            },
+        );
+        let wrote_msgs = written > 0;
         if self.policy.lossy {
             self.sent.cap(self.config.lossy_unacked_limit);
         }

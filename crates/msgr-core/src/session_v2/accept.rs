@@ -184,8 +184,7 @@ impl SessionV2 {
         if ex.link.take().is_some() {
             ex.events.push_back(SessionEvent::CloseLink);
         }
-        let sent = ex.sent.take();
-        ex.queue.requeue_front(sent.into_iter());
+        ex.queue.requeue_unacked(&mut ex.sent);
         let mut queue = std::mem::take(&mut ex.queue);
         match how {
             TakeOver::PeerReset => {

@@ -330,8 +330,7 @@ impl SessionV2 {
             }
             Control::SessionReset { .. } => {
                 // The server lost our session: start a new one; what it never acked is lost.
-                let mut undelivered: Vec<crate::Message> = self.sent.take().into();
-                undelivered.extend(self.queue.drain_all());
+                let undelivered = self.queue.take_undelivered(&mut self.sent);
                 self.events
                     .push_back(SessionEvent::RemoteReset { undelivered });
                 (self.in_seq, self.out_seq, self.connect_seq) = (0, 0, 0);

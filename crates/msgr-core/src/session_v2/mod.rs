@@ -315,11 +315,7 @@ impl SessionV2 {
     /// Every pending event, appended to `out` in order; into an empty `out` the whole queue
     /// is handed over without moving an event (see `ProtocolSession::poll_events`).
     pub fn poll_events(&mut self, out: &mut VecDeque<SessionEvent>) {
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.events);
-        } else {
-            out.append(&mut self.events);
-        }
+        crate::session::hand_over(&mut self.events, out);
     }
 
     /// When [`SessionV2::handle_timeout`] should next be called.
@@ -466,9 +462,7 @@ impl SessionV2 {
     /// Everything queued or sent but unacknowledged, unnumbered, for a msgr1 session to carry
     /// instead (see `protocol`); the session is closed without events.
     pub(crate) fn take_for_fallback(&mut self) -> Vec<Message> {
-        let sent = self.sent.take();
-        self.queue.requeue_front(sent.into_iter());
-        let mut all = self.queue.drain_all();
+        let mut all = self.queue.take_undelivered(&mut self.sent);
         for m in &mut all {
             m.seq = 0;
         }
@@ -537,8 +531,7 @@ impl SessionV2 {
             self.end(error);
             return;
         }
-        let unacked = self.sent.take();
-        self.queue.requeue_front(unacked.into_iter());
+        self.queue.requeue_unacked(&mut self.sent);
         let standby = !self.server
             && self.policy.standby
             && self.queue.is_empty()
@@ -567,8 +560,7 @@ impl SessionV2 {
         }
         self.state = State::Closed;
         self.deadlines = Deadlines::default();
-        let mut undelivered: Vec<Message> = self.sent.take().into();
-        undelivered.extend(self.queue.drain_all());
+        let undelivered = self.queue.take_undelivered(&mut self.sent);
         self.events
             .push_back(SessionEvent::Reset { error, undelivered });
     }

@@ -83,18 +83,12 @@ impl SessionV2 {
             self.keepalive_sent = Some((stamp, self.born + elapsed(stamp)));
             self.link_mut().send_control(&Control::Keepalive2 { stamp });
         }
-        let mut budget = batch;
-        let mut wrote = false;
         let link = self.link.as_mut().expect("open sessions have a link");
         // The header's bytes, reused from message to message (the frame copies them).
         let mut h = BytesMut::with_capacity(MsgHeader2::LEN);
-        while budget > 0 {
-            let out_seq = &mut self.out_seq;
-            let written = self.queue.write_run(&mut self.sent, |m| {
-                if m.seq == 0 {
-                    *out_seq += 1;
-                    m.seq = *out_seq;
-                }
+        let written = self
+            .queue
+            .write(&mut self.sent, &mut self.out_seq, batch, |m| {
                 h.clear();
                 MsgHeader2::for_message(m, m.seq, in_seq).encode(&mut h);
                 let [a0, a1, a2, a3] = MESSAGE_ALIGNMENTS;
@@ -102,14 +96,8 @@ impl SessionV2 {
                     Tag::Message,
                     &[(&h, a0), (&m.front, a1), (&m.middle, a2), (&m.data, a3)],
                 );
-                budget = budget.saturating_sub(m.payload_len().max(1));
-                budget > 0
             });
-            if written == 0 {
-                break;
-            }
-            wrote = true;
-        }
+        let wrote = written > 0;
         if let Some(limit) = lossy_limit {
             self.sent.cap(limit);
         }

@@ -220,7 +220,7 @@ impl Session {
     fn enter_wait(&mut self, now: Instant) {
         self.link = None;
         self.timers.clear();
-        self.queue.requeue_front(self.sent.take().into_iter());
+        self.queue.requeue_unacked(&mut self.sent);
         self.state = State::Wait;
         self.timers
             .set(Timer::WaitRetry, now + self.config.wait_retry);

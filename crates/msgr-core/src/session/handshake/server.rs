@@ -218,7 +218,7 @@ impl Session {
             ex.events.push_back(SessionEvent::CloseLink);
         }
         ex.timers.clear();
-        ex.queue.requeue_front(ex.sent.take().into_iter());
+        ex.queue.requeue_unacked(&mut ex.sent);
         // A peer reset only invalidates numbering we actually used: if this session never
         // wrote or received a message (e.g. the peer's first handshake was cut before it saw
         // our reply), its queue is still good for the peer and is kept rather than dropped
