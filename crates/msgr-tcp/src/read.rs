@@ -324,16 +324,23 @@ mod tests {
         }
     }
 
+    /// A connected loopback pair: a blocking sender and a non-blocking receiving end (what a
+    /// link reads from).
+    fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (rx, _) = l.accept().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        (tx, rx)
+    }
+
     /// The peer sends a small frame and closes right after a large body: the peek that takes
     /// the frame must not report "drained", or the close (whose readiness event is already
     /// spent) goes unseen and a lossless session waits forever (found by the starved repeat
     /// of the msgr2 stress test).
     #[test]
     fn a_close_right_after_the_peeked_frame_is_seen() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (rx, _) = l.accept().unwrap();
-        rx.set_nonblocking(true).unwrap();
+        let (mut tx, rx) = socket_pair();
         tx.write_all(&[5u8; 100]).unwrap();
         drop(tx);
         std::thread::sleep(Duration::from_millis(50));
@@ -352,10 +359,7 @@ mod tests {
 
     #[test]
     fn after_a_large_body_the_next_frame_start_is_read_alone() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut tx = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (rx, _) = l.accept().unwrap();
-        rx.set_nonblocking(true).unwrap();
+        let (mut tx, rx) = socket_pair();
         let body = 256 << 10;
         // The writer keeps its end open (returns it): an end of stream is not what is tested.
         let writer = std::thread::spawn(move || {

@@ -187,16 +187,46 @@ mod tests {
         SessionEvent::Message(Message::new(1, vec![0u8; len]).with_tid(tid))
     }
 
+    /// An inbox with a recording dispatcher and what `drain` needs besides.
+    struct Fixture {
+        inbox: Inbox,
+        dispatchers: Dispatchers,
+        log: Arc<Tids>,
+        conn: ConnectionRef,
+        counters: CounterPair,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dispatchers = Dispatchers::default();
+            let log = Arc::new(Tids::default());
+            dispatchers.add(log.clone());
+            Fixture {
+                inbox: Inbox::new(),
+                dispatchers,
+                log,
+                conn: Arc::new(NoConn),
+                counters: CounterPair::new(Default::default()),
+            }
+        }
+
+        fn drain<W: FnOnce() + Send + 'static>(
+            &self,
+            throttle: &PolicyThrottle,
+            waker: impl Fn() -> W,
+        ) {
+            let (conn, counters) = (&self.conn, &self.counters);
+            self.inbox
+                .drain(conn, &self.dispatchers, Some(throttle), counters, waker);
+        }
+    }
+
     /// Runs of many messages stop where the throttle is full, in order, and go on from the
     /// same message once budget comes back; the budget a run took is given back.
     #[test]
     fn runs_stop_at_a_full_throttle_and_resume_in_order() {
-        let inbox = Inbox::new();
-        let dispatchers = Dispatchers::default();
-        let log = Arc::new(Tids::default());
-        dispatchers.add(log.clone());
-        let conn: ConnectionRef = Arc::new(NoConn);
-        let counters = CounterPair::new(Default::default());
+        let f = Fixture::new();
+        let (inbox, log) = (&f.inbox, &f.log);
         // 100 messages of 10 bytes against a budget of 250 bytes: not even one full run fits.
         let throttle = PolicyThrottle::new(Some(250), None);
         {
@@ -214,7 +244,7 @@ mod tests {
         };
         // The dispatcher keeps no budget: each run is released as soon as it is dispatched, so
         // one drain goes through all of them, 25 at a time.
-        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, waker);
+        f.drain(&throttle, waker);
         assert_eq!(*log.0.lock(), (0..100).collect::<Vec<_>>());
         assert_eq!(throttle.in_flight(), (0, 0));
         assert!(!inbox.is_paused());
@@ -224,14 +254,14 @@ mod tests {
         assert!(throttle.run().take(250));
         inbox.events().push_back(message(100, 10));
         inbox.events().push_back(message(101, 10));
-        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, waker);
+        f.drain(&throttle, waker);
         assert!(inbox.is_paused());
         assert_eq!(log.0.lock().len(), 100);
-        assert_eq!(counters.conn.throttle_waits.load(Ordering::Relaxed), 1);
+        assert_eq!(f.counters.conn.throttle_waits.load(Ordering::Relaxed), 1);
         throttle.release(250);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
         inbox.resume();
-        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, waker);
+        f.drain(&throttle, waker);
         assert_eq!(log.0.lock()[100..], [100, 101]);
         assert_eq!(throttle.in_flight(), (0, 0));
     }
@@ -239,12 +269,8 @@ mod tests {
     /// Events other than messages travel in the same runs, in order, and take no budget.
     #[test]
     fn other_events_keep_their_place_between_messages() {
-        let inbox = Inbox::new();
-        let dispatchers = Dispatchers::default();
-        let log = Arc::new(Tids::default());
-        dispatchers.add(log.clone());
-        let conn: ConnectionRef = Arc::new(NoConn);
-        let counters = CounterPair::new(Default::default());
+        let f = Fixture::new();
+        let (inbox, log) = (&f.inbox, &f.log);
         let throttle = PolicyThrottle::new(None, Some(1000));
         {
             let mut q = inbox.events();
@@ -255,7 +281,7 @@ mod tests {
                 });
             }
         }
-        inbox.drain(&conn, &dispatchers, Some(&throttle), &counters, || || {});
+        f.drain(&throttle, || || {});
         let want: Vec<u64> = (0..200).flat_map(|tid| [tid, RESET]).collect();
         assert_eq!(*log.0.lock(), want);
         assert!(inbox.events().is_empty());
