@@ -53,7 +53,7 @@ pub const MIN_WALL_S: f64 = 0.5;
 /// short runs swing by a factor of two.
 pub const MIN_WALL_S_VM: f64 = 2.0;
 /// Reruns allowed to reach [`MIN_WALL_S`].
-pub const CALIBRATE_TRIES: u32 = 4;
+const CALIBRATE_TRIES: u32 = 4;
 pub const TCP_CONFIG: &str = "config/tcp.toml";
 pub const RDMA_CONFIG: &str = "config/rdma.toml";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -729,12 +729,28 @@ pub fn run_pair_row(
     machine: &Machine,
     min_wall: f64,
 ) -> Cell {
+    calibrated(
+        spec,
+        min_wall,
+        |c| c.wall_s.filter(|_| c.ok() && !c.is_memory()),
+        |s| run_pair_once(s, bins, config, device, machine),
+    )
+}
+
+/// Runs a row with `run` until it lasts at least `min_wall` seconds by `wall` (None: as it
+/// is), each rerun with proportionally more messages, at most [`CALIBRATE_TRIES`] runs.
+pub fn calibrated(
+    spec: &Spec,
+    min_wall: f64,
+    wall: impl Fn(&Cell) -> Option<f64>,
+    mut run: impl FnMut(&Spec) -> Cell,
+) -> Cell {
     let mut spec = spec.clone();
     for attempt in 1.. {
-        let cell = run_pair_once(&spec, bins, config, device, machine);
-        match cell.wall_s.filter(|_| cell.ok() && !cell.is_memory()) {
-            Some(wall) if wall < min_wall && attempt < CALIBRATE_TRIES => {
-                spec.count = calibrated_count(spec.count, wall, min_wall);
+        let cell = run(&spec);
+        match wall(&cell) {
+            Some(w) if w < min_wall && attempt < CALIBRATE_TRIES => {
+                spec.count = calibrated_count(cell.spec.count, w, min_wall);
             }
             _ => return cell,
         }

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::machine::Machine;
 use super::pair::{self, Pair};
 use super::{
-    calibrated_count, rebind_config, run_pair_row, with_poll_us, Bins, Cell, Poll, Spec,
-    CALIBRATE_TRIES, MIN_WALL_S, MIN_WALL_S_VM, RDMA_CONFIG,
+    calibrated, rebind_config, run_pair_row, with_poll_us, Bins, Cell, Poll, Spec, MIN_WALL_S,
+    MIN_WALL_S_VM, RDMA_CONFIG,
 };
 use crate::test::VM_RUNNER;
 use crate::util::host_rdma_device;
@@ -239,22 +239,19 @@ fn perftest_row(
     m: &Machine,
     min_wall: f64,
 ) -> Cell {
-    let mut spec = spec.clone();
-    for attempt in 1.. {
-        *port += 1;
-        let cell = perftest_once(&spec, dev, ip, *port, device, m);
-        let wall = cell
-            .msgs_per_s
-            .filter(|&r| r > 0.0 && cell.ok())
-            .map(|r| cell.spec.count as f64 / r);
-        match wall {
-            Some(w) if w < min_wall && attempt < CALIBRATE_TRIES => {
-                spec.count = calibrated_count(cell.spec.count, w, min_wall);
-            }
-            _ => return cell,
-        }
-    }
-    unreachable!("the loop returns on its last attempt")
+    calibrated(
+        spec,
+        min_wall,
+        |c| {
+            c.msgs_per_s
+                .filter(|&r| r > 0.0 && c.ok())
+                .map(|r| c.spec.count as f64 / r)
+        },
+        |s| {
+            *port += 1;
+            perftest_once(s, dev, ip, *port, device, m)
+        },
+    )
 }
 
 fn perftest_once(
